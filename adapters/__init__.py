@@ -1,0 +1,40 @@
+"""Exchange adapters: the port the engine speaks, and its implementations.
+
+* :mod:`adapters.port`: the protocol and value types.
+* :mod:`adapters.simulated`: a deterministic exchange in virtual time.
+* :mod:`adapters.ccxt`: real exchanges through ``ccxt.async_support``.
+"""
+
+from adapters.port import (
+    AmbiguousError,
+    ExchangeError,
+    ExchangePort,
+    OrderNotFound,
+    OrderRejected,
+    OrderSnapshot,
+    OrderStatus,
+    PositionCache,
+    PositionSide,
+    PositionSnapshot,
+    Side,
+    Source,
+    StopSnapshot,
+    TransientError,
+)
+
+__all__ = [
+    "AmbiguousError",
+    "ExchangeError",
+    "ExchangePort",
+    "OrderNotFound",
+    "OrderRejected",
+    "OrderSnapshot",
+    "OrderStatus",
+    "PositionCache",
+    "PositionSide",
+    "PositionSnapshot",
+    "Side",
+    "Source",
+    "StopSnapshot",
+    "TransientError",
+]
