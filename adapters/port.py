@@ -132,6 +132,11 @@ def _opt_nonneg(_inst: object, attr: attrs.Attribute[float | None], value: float
         raise ValueError(f"{attr.name} must be a finite number >= 0 or None, got {value!r}")
 
 
+def _nonneg(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{attr.name} must be a finite number >= 0, got {value!r}")
+
+
 @attrs.frozen
 class OrderSnapshot:
     """What the exchange told us about one order, at one moment.
@@ -169,7 +174,7 @@ class PositionSnapshot:
 
     symbol: str
     side: PositionSide | None
-    size: float = attrs.field(validator=_opt_nonneg)
+    size: float = attrs.field(converter=float, validator=_nonneg)
     source: Source
     received_at: float
     as_of: float | None = None
@@ -261,7 +266,8 @@ class AmbiguousError(TransientError):
 
 
 class PositionCache:
-    """Latest streamed position per symbol, with a way to wait for news.
+    """Latest streamed position per symbol (and order per client id), with a
+    way to wait for news.
 
     Adapters that run a position stream (WebSocket) feed it with
     :meth:`update`; the engine reads :meth:`latest` and waits with
@@ -271,6 +277,7 @@ class PositionCache:
     def __init__(self) -> None:
         self._latest: dict[str, PositionSnapshot] = {}
         self._versions: dict[str, int] = {}
+        self._orders: dict[str, OrderSnapshot] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def update(self, snapshot: PositionSnapshot) -> None:
@@ -282,6 +289,23 @@ class PositionCache:
             if not fut.done():
                 fut.set_result(None)
 
+    def update_order(self, snapshot: OrderSnapshot) -> None:
+        """Record a streamed order update (keyed by client id, then by id)
+        and wake every waiter on that order."""
+        for key in (snapshot.client_id, snapshot.order_id):
+            if key is None:
+                continue
+            k = "order:" + key
+            self._orders[key] = snapshot
+            self._versions[k] = self._versions.get(k, 0) + 1
+            for fut in self._waiters.pop(k, []):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def latest_order(self, key: str) -> OrderSnapshot | None:
+        """Latest streamed update of the order with this client id or id."""
+        return self._orders.get(key)
+
     def latest(self, symbol: str) -> PositionSnapshot | None:
         return self._latest.get(symbol)
 
@@ -292,11 +316,28 @@ class PositionCache:
         """Wait until the cache holds a snapshot for ``symbol`` newer than
         ``version`` (as returned by :meth:`version`). The caller bounds the
         wait with its own deadline."""
-        while self._versions.get(symbol, 0) <= version:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(symbol, []).append(fut)
-            await fut
+        await self._wait(symbol, version)
         return self._latest[symbol]
+
+    def order_version(self, key: str) -> int:
+        return self._versions.get("order:" + key, 0)
+
+    async def wait_order(self, key: str, version: int) -> OrderSnapshot:
+        """Wait for an order update newer than ``version`` (see
+        :meth:`order_version`)."""
+        await self._wait("order:" + key, version)
+        return self._orders[key]
+
+    async def _wait(self, key: str, version: int) -> None:
+        while self._versions.get(key, 0) <= version:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(key, []).append(fut)
+            try:
+                await fut
+            finally:
+                waiters = self._waiters.get(key)
+                if waiters and fut in waiters:
+                    waiters.remove(fut)
 
 
 # --------------------------------------------------------------------------
@@ -342,6 +383,11 @@ class ExchangePort(Protocol):
         the stream: an absent symbol is not proof of a flat position."""
         ...
 
+    async def fetch_price(self, symbol: str) -> float | None:
+        """A reference price (last or mark) used to refuse a stop-loss on the
+        wrong side before anything is sent; ``None`` if not available."""
+        ...
+
     async def place_stop(
         self,
         *,
@@ -359,7 +405,9 @@ class ExchangePort(Protocol):
         """Open (untriggered) stop orders, for one symbol or all."""
         ...
 
-    async def cancel_order(self, *, symbol: str, order_id: str | None, client_id: str | None) -> None:
+    async def cancel_order(
+        self, *, symbol: str, order_id: str | None, client_id: str | None
+    ) -> None:
         """Cancel an open order (a stop). :class:`OrderNotFound` if it is
         already gone."""
         ...

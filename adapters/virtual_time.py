@@ -21,7 +21,7 @@ import selectors
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["VirtualTimeLoop", "VirtualTimeDeadlock", "run_virtual"]
+__all__ = ["VirtualTimeDeadlock", "VirtualTimeLoop", "run_virtual"]
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ class VirtualTimeDeadlock(RuntimeError):
     """The loop had nothing to run and no timer to wait for."""
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     def __init__(self, loop: VirtualTimeLoop) -> None:
         super().__init__()
         self._vloop = loop

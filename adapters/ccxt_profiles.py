@@ -1,0 +1,190 @@
+"""Per-exchange facts the ccxt adapter needs, kept as data.
+
+ccxt unifies most of what the engine asks for, but not everything the engine
+*relies on*: which endpoint still shows a filled order, how a stop-market is
+expressed, which error codes mean "we do not know whether it happened", how
+long a client order id may be. Each :class:`ExchangeProfile` records those
+facts for one exchange so that the adapter's code stays exchange-neutral.
+
+Every value here was checked against ccxt 4.5.x's Python source (the file and
+function are named next to it) or the exchange's API documentation.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = [
+    "BINANCE_USDM",
+    "BYBIT_LINEAR",
+    "GENERIC",
+    "OKX_SWAP",
+    "ExchangeProfile",
+    "LookupStyle",
+    "StopStyle",
+    "profile_for",
+]
+
+
+class StopStyle(enum.Enum):
+    """How a reduce-only stop-market is expressed through ``create_order``."""
+
+    #: ``triggerPrice`` + explicit ``triggerDirection`` + ``reduceOnly``.
+    #: Bybit v5 requires the direction for conditional orders
+    #: (``bybit.create_order_request`` raises ArgumentsRequired without it);
+    #: we set it ourselves rather than rely on ccxt deriving it from
+    #: ``stopLossPrice``, so the request states exactly what we mean.
+    TRIGGER_WITH_DIRECTION = "trigger_with_direction"
+    #: ccxt's unified ``stopLossPrice`` + ``reduceOnly``. On binanceusdm this
+    #: becomes ``type=STOP_MARKET`` on ``POST /fapi/v1/algoOrder``
+    #: (``binance.create_order``: conditional swap orders go to the algo API).
+    STOP_LOSS_PRICE = "stop_loss_price"
+
+
+class LookupStyle(enum.Enum):
+    """How an order is found by exchange id or by our client id."""
+
+    #: Bybit v5: ``/v5/order/realtime`` (open orders and, usually, the last
+    #: 500 closed ones) then ``/v5/order/history`` (all terminal states), both
+    #: filtered by ``orderId`` or ``orderLinkId``. Not ``fetch_order`` (it
+    #: raises ArgumentsRequired unless ``acknowledged``) and not
+    #: ``fetch_closed_order(s)`` (they add ``orderStatus=Filled`` and so never
+    #: show a cancelled or rejected order).
+    BYBIT_REALTIME_THEN_HISTORY = "bybit_realtime_then_history"
+    #: ``fetch_order(id, symbol)`` or ``fetch_order(None, symbol,
+    #: {client_id_lookup_param: client_id})``.
+    FETCH_ORDER = "fetch_order"
+
+
+@attrs.frozen
+class ExchangeProfile:
+    """What differs between exchanges, as data. See the module docstring."""
+
+    name: str
+    #: Key under which a client id is *looked up* (the create side always uses
+    #: ccxt's unified ``clientOrderId``, which ccxt maps to ``orderLinkId`` /
+    #: ``newClientOrderId`` / ``clientAlgoId`` / ``clOrdId``).
+    client_id_lookup_param: str
+    #: The exchange's own rule for client order ids; checked before sending.
+    client_id_pattern: re.Pattern[str]
+    client_id_max_len: int
+    stop_style: StopStyle
+    lookup_style: LookupStyle
+    #: Stops live in a separate order book (Binance algo orders): fetch and
+    #: cancel them with ``{"trigger": True}``.
+    stops_need_trigger_flag: bool = False
+    #: Extra params on every request (e.g. Bybit ``category``).
+    common_params: Mapping[str, object] = attrs.field(factory=dict)
+    #: Exchange error codes after which a write may or may not have happened.
+    ambiguous_codes: frozenset[str] = frozenset()
+    #: Codes meaning "an order with this client id already exists": for a
+    #: create, the order we meant to place may exist, so it is ambiguous.
+    duplicate_client_id_codes: frozenset[str] = frozenset()
+    #: Codes meaning "no such order" that ccxt does not map to OrderNotFound.
+    not_found_codes: frozenset[str] = frozenset()
+    #: ccxt exchange options set by the adapter *only when the caller left them
+    #: unset*, to keep hidden requests off the critical path.
+    default_options: Mapping[str, object] = attrs.field(factory=dict)
+    #: Seconds to wait after a rate-limit answer, when the exchange gives no
+    #: better hint.
+    rate_limit_backoff: float = 1.0
+
+
+_BYBIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+_BINANCE_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+_OKX_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_GENERIC_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,36}$")
+
+#: Bybit v5, USDT/USDC linear contracts.
+BYBIT_LINEAR = ExchangeProfile(
+    name="bybit",
+    client_id_lookup_param="orderLinkId",
+    # Bybit docs (order/create-order): orderLinkId "max 36 characters;
+    # numbers, letters (upper and lower case), dashes and underscores".
+    client_id_pattern=_BYBIT_ID,
+    client_id_max_len=36,
+    stop_style=StopStyle.TRIGGER_WITH_DIRECTION,
+    lookup_style=LookupStyle.BYBIT_REALTIME_THEN_HISTORY,
+    common_params={"category": "linear"},
+    # 10016 "System error, please try again later": ccxt maps it to a plain
+    # ExchangeError (bybit.describe exceptions.exact), which says nothing
+    # about whether the order went through. 10000 "Server timeout" is not
+    # mapped at all. 170007 / 170146 are the backend-timeout codes.
+    ambiguous_codes=frozenset({"10000", "10016", "170007", "170146"}),
+    # 110072 "OrderLinkedID is duplicate" (ccxt: InvalidOrder).
+    duplicate_client_id_codes=frozenset({"110072"}),
+    not_found_codes=frozenset({"110001", "170213"}),
+    # bybit.is_unified_enabled() runs GET /v5/user/query-api and GET
+    # /v5/account/info on the first create_order / fetch_order /
+    # cancel_orders / fetch_balance / private watch_* unless BOTH options are
+    # set. Every new Bybit account is a Unified Trading Account, and for
+    # linear orders ccxt uses the flag only to pick spot-market semantics, so
+    # assuming UTA is safe; a classic-account user sets the options.
+    default_options={"enableUnifiedMargin": False, "enableUnifiedAccount": True},
+)
+
+#: Binance USDⓈ-M futures (ccxt id ``binanceusdm``).
+BINANCE_USDM = ExchangeProfile(
+    name="binanceusdm",
+    client_id_lookup_param="origClientOrderId",
+    # Binance futures docs (New Order): newClientOrderId must match
+    # ^[\.A-Z\:/a-z0-9_-]{1,36}$.
+    client_id_pattern=_BINANCE_ID,
+    client_id_max_len=36,
+    stop_style=StopStyle.STOP_LOSS_PRICE,
+    lookup_style=LookupStyle.FETCH_ORDER,
+    stops_need_trigger_flag=True,
+    # -1007 "Timeout waiting for response from backend server. Send status
+    # unknown; execution status unknown." and -1006 "unexpected response from
+    # the message bus. Execution status unknown." (Binance error-code docs).
+    ambiguous_codes=frozenset({"-1006", "-1007", "-1000", "-1001"}),
+    # -4116 DUPLICATED_CLIENT_ORDER_ID (ccxt: InvalidOrder).
+    duplicate_client_id_codes=frozenset({"-4116"}),
+    not_found_codes=frozenset({"-2011", "-2013"}),
+)
+
+#: OKX perpetual swaps. Lighter-tested than the two above: only the facts
+#: below are relied on.
+OKX_SWAP = ExchangeProfile(
+    name="okx",
+    client_id_lookup_param="clOrdId",
+    # OKX docs (Place order): clOrdId "case-sensitive alphanumerics, all
+    # numbers, or all letters of up to 32 characters".
+    client_id_pattern=_OKX_ID,
+    client_id_max_len=32,
+    stop_style=StopStyle.STOP_LOSS_PRICE,
+    lookup_style=LookupStyle.FETCH_ORDER,
+    stops_need_trigger_flag=True,
+    # 50001 service temporarily unavailable, 50004 endpoint request timeout,
+    # 50013 systems busy (OKX error-code docs).
+    ambiguous_codes=frozenset({"50001", "50004", "50013"}),
+    # 51016 "Duplicated clOrdId".
+    duplicate_client_id_codes=frozenset({"51016"}),
+    not_found_codes=frozenset({"51603"}),
+)
+
+#: Any other ccxt exchange that supports market orders, reduceOnly and
+#: stopLossPrice through the unified API.
+GENERIC = ExchangeProfile(
+    name="generic",
+    client_id_lookup_param="clientOrderId",
+    client_id_pattern=_GENERIC_ID,
+    client_id_max_len=36,
+    stop_style=StopStyle.STOP_LOSS_PRICE,
+    lookup_style=LookupStyle.FETCH_ORDER,
+)
+
+_BY_ID: dict[str, ExchangeProfile] = {
+    "bybit": BYBIT_LINEAR,
+    "binanceusdm": BINANCE_USDM,
+    "okx": OKX_SWAP,
+}
+
+
+def profile_for(exchange_id: str) -> ExchangeProfile:
+    """The profile for a ccxt exchange id, or :data:`GENERIC`."""
+    return _BY_ID.get(exchange_id, GENERIC)

@@ -1,0 +1,441 @@
+"""A deterministic simulated futures exchange, for tests, specs, the demo
+and the benchmarks. No keys, no network.
+
+It runs on whatever asyncio loop it is awaited on; on a
+:class:`~adapters.virtual_time.VirtualTimeLoop` a 10 s deadline costs
+microseconds. Exchange time *is* loop time, so ``as_of`` and order timestamps
+compare directly with deadlines.
+
+What it models (one-way netting, market orders, reduce-only stop-markets):
+
+* every call travels ``rtt/2`` (plus seeded jitter) each way, and takes
+  effect on arrival;
+* a reduce-only order that would increase or flip a position is rejected,
+  as on real exchanges, and one larger than the position fills only what
+  reduces it;
+* client order ids are unique: a duplicate is rejected, as on real exchanges;
+* faults, each a knob of :class:`SimConfig`: minimal (Bybit v5) or NEW/0
+  (Binance) acknowledgements, order visibility lag, REST position lag,
+  stream absent / present / lagging, per-call fault schedules (timeouts before
+  or after taking effect, rate limits, unavailability), entry rejection or
+  zero fill, partial fill, stop rejected, close rejected.
+
+Ground truth for tests: :meth:`SimulatedExchange.net_position`,
+:meth:`SimulatedExchange.resting_stops` and :attr:`SimulatedExchange.log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import enum
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+import attrs
+
+from adapters.port import (
+    AmbiguousError,
+    OrderNotFound,
+    OrderRejected,
+    OrderSnapshot,
+    OrderStatus,
+    PositionCache,
+    PositionSide,
+    PositionSnapshot,
+    Side,
+    Source,
+    StopSnapshot,
+    TransientError,
+)
+
+T = TypeVar("T")
+
+__all__ = ["AckStyle", "Fault", "SentOrder", "SimConfig", "SimulatedExchange", "StreamMode"]
+
+
+class AckStyle(enum.Enum):
+    FULL = "full"  # side, amount, status closed, filled reported
+    MINIMAL = "minimal"  # ids only (Bybit v5 create reply)
+    NEW = "new"  # status open, filled 0 (Binance ACK/NEW reply)
+
+
+class StreamMode(enum.Enum):
+    ABSENT = "absent"  # no WebSocket: the adapter has no cache
+    PRESENT = "present"  # pushes after ``stream_lag``
+    SILENT = "silent"  # connected but never pushes (a dead socket)
+
+
+class Fault(enum.Enum):
+    """One call's fate in a fault schedule."""
+
+    OK = "ok"
+    TIMEOUT_BEFORE = "timeout_before"  # lost on the way: no effect, no reply
+    TIMEOUT_AFTER = "timeout_after"  # took effect, reply lost
+    RATE_LIMIT = "rate_limit"  # refused before taking effect
+    UNAVAILABLE = "unavailable"  # 503: refused before taking effect
+
+
+#: Call kinds that fault schedules are keyed by.
+CALLS = ("create", "close", "fetch_order", "fetch_positions", "place_stop", "fetch_stops",
+         "cancel", "fetch_price")
+
+
+@attrs.frozen
+class SimConfig:
+    """Every knob of the simulated world. Defaults: a calm, honest exchange."""
+
+    seed: int = 0
+    rtt: float = 0.03  # seconds, round trip
+    jitter: float = 0.0  # uniform extra one-way latency in [0, jitter)
+    client_timeout: float = 2.0  # how long a lost request takes to time out
+    ack: AckStyle = AckStyle.FULL
+    order_visibility_lag: float = 0.0  # fetch_order says not-found this long after create
+    rest_position_lag: float = 0.0  # REST positions show the past by this much
+    stream: StreamMode = StreamMode.ABSENT
+    stream_lag: float = 0.1
+    # entry faults
+    reject_entry: bool = False  # refused at create (insufficient margin)
+    entry_unfilled: bool = False  # accepted, then cancelled with nothing filled
+    fill_ratio: float = 1.0  # partial fill: fraction of the amount that fills
+    stop_rejected: bool = False  # the stop is refused
+    close_rejected: bool = False  # reduce-only closes are refused
+    #: call kind -> fates of its successive calls (then OK).
+    faults: Mapping[str, tuple[Fault, ...]] = attrs.field(factory=dict)
+    prices: Mapping[str, float] = attrs.field(factory=lambda: {"AVL/USDT:USDT": 0.1358})
+    default_price: float = 100.0
+
+
+@attrs.frozen
+class SentOrder:
+    """Ground truth: one order as the exchange received it."""
+
+    at: float
+    kind: str  # "market" | "stop"
+    symbol: str
+    side: Side
+    amount: float
+    reduce_only: bool
+    client_id: str | None
+    accepted: bool
+    filled: float
+    reason: str = ""
+
+
+@attrs.define
+class _Order:
+    order_id: str
+    client_id: str | None
+    symbol: str
+    side: Side
+    amount: float
+    filled: float
+    status: OrderStatus
+    reduce_only: bool
+    created_at: float
+    average: float | None
+    trigger_price: float | None = None
+    kind: str = "market"
+
+
+class SimulatedExchange:
+    """A deterministic exchange implementing :class:`~adapters.port.ExchangePort`."""
+
+    def __init__(self, config: SimConfig | None = None, **knobs: object) -> None:
+        base = config if config is not None else SimConfig()
+        config = attrs.evolve(base, **knobs) if knobs else base  # type: ignore[arg-type]
+        self.config = config
+        self._rng = random.Random(config.seed)
+        self._orders: dict[str, _Order] = {}
+        self._by_client: dict[str, _Order] = {}
+        self._net: dict[str, float] = {}
+        self._net_history: dict[str, list[tuple[float, float]]] = {}
+        self._fault_pos: dict[str, int] = {}
+        self._next_id = 1
+        self.log: list[SentOrder] = []
+        self.calls: dict[str, int] = {}
+        self._cache = PositionCache() if config.stream is not StreamMode.ABSENT else None
+
+    # -- ground truth ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "simulated"
+
+    @property
+    def position_cache(self) -> PositionCache | None:
+        return self._cache
+
+    def net_position(self, symbol: str) -> float:
+        """Signed net position: positive long, negative short."""
+        return self._net.get(symbol, 0.0)
+
+    def max_abs_position(self, symbol: str) -> float:
+        """The largest absolute net position the symbol ever had."""
+        return max((abs(v) for _, v in self._net_history.get(symbol, [])), default=0.0)
+
+    def resting_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        return [self._stop_snapshot(o) for o in self._orders.values()
+                if o.kind == "stop" and o.status is OrderStatus.OPEN
+                and (symbol is None or o.symbol == symbol)]
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def price(self, symbol: str) -> float:
+        return self.config.prices.get(symbol, self.config.default_price)
+
+    # -- the port -------------------------------------------------------------------------
+
+    async def fetch_price(self, symbol: str) -> float | None:
+        return await self._call("fetch_price", lambda: self.price(symbol), write=False)
+
+    async def create_order(
+        self, *, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
+    ) -> OrderSnapshot:
+        kind = "close" if reduce_only else "create"
+        return await self._call(
+            kind, lambda: self._create(symbol, side, amount, client_id, reduce_only), write=True
+        )
+
+    async def fetch_order(
+        self, *, symbol: str, order_id: str | None, client_id: str | None
+    ) -> OrderSnapshot:
+        def look() -> OrderSnapshot:
+            o = self._find(order_id, client_id)
+            now = self._now()
+            hidden = o is not None and now < o.created_at + self.config.order_visibility_lag
+            if o is None or o.symbol != symbol or hidden:
+                raise OrderNotFound(f"order {order_id or client_id} not found")
+            return self._snapshot(o)
+
+        return await self._call("fetch_order", look, write=False)
+
+    async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:
+        def view() -> list[PositionSnapshot]:
+            now = self._now()
+            as_of = now - self.config.rest_position_lag
+            out = []
+            names = symbols if symbols is not None else sorted(self._net_history)
+            for sym in names:
+                net = self._net_at(sym, as_of)
+                if net != 0:
+                    out.append(self._position(sym, net, Source.REST, now, as_of))
+            return out
+
+        return await self._call("fetch_positions", view, write=False)
+
+    async def place_stop(
+        self, *, symbol: str, side: Side, amount: float, trigger_price: float, client_id: str
+    ) -> StopSnapshot:
+        return await self._call(
+            "place_stop", lambda: self._place_stop(symbol, side, amount, trigger_price, client_id),
+            write=True,
+        )
+
+    async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        return await self._call("fetch_stops", lambda: self.resting_stops(symbol), write=False)
+
+    async def cancel_order(
+        self, *, symbol: str, order_id: str | None, client_id: str | None
+    ) -> None:
+        def cancel() -> None:
+            o = self._find(order_id, client_id)
+            if o is None or o.status is not OrderStatus.OPEN:
+                raise OrderNotFound(f"order {order_id or client_id} not open")
+            o.status = OrderStatus.CANCELED
+
+        await self._call("cancel", cancel, write=True)
+
+    # -- matching ----------------------------------------------------------------------------
+
+    def _create(
+        self, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
+    ) -> OrderSnapshot:
+        now = self._now()
+        cfg = self.config
+        if client_id in self._by_client:
+            self._record(now, "market", symbol, side, amount, reduce_only, client_id, False, 0,
+                         "duplicate client id")
+            raise OrderRejected(f"duplicate client order id {client_id}")
+        if reduce_only:
+            if cfg.close_rejected:
+                self._record(now, "market", symbol, side, amount, True, client_id, False, 0,
+                             "close rejected (fault)")
+                raise OrderRejected("reduce-only order rejected (simulated fault)")
+            reducible = self._reducible(symbol, side)
+            if reducible <= 0:
+                self._record(now, "market", symbol, side, amount, True, client_id, False, 0,
+                             "reduce-only would increase position")
+                raise OrderRejected("reduce-only order would increase the position")
+            fill = min(amount, reducible)
+        else:
+            if cfg.reject_entry:
+                self._record(now, "market", symbol, side, amount, False, client_id, False, 0,
+                             "insufficient margin (fault)")
+                raise OrderRejected("insufficient available balance (simulated)")
+            fill = 0.0 if cfg.entry_unfilled else amount * cfg.fill_ratio
+        status = OrderStatus.CLOSED if fill == amount else OrderStatus.CANCELED
+        order = self._new_order(symbol, side, amount, fill, status, reduce_only, client_id, now)
+        self._record(now, "market", symbol, side, amount, reduce_only, client_id, True, fill)
+        if fill > 0:
+            self._move(symbol, side, fill, now)
+        self._push_order(order)
+        return self._ack(order)
+
+    def _place_stop(
+        self, symbol: str, side: Side, amount: float, trigger: float, client_id: str
+    ) -> StopSnapshot:
+        now = self._now()
+        price = self.price(symbol)
+        reason = ""
+        if client_id in self._by_client:
+            reason = "duplicate client id"
+        elif self.config.stop_rejected:
+            reason = "stop rejected (fault)"
+        elif (side is Side.SELL and trigger >= price) or (side is Side.BUY and trigger <= price):
+            # Bybit 110093/Binance -2021: the trigger would fire at once.
+            reason = "trigger price on the wrong side of the market"
+        elif self._reducible(symbol, side) <= 0:
+            reason = "reduce-only stop would not reduce a position"
+        if reason:
+            self._record(now, "stop", symbol, side, amount, True, client_id, False, 0, reason)
+            raise OrderRejected(reason)
+        o = self._new_order(symbol, side, amount, 0.0, OrderStatus.OPEN, True, client_id, now)
+        o.kind = "stop"
+        o.trigger_price = trigger
+        self._record(now, "stop", symbol, side, amount, True, client_id, True, 0)
+        return self._stop_snapshot(o)
+
+    def _reducible(self, symbol: str, side: Side) -> float:
+        net = self._net.get(symbol, 0.0)
+        if side is Side.SELL and net > 0:
+            return net
+        if side is Side.BUY and net < 0:
+            return -net
+        return 0.0
+
+    def _move(self, symbol: str, side: Side, qty: float, now: float) -> None:
+        net = self._net.get(symbol, 0.0) + (qty if side is Side.BUY else -qty)
+        if abs(net) < 1e-12:
+            net = 0.0
+        self._net[symbol] = net
+        self._net_history.setdefault(symbol, [(float("-inf"), 0.0)]).append((now, net))
+        if self._cache is not None and self.config.stream is StreamMode.PRESENT:
+            snap_time = now
+            cache = self._cache
+
+            def push() -> None:
+                cache.update(self._position(symbol, net, Source.STREAM, self._now(), snap_time))
+
+            asyncio.get_running_loop().call_later(self.config.stream_lag, push)
+
+    def _push_order(self, o: _Order) -> None:
+        if self._cache is not None and self.config.stream is StreamMode.PRESENT:
+            snap = self._snapshot(o)
+            cache = self._cache
+            asyncio.get_running_loop().call_later(self.config.stream_lag, cache.update_order, snap)
+
+    def _net_at(self, symbol: str, t: float) -> float:
+        hist = self._net_history.get(symbol)
+        if not hist:
+            return 0.0
+        i = bisect.bisect_right([h[0] for h in hist], t) - 1
+        return hist[i][1] if i >= 0 else 0.0
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _call(self, kind: str, effect: Callable[[], T], *, write: bool) -> T:
+        """One request: travel, fate from the fault schedule, effect on
+        arrival, travel back (errors travel back too)."""
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+        fate = self._fault(kind)
+        await asyncio.sleep(self._latency())
+        if fate is Fault.TIMEOUT_BEFORE:
+            await asyncio.sleep(max(0.0, self.config.client_timeout - self.config.rtt / 2))
+            if write:
+                raise AmbiguousError(f"{kind}: request timed out")
+            raise TransientError(f"{kind}: request timed out")
+        if fate in (Fault.RATE_LIMIT, Fault.UNAVAILABLE):
+            await asyncio.sleep(self._latency())
+            what = "rate limit exceeded" if fate is Fault.RATE_LIMIT else "service unavailable"
+            raise TransientError(f"{kind}: {what}", retry_after=0.1)
+        try:
+            result = effect()
+        except Exception:
+            await asyncio.sleep(self._latency())
+            raise
+        if fate is Fault.TIMEOUT_AFTER:
+            await asyncio.sleep(max(0.0, self.config.client_timeout - self.config.rtt / 2))
+            if write:
+                raise AmbiguousError(f"{kind}: reply lost after the request took effect")
+            raise TransientError(f"{kind}: reply lost")
+        await asyncio.sleep(self._latency())
+        return result
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _latency(self) -> float:
+        extra = self._rng.random() * self.config.jitter if self.config.jitter else 0.0
+        return self.config.rtt / 2 + extra
+
+    def _fault(self, kind: str) -> Fault:
+        schedule = self.config.faults.get(kind, ())
+        i = self._fault_pos.get(kind, 0)
+        self._fault_pos[kind] = i + 1
+        return schedule[i] if i < len(schedule) else Fault.OK
+
+    def _new_order(self, symbol: str, side: Side, amount: float, filled: float,
+                   status: OrderStatus, reduce_only: bool, client_id: str | None,
+                   now: float) -> _Order:
+        oid = f"sim-{self._next_id}"
+        self._next_id += 1
+        o = _Order(oid, client_id, symbol, side, amount, filled, status, reduce_only, now,
+                   self.price(symbol) if filled > 0 else None)
+        self._orders[oid] = o
+        if client_id is not None:
+            self._by_client[client_id] = o
+        return o
+
+    def _find(self, order_id: str | None, client_id: str | None) -> _Order | None:
+        if order_id is not None:
+            return self._orders.get(order_id)
+        if client_id is not None:
+            return self._by_client.get(client_id)
+        return None
+
+    def _record(self, now: float, kind: str, symbol: str, side: Side, amount: float,
+                reduce_only: bool, client_id: str | None, accepted: bool, filled: float,
+                reason: str = "") -> None:
+        self.log.append(SentOrder(now, kind, symbol, side, amount, reduce_only, client_id,
+                                  accepted, filled, reason))
+
+    def _snapshot(self, o: _Order) -> OrderSnapshot:
+        return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
+                             side=o.side, amount=o.amount, filled=o.filled, status=o.status,
+                             reduce_only=o.reduce_only, average=o.average,
+                             timestamp=o.created_at)
+
+    def _ack(self, o: _Order) -> OrderSnapshot:
+        style = self.config.ack
+        if style is AckStyle.MINIMAL:
+            return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id)
+        if style is AckStyle.NEW:
+            return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
+                                 side=o.side, amount=o.amount, filled=0.0,
+                                 status=OrderStatus.OPEN, reduce_only=o.reduce_only)
+        return self._snapshot(o)
+
+    def _stop_snapshot(self, o: _Order) -> StopSnapshot:
+        return StopSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
+                            side=o.side, amount=o.amount, trigger_price=o.trigger_price,
+                            reduce_only=True, status=o.status)
+
+    def _position(self, symbol: str, net: float, source: Source, received: float,
+                  as_of: float) -> PositionSnapshot:
+        side = None if net == 0 else (PositionSide.LONG if net > 0 else PositionSide.SHORT)
+        return PositionSnapshot(symbol=symbol, side=side, size=abs(net), source=source,
+                                received_at=received, as_of=as_of)

@@ -1,0 +1,48 @@
+"""Open futures positions safely: an explicit state machine per attempt.
+
+The public contract::
+
+    from fsm import PositionOpener, OpenRequest, Policy, State
+    opener = PositionOpener(adapter, policy=Policy(), alerts=callback, journal=None)
+    attempt = await opener.open(OpenRequest(symbol="AVL/USDT:USDT", side="buy",
+                                            amount=43, stop_loss=0.1290))
+    attempt.state    # State.PROTECTED / CLOSE_VERIFIED / ORPHANED / REJECTED
+    attempt.history  # every transition: time, trigger, guards, evidence
+"""
+
+from fsm.attempt import Alert, Attempt, Transition
+from fsm.driver import PositionOpener, client_ids
+from fsm.evidence import Facts
+from fsm.journal import JournalSink, MemoryJournal
+from fsm.policy import Policy
+from fsm.request import BadRequest, OpenRequest
+from fsm.table import (
+    TABLE,
+    TERMINAL,
+    GuardsFailed,
+    InvalidTransition,
+    State,
+    TransitionError,
+    Trigger,
+)
+
+__all__ = [
+    "TABLE",
+    "TERMINAL",
+    "Alert",
+    "Attempt",
+    "BadRequest",
+    "Facts",
+    "GuardsFailed",
+    "InvalidTransition",
+    "JournalSink",
+    "MemoryJournal",
+    "OpenRequest",
+    "Policy",
+    "PositionOpener",
+    "State",
+    "Transition",
+    "TransitionError",
+    "Trigger",
+    "client_ids",
+]

@@ -1,0 +1,251 @@
+"""The attempt record and the recorder that moves it through the table.
+
+The ``transitions`` library's synchronous :class:`transitions.Machine` is the
+recorder: one machine per opener, built from :data:`fsm.table.TABLE`, with
+each attempt's private record added as a model. The machine never does I/O;
+``AsyncMachine`` is deliberately not used (in 0.9.3 a second trigger cancels
+a running transition and swallows ``CancelledError``, which could abandon a
+stop-loss request half-way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from transitions import Machine, MachineError
+
+from adapters.port import OrderSnapshot, Source, StopSnapshot
+from fsm.evidence import Facts
+from fsm.guards import GUARDS, evaluate
+from fsm.request import OpenRequest
+from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigger, rows_for
+
+__all__ = ["Alert", "Attempt", "Recorder", "Transition"]
+
+log = logging.getLogger("fsm")
+
+
+@attrs.frozen
+class Transition:
+    """One step of an attempt's history."""
+
+    at: float  # loop time, seconds
+    trigger: Trigger
+    source: State
+    dest: State
+    guards: tuple[tuple[str, bool], ...]  # the row's guards, all True when fired
+    evidence: Source | None  # where the deciding evidence came from
+    detail: str  # the evidence, in words
+
+    def describe(self) -> str:
+        guards = ", ".join(name for name, _ in self.guards)
+        src = self.evidence.value if self.evidence else "-"
+        return (
+            f"{self.source.value} --{self.trigger.value}--> {self.dest.value} "
+            f"[{guards}] via {src}: {self.detail}"
+        )
+
+
+@attrs.frozen
+class Alert:
+    """Sent once per ORPHANED attempt to the opener's ``alerts`` callable."""
+
+    attempt_id: str
+    symbol: str
+    message: str
+    state: State
+    at: float
+    history: tuple[Transition, ...]
+
+
+class _Model:
+    """What the ``transitions`` machine mutates; kept private so that the
+    public :class:`Attempt` does not sprout trigger methods. No __slots__:
+    ``transitions`` binds trigger and ``is_<state>`` helpers onto it."""
+
+    def __init__(self) -> None:
+        self.state: State = State.NEW
+
+
+class Attempt:
+    """One attempt to open a position: its state, its orders and its history.
+
+    Read-only for callers; the opener's driver is the only writer.
+    """
+
+    __slots__ = (
+        "_history",
+        "_model",
+        "alert",
+        "attempt_id",
+        "client_id",
+        "facts",
+        "request",
+    )
+
+    def __init__(self, attempt_id: str, request: OpenRequest, client_id: str, now: float) -> None:
+        self.attempt_id = attempt_id
+        self.request = request
+        self.client_id = client_id  # the entry's client order id
+        self.facts = Facts(request=request, now=now)
+        self.alert: Alert | None = None
+        self._history: list[Transition] = []
+        self._model = _Model()
+
+    @property
+    def state(self) -> State:
+        return self._model.state
+
+    @property
+    def history(self) -> tuple[Transition, ...]:
+        return tuple(self._history)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+    @property
+    def entry(self) -> OrderSnapshot | None:
+        """Latest observation of the entry order (or its acknowledgement)."""
+        return self.facts.entry or self.facts.ack
+
+    @property
+    def stop(self) -> StopSnapshot | None:
+        return self.facts.stop
+
+    @property
+    def close(self) -> OrderSnapshot | None:
+        return self.facts.close_order
+
+    @property
+    def started_at(self) -> float | None:
+        return self._history[0].at if self._history else None
+
+    @property
+    def ended_at(self) -> float | None:
+        return self._history[-1].at if self._history and self.terminal else None
+
+    def __repr__(self) -> str:
+        r = self.request
+        return (
+            f"Attempt({self.attempt_id} {r.side.value} {r.amount:g} {r.symbol} "
+            f"state={self.state.value} steps={len(self._history)})"
+        )
+
+
+def _condition(name: str) -> Any:
+    guard = GUARDS[name]
+
+    def check(event: Any) -> bool:
+        return guard(event.kwargs["facts"])
+
+    check.__name__ = name
+    return check
+
+
+class Recorder:
+    """Builds one ``transitions`` machine from the table and fires triggers
+    on attempts, recording each step. Shared by every attempt of an opener."""
+
+    def __init__(self, table: tuple[Row, ...] = TABLE) -> None:
+        self.table = table
+        self._machine = Machine(
+            model=None,
+            states=list(State),
+            initial=State.NEW,
+            transitions=[
+                {
+                    "trigger": row.trigger.value,
+                    "source": [s for s in State if s in row.sources],
+                    "dest": row.dest,
+                    "conditions": [_condition(g) for g in row.guards],
+                }
+                for row in table
+            ],
+            auto_transitions=False,
+            send_event=True,
+            ignore_invalid_triggers=False,
+            model_attribute="state",
+        )
+
+    def track(self, attempt: Attempt, state: State = State.NEW) -> None:
+        self._machine.add_model(attempt._model, initial=state)
+
+    def untrack(self, attempt: Attempt) -> None:
+        self._machine.remove_model(attempt._model)
+
+    def fire(
+        self,
+        attempt: Attempt,
+        trigger: Trigger,
+        facts: Facts,
+        *,
+        evidence: Source | None,
+        detail: str,
+    ) -> Transition:
+        """Move ``attempt`` by ``trigger`` over ``facts``, or raise.
+
+        Raises :class:`InvalidTransition` when the table has no such trigger
+        from the current state, :class:`GuardsFailed` when it has but no
+        row's guards all hold. On success the facts become the attempt's.
+        """
+        source = attempt.state
+        rows = rows_for(source, trigger) if self.table is TABLE else tuple(
+            r for r in self.table if r.trigger is trigger and source in r.sources
+        )
+        if not rows:
+            raise InvalidTransition(source, trigger)
+        results: dict[str, bool] = {}
+        chosen: Row | None = None
+        for row in rows:
+            row_results = evaluate(row.guards, facts)
+            results.update(row_results)
+            if all(row_results.values()):
+                chosen = row
+                break
+        if chosen is None:
+            raise GuardsFailed(source, trigger, results)
+        try:
+            moved = self._machine.events[trigger.value].trigger(attempt._model, facts=facts)
+        except MachineError as exc:  # the table and the machine disagree: a bug
+            raise InvalidTransition(source, trigger) from exc
+        if not moved or attempt.state is not chosen.dest:
+            raise GuardsFailed(source, trigger, results, detail="machine refused")
+        step = Transition(
+            at=facts.now,
+            trigger=trigger,
+            source=source,
+            dest=chosen.dest,
+            guards=tuple((g, True) for g in chosen.guards),
+            evidence=evidence,
+            detail=detail,
+        )
+        attempt.facts = facts
+        attempt._history.append(step)
+        log.info(
+            "attempt %s %s -> %s on %s via %s: %s",
+            attempt.attempt_id,
+            source.value,
+            chosen.dest.value,
+            trigger.value,
+            evidence.value if evidence else "-",
+            detail,
+            extra={
+                "attempt_id": attempt.attempt_id,
+                "state": chosen.dest.value,
+                "trigger": trigger.value,
+                "source": evidence.value if evidence else None,
+            },
+        )
+        return step
+
+    def possible(self, state: State, trigger: Trigger, facts: Facts) -> bool:
+        """Whether ``trigger`` would succeed from ``state`` over ``facts``."""
+        return any(all(evaluate(r.guards, facts).values()) for r in rows_for(state, trigger))
+
+
+def guard_results(row: Row, facts: Facts) -> Mapping[str, bool]:
+    return evaluate(row.guards, facts)

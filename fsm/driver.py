@@ -1,0 +1,739 @@
+"""The driver: asks the exchange for facts and feeds them to the machine.
+
+Data flows one way. The driver's coroutine does all I/O through the adapter,
+turns answers into :class:`~fsm.evidence.Facts`, and fires triggers on the
+attempt; the machine (:mod:`fsm.table` + :mod:`fsm.guards`) decides whether
+the trigger may move it. The attempt's state then decides the next request.
+The adapter never decides anything.
+
+Waiting: there is no fixed sleep anywhere. Every wait is "until the next
+piece of evidence or the next back-off step, whichever comes first", bounded
+by a deadline from :class:`~fsm.policy.Policy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import attrs
+
+from adapters.port import (
+    AmbiguousError,
+    ExchangePort,
+    OrderNotFound,
+    OrderRejected,
+    OrderSnapshot,
+    PositionSnapshot,
+    Source,
+    StopSnapshot,
+    TransientError,
+)
+from fsm import guards as G
+from fsm.attempt import Alert, Attempt, Recorder, Transition
+from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.journal import JournalSink
+from fsm.policy import Policy
+from fsm.request import BadRequest, OpenRequest, check_stop_side
+from fsm.table import State, Trigger
+
+__all__ = ["AlertSink", "PositionOpener", "client_ids"]
+
+log = logging.getLogger("fsm")
+
+T = TypeVar("T")
+
+AlertSink = Callable[[Alert], Awaitable[None] | None]
+
+#: Client order ids: "sp" + 24 hex chars + one role letter = 27 characters.
+#: Alphanumeric only, so every exchange accepts it (OKX allows no dashes,
+#: Bybit and Binance cap at 36), and derived from the attempt id so a
+#: recovered attempt looks up exactly the ids it sent before.
+_ID_PREFIX = "sp"
+
+
+def client_ids(attempt_id: str) -> tuple[str, str, str]:
+    """The (entry, stop, close) client order ids of an attempt."""
+    base = _ID_PREFIX + attempt_id
+    return base + "e", base + "s", base + "c"
+
+
+def _new_attempt_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+class _NoEvidence(Exception):
+    """Internal: a poll round ended without anything new."""
+
+
+class PositionOpener:
+    """Opens positions safely through one exchange adapter.
+
+    ``alerts`` is called exactly once per ORPHANED attempt with an
+    :class:`~fsm.attempt.Alert` (sync or async callable). ``journal``, when
+    given, records every intent before its side effect. ``ids`` makes attempt
+    ids deterministic (simulation); by default they are random.
+
+    Attempts on the same symbol through one opener run one after another:
+    with one-way netting, a fill can only be attributed to an attempt if no
+    other attempt of ours is moving the same position at the same time.
+    """
+
+    def __init__(
+        self,
+        adapter: ExchangePort,
+        *,
+        policy: Policy | None = None,
+        alerts: AlertSink | None = None,
+        journal: JournalSink | None = None,
+        ids: Callable[[], str] | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.policy = policy if policy is not None else Policy()
+        self.alerts = alerts
+        self.journal = journal
+        self._ids = ids or _new_attempt_id
+        self._recorder = Recorder()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- public ------------------------------------------------------------------
+
+    async def open(self, request: OpenRequest) -> Attempt:
+        """Run one attempt to a terminal state and return it.
+
+        Raises :class:`~fsm.request.BadRequest` (nothing sent) when the
+        request cannot be sent safely. Every other outcome, including
+        exchange failures, is a terminal state of the returned attempt.
+        """
+        if not isinstance(request, OpenRequest):
+            raise BadRequest(f"expected an OpenRequest, got {type(request).__name__}")
+        attempt_id = self._ids()
+        entry_cid, _, _ = client_ids(attempt_id)
+        if len(entry_cid) > 36 or not entry_cid.isalnum():
+            raise BadRequest(f"attempt id {attempt_id!r} makes an invalid client order id")
+        lock = self._locks.setdefault(request.symbol, asyncio.Lock())
+        async with lock:
+            if request.reference_price is None:
+                await self._check_stop_against_market(request)
+            attempt = Attempt(attempt_id, request, entry_cid, self._now())
+            if self.journal is not None:
+                self.journal.begin(attempt_id, request, entry_cid, self._now())
+            await self._drive(attempt)
+        return attempt
+
+    async def resume(self, attempt: Attempt) -> Attempt:
+        """Drive an attempt rebuilt from the journal to a terminal state, under
+        the same rules (used by recovery)."""
+        lock = self._locks.setdefault(attempt.request.symbol, asyncio.Lock())
+        async with lock:
+            await self._drive(attempt)
+        return attempt
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def _drive(self, a: Attempt) -> None:
+        self._recorder.track(a, a.state)
+        try:
+            steps: dict[State, Callable[[Attempt], Coroutine[Any, Any, None]]] = {
+                State.NEW: self._submit,
+                State.PLACED: self._await_fill,
+                State.FETCHED: self._verify,
+                State.VERIFIED: self._protect,
+                State.ROLLING_BACK: self._roll_back,
+            }
+            while not a.terminal:
+                before = len(a.history)
+                await steps[a.state](a)
+                assert len(a.history) > before, f"step for {a.state} fired nothing"
+            if self.journal is not None:
+                self.journal.end(a.attempt_id, a.state, self._now())
+            if a.state is State.ORPHANED:
+                await self._alert(a)
+        finally:
+            self._recorder.untrack(a)
+
+    # -- NEW: send the entry once ---------------------------------------------------------
+
+    async def _submit(self, a: Attempt) -> None:
+        r = a.request
+        self._intent(a, "entry", a.client_id, side=r.side.value, amount=r.amount,
+                     reduce_only=False)
+        sent_at = self._now()
+        window = self.policy.verify_timeout
+        base = attrs.evolve(a.facts, fetch_deadline=sent_at + window,
+                            verify_deadline=sent_at + window)
+        try:
+            ack = await self._call(
+                self.adapter.create_order(
+                    symbol=r.symbol, side=r.side, amount=r.amount,
+                    client_id=a.client_id, reduce_only=False,
+                )
+            )
+        except OrderRejected as exc:
+            self._fire(a, Trigger.REJECT, attrs.evolve(base, create_error=str(exc)),
+                       Source.ACK, f"create refused: {exc}")
+            return
+        except AmbiguousError as exc:
+            self._fire(a, Trigger.SUBMIT, attrs.evolve(base, create_ambiguous=True),
+                       Source.ACK, f"create outcome unknown ({exc}); will look up "
+                       f"client id {a.client_id}, never resend")
+            return
+        except TransientError as exc:
+            # Rate limits and the like are refused before matching: nothing
+            # was placed. Adapters raise AmbiguousError when that is not sure.
+            self._fire(a, Trigger.REJECT, attrs.evolve(base, create_error=str(exc)),
+                       Source.ACK, f"create refused before matching: {exc}")
+            return
+        except Exception as exc:  # unknown failure of a write: assume it may exist
+            log.exception("attempt %s: unexpected error from create_order", a.attempt_id,
+                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
+            self._fire(a, Trigger.SUBMIT, attrs.evolve(base, create_ambiguous=True),
+                       Source.ACK, f"create failed unexpectedly ({exc!r}); treated as ambiguous")
+            return
+        facts = attrs.evolve(base, ack=ack, entry=ack, entry_source=Source.ACK)
+        self._fire(a, Trigger.SUBMIT, facts, Source.ACK, f"acknowledged {_order_words(ack)}")
+
+    # -- PLACED: fetch after create, until terminal or deadline -----------------------------
+
+    async def _await_fill(self, a: Attempt) -> None:
+        polls = 0
+        while True:
+            f = a.facts.at(self._now())
+            if G.side_contradicted(f):
+                self._fire(a, Trigger.FETCH_FAILED, f, a.facts.entry_source,
+                           f"exchange reports side {_side_of(f)} for a {f.request.side.value}"
+                           " request: anomaly, not traded on")
+                return
+            if G.order_terminal(f) and G.order_filled(f) and G.side_matches_request(f):
+                self._fire(a, Trigger.FETCHED, f, f.entry_source,
+                           f"entry {_order_words(f.entry)}")
+                return
+            if G.order_terminal(f) and G.nothing_filled(f):
+                self._fire(a, Trigger.NOT_FILLED, f, f.entry_source,
+                           f"entry ended with nothing filled: {_order_words(f.entry)}")
+                return
+            if G.fetch_deadline_passed(f):
+                self._fire(a, Trigger.FETCH_FAILED, f, Source.CLOCK,
+                           f"no terminal entry order within {self.policy.verify_timeout:g}s"
+                           f" (last seen: {_order_words(f.entry)})")
+                return
+            snap, source = await self._observe_order(
+                a, a.client_id, _order_id(a.facts.ack), polls, a.facts.fetch_deadline
+            )
+            polls += 1
+            if snap is not None:
+                a.facts = attrs.evolve(a.facts, entry=snap, entry_source=source)
+
+    # -- FETCHED: verify the position, first evidence wins --------------------------------
+
+    async def _verify(self, a: Attempt) -> None:
+        polls = 0
+        while True:
+            f = a.facts.at(self._now())
+            cached = self._stream_position(a)
+            if cached is not None:
+                f = f.with_position(cached)
+            if G.position_contradicted(f):
+                assert f.position is not None
+                self._fire(a, Trigger.VERIFY_FAILED, f, f.position.source,
+                           f"{f.position.source.value} shows {_pos_words(f.position)} for a "
+                           f"{f.request.side.value}: anomaly")
+                return
+            if G.position_confirmed(f):
+                agreed = f.position is not None and f.position.side is f.request.side.opens
+                src = f.position.source if agreed and f.position else Source.ORDER
+                what = _pos_words(f.position) if agreed and f.position else (
+                    f"entry filled {f.entry.filled if f.entry else None:g}")
+                self._fire(a, Trigger.VERIFIED, f, src, f"position confirmed: {what}")
+                return
+            if G.verify_deadline_passed(f):
+                self._fire(a, Trigger.VERIFY_FAILED, f, Source.CLOCK,
+                           "position not confirmed by the deadline")
+                return
+            a.facts = f
+            snap = await self._observe_position(a, polls, a.facts.verify_deadline)
+            polls += 1
+            if snap is not None:
+                a.facts = a.facts.with_position(snap)
+
+    # -- VERIFIED: place the stop for exactly the verified size ---------------------------
+
+    async def _protect(self, a: Attempt) -> None:
+        r = a.request
+        _, stop_cid, _ = client_ids(a.attempt_id)
+        size = a.facts.entry.filled if a.facts.entry is not None else None
+        assert size is not None and size > 0, "VERIFIED without a fill"
+        intent = StopIntent(side=r.side.opposite, amount=size, trigger_price=r.stop_loss,
+                            client_id=stop_cid)
+        now = self._now()
+        if a.facts.stop_intent is None:
+            a.facts = attrs.evolve(a.facts, stop_intent=intent,
+                                   protect_deadline=now + self.policy.protect_timeout)
+        polls = 0
+        lookup = False  # after an ambiguous placement, look before re-sending
+        while True:
+            f = a.facts.at(self._now())
+            if G.stop_accepted(f) and self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
+                self._fire(a, Trigger.PROTECTED, f, Source.STOP,
+                           f"stop accepted: {_stop_words(f.stop)}")
+                return
+            if G.stop_accepted(f) or G.stop_refused(f):
+                reason = f.stop_error or (
+                    "stop does not match what was asked" if f.stop else "no stop by the deadline")
+                self._fire(a, Trigger.PROTECT_FAILED,
+                           attrs.evolve(f, stop_error=f.stop_error or reason),
+                           Source.STOP if f.stop_error or f.stop else Source.CLOCK, reason)
+                return
+            if lookup:
+                found = await self._find_stop(a, stop_cid)
+                lookup = False
+                if found is not None:
+                    a.facts = attrs.evolve(a.facts, stop=found)
+                    continue
+            else:
+                self._intent(a, "stop", stop_cid, side=intent.side.value, amount=intent.amount,
+                             trigger_price=intent.trigger_price, reduce_only=True)
+                try:
+                    stop = await self._call(
+                        self.adapter.place_stop(
+                            symbol=r.symbol, side=intent.side, amount=intent.amount,
+                            trigger_price=intent.trigger_price, client_id=stop_cid,
+                        ),
+                        deadline=a.facts.protect_deadline,
+                    )
+                    a.facts = attrs.evolve(a.facts, stop=stop)
+                    continue
+                except OrderRejected as exc:
+                    a.facts = attrs.evolve(a.facts, stop_error=f"stop refused: {exc}")
+                    continue
+                except AmbiguousError:
+                    lookup = True
+                except TransientError as exc:
+                    log.warning("attempt %s: stop not placed (%s), retrying", a.attempt_id, exc,
+                                extra={"attempt_id": a.attempt_id, "state": a.state.value})
+                except Exception:
+                    log.exception("attempt %s: unexpected error placing stop", a.attempt_id,
+                                  extra={"attempt_id": a.attempt_id, "state": a.state.value})
+                    lookup = True
+            await self._sleep_until(min(self._now() + self.policy.backoff(polls),
+                                        _deadline(a.facts.protect_deadline)))
+            polls += 1
+
+    # -- ROLLING_BACK: reduce-only close, then prove flat -----------------------------------
+
+    async def _roll_back(self, a: Attempt) -> None:
+        r = a.request
+        _, stop_cid, close_cid = client_ids(a.attempt_id)
+        if a.facts.close_deadline is None:
+            a.facts = attrs.evolve(a.facts, close_deadline=self._now() + self.policy.close_timeout)
+        polls = 0
+        while True:
+            f = a.facts.at(self._now())
+            cached = self._stream_position(a)
+            if cached is not None:
+                f = f.with_position(cached)
+            if G.position_flat(f):
+                self._fire(a, Trigger.CLOSE_VERIFIED, f, _flat_source(f),
+                           f"flat: {_flat_words(f)}")
+                await self._cancel_stop(a, stop_cid)
+                return
+            if f.close_intent is None and f.position is not None and f.position.size > 0 \
+                    and f.position.source in (Source.STREAM, Source.REST):
+                f = attrs.evolve(f, close_basis=f.position)
+                if G.close_side_contradicted(f):
+                    assert f.close_basis is not None
+                    self._fire(a, Trigger.CLOSE_UNVERIFIED, f, f.close_basis.source,
+                               f"exchange shows {_pos_words(f.close_basis)} but we asked to "
+                               f"{r.side.value}: close side not derivable, nothing sent")
+                    return
+                basis = f.close_basis
+                assert basis is not None and basis.side is not None
+                intent = CloseIntent(side=basis.side.closing_side,
+                                     amount=min(basis.size, f.exposure), client_id=close_cid)
+                f = attrs.evolve(f, close_intent=intent)
+                self._fire(a, Trigger.CLOSE_SENDING, f, basis.source,
+                           f"exchange shows {_pos_words(basis)}: sending reduce-only "
+                           f"{intent.side.value} {intent.amount:g}")
+                await self._send_close(a, intent)
+                continue
+            if G.close_deadline_passed(f):
+                self._fire(a, Trigger.CLOSE_UNVERIFIED, f, Source.CLOCK,
+                           f"could not prove flat within {self.policy.close_timeout:g}s "
+                           f"({_flat_words(f)})")
+                return
+            a.facts = f
+            # Gather: the close order's fate (if sent) and the position.
+            if f.close_intent is not None and (f.close_order is None or not f.close_order.terminal):
+                snap, _src = await self._observe_order(
+                    a, close_cid, _order_id(f.close_order), polls, f.close_deadline,
+                    also_position=True,
+                )
+                if snap is not None:
+                    a.facts = attrs.evolve(a.facts, close_order=snap)
+            else:
+                pos = await self._observe_position(a, polls, f.close_deadline)
+                if pos is not None:
+                    a.facts = a.facts.with_position(pos)
+            polls += 1
+
+    async def _send_close(self, a: Attempt, intent: CloseIntent) -> None:
+        """Send the reduce-only close. A close refused as "not executed" is
+        retried with the same client id (the exchange refuses a duplicate), an
+        ambiguous one is looked up by client id by the verify loop."""
+        r = a.request
+        self._intent(a, "close", intent.client_id, side=intent.side.value,
+                     amount=intent.amount, reduce_only=True)
+        tries = 0
+        while True:
+            try:
+                snap = await self._call(
+                    self.adapter.create_order(
+                        symbol=r.symbol, side=intent.side, amount=intent.amount,
+                        client_id=intent.client_id, reduce_only=True,
+                    ),
+                    deadline=a.facts.close_deadline,
+                )
+                a.facts = attrs.evolve(a.facts, close_order=snap)
+                return
+            except OrderRejected as exc:
+                a.facts = attrs.evolve(a.facts, close_error=f"close refused: {exc}")
+                log.error("attempt %s: reduce-only close refused: %s", a.attempt_id, exc,
+                          extra={"attempt_id": a.attempt_id, "state": a.state.value,
+                                 "source": Source.CLOSE.value})
+                return
+            except AmbiguousError:
+                return  # the verify loop looks it up by client id
+            except TransientError as exc:
+                tries += 1
+                if self._now() >= _deadline(a.facts.close_deadline) or tries > 20:
+                    a.facts = attrs.evolve(a.facts, close_error=f"close not placed: {exc}")
+                    return
+                await self._sleep_until(min(self._now() + self.policy.backoff(tries),
+                                            _deadline(a.facts.close_deadline)))
+            except Exception:
+                log.exception("attempt %s: unexpected error sending close", a.attempt_id,
+                              extra={"attempt_id": a.attempt_id, "state": a.state.value})
+                return
+
+    # -- observation helpers -------------------------------------------------------------------
+
+    async def _observe_order(
+        self,
+        a: Attempt,
+        client_id: str,
+        order_id: str | None,
+        polls: int,
+        deadline: float | None,
+        *,
+        also_position: bool = False,
+    ) -> tuple[OrderSnapshot | None, Source | None]:
+        """One poll round for an order: wait out the back-off step (ending
+        early on stream news), then fetch it by id or client id. The first
+        poll does not wait: a fetch right after create is the point."""
+        cache = self.adapter.position_cache
+        end = _deadline(deadline)
+        if polls > 0:
+            wake = min(self._now() + self.policy.backoff(polls - 1), end)
+            streamed = await self._stream_news(a, client_id, wake, positions=also_position)
+            if streamed is not None:
+                return streamed, Source.STREAM
+        if cache is not None:
+            hit = cache.latest_order(client_id)
+            if hit is not None and hit.terminal and hit is not _order_seen(a, client_id):
+                return hit, Source.STREAM
+        if also_position:
+            pos = await self._observe_position(a, 0, deadline, wait=False)
+            if pos is not None:
+                a.facts = a.facts.with_position(pos)
+        try:
+            snap = await self._call(
+                self.adapter.fetch_order(symbol=a.request.symbol, order_id=order_id,
+                                         client_id=client_id),
+                deadline=deadline,
+            )
+            return snap, Source.ORDER
+        except OrderNotFound:
+            log.debug("attempt %s: order %s not visible yet", a.attempt_id, client_id,
+                      extra={"attempt_id": a.attempt_id, "state": a.state.value})
+        except TransientError as exc:
+            if exc.retry_after:
+                await self._sleep_until(min(self._now() + exc.retry_after, end))
+        except Exception:
+            log.exception("attempt %s: unexpected error fetching order", a.attempt_id,
+                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
+        return None, None
+
+    async def _observe_position(
+        self, a: Attempt, polls: int, deadline: float | None, *, wait: bool = True
+    ) -> PositionSnapshot | None:
+        """One poll round for the position: the stream's news if it comes
+        before the back-off step ends, else a REST read."""
+        end = _deadline(deadline)
+        if wait and polls > 0:
+            wake = min(self._now() + self.policy.backoff(polls - 1), end)
+            streamed = await self._stream_news(a, None, wake, positions=True)
+            if streamed is not None:
+                return None  # a position update: the caller re-reads the cache
+        try:
+            snaps = await self._call(self.adapter.fetch_positions([a.request.symbol]),
+                                     deadline=deadline)
+        except TransientError as exc:
+            if exc.retry_after:
+                await self._sleep_until(min(self._now() + exc.retry_after, end))
+            return None
+        except Exception:
+            log.exception("attempt %s: unexpected error fetching positions", a.attempt_id,
+                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
+            return None
+        mine = [s for s in snaps if s.symbol == a.request.symbol]
+        if mine:
+            return mine[0]
+        # Absent from REST: a flat view (of unknown age).
+        return PositionSnapshot(symbol=a.request.symbol, side=None, size=0.0,
+                                source=Source.REST, received_at=self._now())
+
+    async def _stream_news(
+        self, a: Attempt, client_id: str | None, until: float, *, positions: bool
+    ) -> OrderSnapshot | None:
+        """Sleep until ``until``, waking early on a stream update of the
+        order (returned when terminal) or of the position (returns None
+        early, so the caller re-reads the cache)."""
+        cache = self.adapter.position_cache
+        if cache is None:
+            await self._sleep_until(until)
+            return None
+        waits: list[asyncio.Future[Any]] = []
+        order_wait: asyncio.Future[Any] | None = None
+        if client_id is not None:
+            order_wait = asyncio.ensure_future(
+                cache.wait_order(client_id, cache.order_version(client_id)))
+            waits.append(order_wait)
+        if positions:
+            sym = a.request.symbol
+            waits.append(asyncio.ensure_future(cache.wait_newer(sym, cache.version(sym))))
+        timeout = max(0.0, until - self._now())
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                if not w.done():
+                    w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if order_wait is not None and order_wait in done:
+            snap: OrderSnapshot = order_wait.result()
+            if snap.terminal:
+                return snap
+        return None
+
+    def _stream_position(self, a: Attempt) -> PositionSnapshot | None:
+        """The stream's latest position for the symbol, if it arrived after
+        the attempt began (an older one says nothing about our order)."""
+        cache = self.adapter.position_cache
+        if cache is None:
+            return None
+        snap = cache.latest(a.request.symbol)
+        began = a.history[0].at if a.history else None
+        if snap is None or began is None or snap.received_at < began:
+            return None
+        return snap
+
+    async def _find_stop(self, a: Attempt, stop_cid: str) -> StopSnapshot | None:
+        try:
+            stops = await self._call(self.adapter.fetch_stops(a.request.symbol),
+                                     deadline=a.facts.protect_deadline)
+        except Exception as exc:
+            log.warning("attempt %s: stop look-up failed: %s", a.attempt_id, exc,
+                        extra={"attempt_id": a.attempt_id, "state": a.state.value})
+            return None
+        return next((s for s in stops if s.client_id == stop_cid), None)
+
+    async def _cancel_stop(self, a: Attempt, stop_cid: str) -> None:
+        """After a verified close, cancel a stop this attempt may have left
+        (it would otherwise act on a future position). Best effort: the
+        reconciliation monitor cancels what this misses."""
+        if a.facts.stop_intent is None:
+            return
+        try:
+            await self._call(self.adapter.cancel_order(
+                symbol=a.request.symbol, order_id=_stop_id(a.facts.stop), client_id=stop_cid))
+        except OrderNotFound:
+            pass
+        except Exception as exc:
+            log.warning("attempt %s: could not cancel leftover stop %s: %s", a.attempt_id,
+                        stop_cid, exc, extra={"attempt_id": a.attempt_id,
+                                              "state": a.state.value})
+
+    async def _check_stop_against_market(self, request: OpenRequest) -> None:
+        try:
+            price = await self._call(self.adapter.fetch_price(request.symbol))
+        except Exception as exc:
+            raise BadRequest(
+                f"cannot check stop_loss against the market for {request.symbol} ({exc}); "
+                "pass reference_price to OpenRequest. Nothing was sent."
+            ) from exc
+        if price is None:
+            raise BadRequest(
+                f"no reference price for {request.symbol}; pass reference_price to "
+                "OpenRequest. Nothing was sent."
+            )
+        check_stop_side(request.side, request.stop_loss, price)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _sleep_until(self, when: float) -> None:
+        delay = when - self._now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _call(self, aw: Awaitable[T], *, deadline: float | None = None) -> T:
+        """Await one exchange call, bounded by the request timeout and, if
+        given, the phase deadline. Exceeding it raises AmbiguousError: for a
+        write we cannot know whether it reached the exchange."""
+        limit = self.policy.request_timeout
+        if deadline is not None:
+            # Never cut a request shorter than a tenth of the request timeout:
+            # a request cancelled at once teaches nothing.
+            limit = min(limit, max(deadline - self._now(), limit / 10))
+        try:
+            async with asyncio.timeout(limit):
+                return await aw
+        except TimeoutError as exc:
+            raise AmbiguousError(f"no answer within {limit:g}s") from exc
+
+    def _fire(self, a: Attempt, trigger: Trigger, facts: Facts, evidence: Source | None,
+              detail: str) -> Transition:
+        step = self._recorder.fire(a, trigger, facts.at(self._now()), evidence=evidence,
+                                   detail=detail)
+        if self.journal is not None:
+            self.journal.transition(a.attempt_id, step.at, _step_record(step, a.facts))
+        return step
+
+    def _intent(self, a: Attempt, action: str, client_id: str, **data: Any) -> None:
+        log.info("attempt %s: about to send %s %s", a.attempt_id, action, client_id,
+                 extra={"attempt_id": a.attempt_id, "state": a.state.value, "action": action})
+        if self.journal is not None:
+            self.journal.intent(a.attempt_id, action, client_id, self._now(), data)
+
+    async def _alert(self, a: Attempt) -> None:
+        if a.alert is not None:
+            return
+        last = a.history[-1]
+        alert = Alert(
+            attempt_id=a.attempt_id,
+            symbol=a.request.symbol,
+            message=(f"ORPHANED {a.request.side.value} {a.request.amount:g} "
+                     f"{a.request.symbol}: {last.detail}. Exposure may be open without a "
+                     "stop-loss; check the account."),
+            state=a.state,
+            at=last.at,
+            history=a.history,
+        )
+        a.alert = alert
+        log.critical(alert.message, extra={"attempt_id": a.attempt_id, "state": a.state.value})
+        if self.alerts is None:
+            return
+        try:
+            result = self.alerts(alert)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("attempt %s: the alert callback failed", a.attempt_id,
+                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
+
+
+# -- small pure helpers --------------------------------------------------------------------------
+
+
+def _deadline(d: float | None) -> float:
+    return d if d is not None else float("inf")
+
+
+def _order_id(o: OrderSnapshot | None) -> str | None:
+    return o.order_id if o is not None else None
+
+
+def _stop_id(s: StopSnapshot | None) -> str | None:
+    return s.order_id if s is not None else None
+
+
+def _order_seen(a: Attempt, client_id: str) -> OrderSnapshot | None:
+    f = a.facts
+    if client_id == a.client_id:
+        return f.entry
+    return f.close_order
+
+
+def _side_of(f: Facts) -> str:
+    for o in (f.entry, f.ack):
+        if o is not None and o.side is not None:
+            return o.side.value
+    return "none"
+
+
+def _order_words(o: OrderSnapshot | None) -> str:
+    if o is None:
+        return "nothing"
+
+    def v(x: object) -> str:
+        return "?" if x is None else (x.value if hasattr(x, "value") else f"{x:g}"
+                                      if isinstance(x, float) else str(x))
+
+    return (f"id={o.order_id or '?'} side={v(o.side)} status={v(o.status)} "
+            f"filled={v(o.filled)}/{v(o.amount)}")
+
+
+def _pos_words(p: PositionSnapshot | None) -> str:
+    if p is None:
+        return "no position view"
+    if p.size == 0:
+        return f"flat ({p.source.value})"
+    assert p.side is not None
+    return f"{p.side.value} {p.size:g} ({p.source.value})"
+
+
+def _stop_words(s: StopSnapshot | None) -> str:
+    if s is None:
+        return "none"
+    side = s.side.value if s.side else "?"
+    amt = f"{s.amount:g}" if s.amount is not None else "?"
+    return f"id={s.order_id or '?'} {side} {amt} @ {s.trigger_price} reduce_only={s.reduce_only}"
+
+
+def _flat_source(f: Facts) -> Source:
+    c, ci = f.close_order, f.close_intent
+    if c is not None and ci is not None and c.terminal and c.filled is not None:
+        return Source.CLOSE
+    return f.position.source if f.position is not None else Source.CLOCK
+
+
+def _flat_words(f: Facts) -> str:
+    parts = []
+    if f.close_order is not None:
+        parts.append(f"close {_order_words(f.close_order)}")
+    if f.close_error:
+        parts.append(f.close_error)
+    parts.append(f"position {_pos_words(f.position)}")
+    return "; ".join(parts)
+
+
+def _step_record(step: Transition, f: Facts) -> dict[str, Any]:
+    return {
+        "trigger": step.trigger.value,
+        "source": step.source.value,
+        "dest": step.dest.value,
+        "guards": [g for g, _ in step.guards],
+        "evidence": step.evidence.value if step.evidence else None,
+        "detail": step.detail,
+        "entry_order_id": f.entry.order_id if f.entry else (f.ack.order_id if f.ack else None),
+        "filled": f.entry.filled if f.entry else None,
+        "stop_order_id": f.stop.order_id if f.stop else None,
+        "close_order_id": f.close_order.order_id if f.close_order else None,
+    }

@@ -1,0 +1,87 @@
+"""The evidence an attempt has collected: one immutable record, replaced as
+facts arrive. Guards read it; only the driver builds new ones."""
+
+from __future__ import annotations
+
+import attrs
+
+from adapters.port import OrderSnapshot, PositionSnapshot, Side, Source, StopSnapshot
+from fsm.request import OpenRequest
+
+__all__ = ["CloseIntent", "Facts", "StopIntent"]
+
+
+@attrs.frozen
+class StopIntent:
+    """The stop-loss exactly as we asked the exchange to place it."""
+
+    side: Side
+    amount: float
+    trigger_price: float
+    client_id: str
+    reduce_only: bool = True
+
+
+@attrs.frozen
+class CloseIntent:
+    """The reduce-only close exactly as we asked the exchange to place it."""
+
+    side: Side
+    amount: float
+    client_id: str
+    reduce_only: bool = True
+
+
+@attrs.frozen
+class Facts:
+    """Everything known about one attempt at time ``now`` (loop seconds).
+
+    Fields are ``None`` until something reports them. Deadlines are absolute
+    loop times, so deadline guards are pure functions of this record.
+    """
+
+    request: OpenRequest
+    now: float
+    # entry
+    ack: OrderSnapshot | None = None
+    create_error: str | None = None  # definitive refusal of the create
+    create_ambiguous: bool = False  # the create's outcome is unknown
+    entry: OrderSnapshot | None = None  # latest observation of the entry order
+    entry_source: Source | None = None
+    fetch_deadline: float | None = None
+    # position
+    position: PositionSnapshot | None = None  # latest observation, any source
+    seen_open_by: frozenset[Source] = frozenset()  # sources that showed our exposure
+    verify_deadline: float | None = None
+    # protection
+    stop_intent: StopIntent | None = None
+    stop: StopSnapshot | None = None
+    stop_error: str | None = None
+    protect_deadline: float | None = None
+    # rollback
+    close_basis: PositionSnapshot | None = None  # the position the close derives from
+    close_intent: CloseIntent | None = None
+    close_order: OrderSnapshot | None = None
+    close_error: str | None = None
+    close_deadline: float | None = None
+
+    def at(self, now: float) -> Facts:
+        return attrs.evolve(self, now=now)
+
+    def with_position(self, snap: PositionSnapshot) -> Facts:
+        """Record a position observation; remember which sources have shown
+        exposure on our side, because only such a source's later "flat" is
+        evidence that the position went away (a lagging REST that never saw
+        the fill says "flat" about the past)."""
+        seen = self.seen_open_by
+        if snap.side is self.request.side.opens and snap.size > 0:
+            seen = seen | {snap.source}
+        return attrs.evolve(self, position=snap, seen_open_by=seen)
+
+    @property
+    def exposure(self) -> float:
+        """The most this attempt can have added: the entry's reported fill
+        when known, else the requested amount (law L1's bound)."""
+        if self.entry is not None and self.entry.filled is not None and self.entry.filled > 0:
+            return min(self.entry.filled, self.request.amount)
+        return self.request.amount

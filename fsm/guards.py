@@ -1,0 +1,222 @@
+"""The guards: pure, named predicates over :class:`~fsm.evidence.Facts`.
+
+No I/O, no clock reads, no mutation: a guard sees only the record it is
+given, so the same facts always give the same answer (laws L7 and L9). Each
+guard's name appears in :data:`fsm.table.TABLE` and on the diagrams.
+
+The side rule (rule 1) runs through all of them: a field the exchange did not
+report (``None``) never counts as agreement *or* as contradiction; a field it
+did report must agree with what we asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from adapters.port import OrderStatus, Source, qty_eq
+from fsm.evidence import Facts
+
+__all__ = ["GUARDS", "Guard", "evaluate"]
+
+Guard = Callable[[Facts], bool]
+
+
+def _passed(deadline: float | None, now: float) -> bool:
+    return deadline is not None and now >= deadline
+
+
+# -- entry --------------------------------------------------------------------
+
+
+def entry_may_exist(f: Facts) -> bool:
+    """The create was acknowledged with an id, or its outcome is unknown."""
+    acked = f.ack is not None and (f.ack.order_id is not None or f.ack.client_id is not None)
+    return acked or f.create_ambiguous
+
+
+def entry_refused(f: Facts) -> bool:
+    """The exchange definitively refused the create; nothing is ambiguous."""
+    return f.create_error is not None and not f.create_ambiguous and f.ack is None
+
+
+# -- fetch ----------------------------------------------------------------------
+
+
+def order_terminal(f: Facts) -> bool:
+    return f.entry is not None and f.entry.terminal
+
+
+def order_filled(f: Facts) -> bool:
+    return f.entry is not None and f.entry.filled is not None and f.entry.filled > 0
+
+
+def nothing_filled(f: Facts) -> bool:
+    """Reported filled of exactly zero; an unreported fill is not zero."""
+    return f.entry is not None and f.entry.filled == 0
+
+
+def side_matches_request(f: Facts) -> bool:
+    """The fetched order's side is present and equals the requested side."""
+    return f.entry is not None and f.entry.side is f.request.side
+
+
+def side_contradicted(f: Facts) -> bool:
+    """The ack or the fetched order reports a side, and it is not ours."""
+    for order in (f.ack, f.entry):
+        if order is not None and order.side is not None and order.side is not f.request.side:
+            return True
+    return False
+
+
+def fetch_deadline_passed(f: Facts) -> bool:
+    return _passed(f.fetch_deadline, f.now)
+
+
+# -- verification -----------------------------------------------------------------
+
+
+def position_contradicted(f: Facts) -> bool:
+    """A position source shows exposure on the side opposite to our request."""
+    p = f.position
+    return p is not None and p.size > 0 and p.side is not f.request.side.opens
+
+
+def position_confirmed(f: Facts) -> bool:
+    """Exposure on our side is confirmed by the first source to show it: the
+    stream's position (side ours, size at least our fill) or the entry's own
+    terminal fill on our side. Absence in a lagging view proves nothing."""
+    if position_contradicted(f):
+        return False
+    p = f.position
+    if (
+        p is not None
+        and p.side is f.request.side.opens
+        and order_filled(f)
+        and f.entry is not None
+        and f.entry.filled is not None
+        and (p.size > f.entry.filled or qty_eq(p.size, f.entry.filled))
+    ):
+        return True
+    return order_terminal(f) and order_filled(f) and side_matches_request(f)
+
+
+def verify_deadline_passed(f: Facts) -> bool:
+    return _passed(f.verify_deadline, f.now)
+
+
+# -- protection -----------------------------------------------------------------
+
+
+def stop_accepted(f: Facts) -> bool:
+    s = f.stop
+    return (
+        s is not None
+        and (s.order_id is not None or s.client_id is not None)
+        and s.status in (None, OrderStatus.OPEN)
+    )
+
+
+def stop_reduce_only(f: Facts) -> bool:
+    i, s = f.stop_intent, f.stop
+    return i is not None and i.reduce_only and s is not None and s.reduce_only in (None, True)
+
+
+def stop_opposite_side(f: Facts) -> bool:
+    i, s = f.stop_intent, f.stop
+    want = f.request.side.opposite
+    return i is not None and i.side is want and s is not None and s.side in (None, want)
+
+
+def stop_covers_size(f: Facts) -> bool:
+    """The stop is for exactly the verified size: the entry's fill, partial
+    fills included; an amount the exchange echoes must agree too."""
+    i, s = f.stop_intent, f.stop
+    if i is None or s is None or not order_filled(f) or f.entry is None:
+        return False
+    size = f.entry.filled
+    assert size is not None
+    return qty_eq(i.amount, size) and (s.amount is None or qty_eq(s.amount, size))
+
+
+def stop_refused(f: Facts) -> bool:
+    return f.stop_error is not None or (
+        not stop_accepted(f) and _passed(f.protect_deadline, f.now)
+    )
+
+
+# -- rollback ---------------------------------------------------------------------
+
+
+def close_side_derivable(f: Facts) -> bool:
+    """The exchange reports a position and its side is the one our request
+    opens: then, and only then, the close side (its opposite) is known."""
+    b = f.close_basis
+    return b is not None and b.size > 0 and b.side is f.request.side.opens
+
+
+def close_side_contradicted(f: Facts) -> bool:
+    """The exchange's position is on the other side from our request."""
+    b = f.close_basis
+    return b is not None and b.size > 0 and b.side is not f.request.side.opens
+
+
+def position_flat(f: Facts) -> bool:
+    """Flat is proven by any of:
+
+    * our reduce-only close is terminal and filled for its whole amount;
+    * a source that had shown our exposure now shows none (it has caught up);
+    * a flat view whose exchange time is after the entry's fill time.
+    """
+    c, ci = f.close_order, f.close_intent
+    if (
+        c is not None
+        and ci is not None
+        and c.terminal
+        and c.filled is not None
+        and (c.filled > ci.amount or qty_eq(c.filled, ci.amount))
+    ):
+        return True
+    p = f.position
+    if p is None or p.size > 0:
+        return False
+    if p.source in f.seen_open_by and p.source is not Source.ORDER:
+        return True
+    fill_time = f.entry.timestamp if f.entry is not None else None
+    return p.as_of is not None and fill_time is not None and p.as_of >= fill_time
+
+
+def close_deadline_passed(f: Facts) -> bool:
+    return _passed(f.close_deadline, f.now)
+
+
+#: Every guard by the name the table uses.
+GUARDS: Mapping[str, Guard] = {
+    g.__name__: g
+    for g in (
+        entry_may_exist,
+        entry_refused,
+        order_terminal,
+        order_filled,
+        nothing_filled,
+        side_matches_request,
+        side_contradicted,
+        fetch_deadline_passed,
+        position_confirmed,
+        position_contradicted,
+        verify_deadline_passed,
+        stop_accepted,
+        stop_reduce_only,
+        stop_opposite_side,
+        stop_covers_size,
+        stop_refused,
+        close_side_derivable,
+        close_side_contradicted,
+        position_flat,
+        close_deadline_passed,
+    )
+}
+
+
+def evaluate(names: tuple[str, ...], facts: Facts) -> dict[str, bool]:
+    """Evaluate the named guards over ``facts``, in order."""
+    return {name: GUARDS[name](facts) for name in names}
