@@ -101,6 +101,9 @@ class SimConfig:
     fill_ratio: float = 1.0  # partial fill: fraction of the amount that fills
     stop_rejected: bool = False  # the stop is refused
     close_rejected: bool = False  # reduce-only closes are refused
+    misreport_side: bool = False  # order reads report the opposite side (an anomaly)
+    #: symbol -> signed net position held before the test starts
+    initial_positions: Mapping[str, float] = attrs.field(factory=dict)
     #: call kind -> fates of its successive calls (then OK).
     faults: Mapping[str, tuple[Fault, ...]] = attrs.field(factory=dict)
     prices: Mapping[str, float] = attrs.field(factory=lambda: {"AVL/USDT:USDT": 0.1358})
@@ -156,6 +159,9 @@ class SimulatedExchange:
         self.log: list[SentOrder] = []
         self.calls: dict[str, int] = {}
         self._cache = PositionCache() if config.stream is not StreamMode.ABSENT else None
+        for sym, net in config.initial_positions.items():
+            self._net[sym] = net
+            self._net_history[sym] = [(float("-inf"), net)]
 
     # -- ground truth ------------------------------------------------------------------
 
@@ -174,6 +180,12 @@ class SimulatedExchange:
     def max_abs_position(self, symbol: str) -> float:
         """The largest absolute net position the symbol ever had."""
         return max((abs(v) for _, v in self._net_history.get(symbol, [])), default=0.0)
+
+    def max_change(self, symbol: str) -> float:
+        """The largest distance the net position ever moved from where it
+        started (``initial_positions``): the exposure this run added."""
+        start = self.config.initial_positions.get(symbol, 0.0)
+        return max((abs(v - start) for _, v in self._net_history.get(symbol, [])), default=0.0)
 
     def resting_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
         return [self._stop_snapshot(o) for o in self._orders.values()
@@ -414,8 +426,9 @@ class SimulatedExchange:
                                   accepted, filled, reason))
 
     def _snapshot(self, o: _Order) -> OrderSnapshot:
+        side = o.side.opposite if self.config.misreport_side else o.side
         return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
-                             side=o.side, amount=o.amount, filled=o.filled, status=o.status,
+                             side=side, amount=o.amount, filled=o.filled, status=o.status,
                              reduce_only=o.reduce_only, average=o.average,
                              timestamp=o.created_at)
 

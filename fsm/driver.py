@@ -331,6 +331,8 @@ class PositionOpener:
         if a.facts.close_deadline is None:
             a.facts = attrs.evolve(a.facts, close_deadline=self._now() + self.policy.close_timeout)
         polls = 0
+        unsure = False  # the last close send was ambiguous
+        misses = 0  # look-ups of that close that found nothing
         while True:
             f = a.facts.at(self._now())
             cached = self._stream_position(a)
@@ -358,7 +360,19 @@ class PositionOpener:
                 self._fire(a, Trigger.CLOSE_SENDING, f, basis.source,
                            f"exchange shows {_pos_words(basis)}: sending reduce-only "
                            f"{intent.side.value} {intent.amount:g}")
-                await self._send_close(a, intent)
+                unsure = await self._send_close(a, intent)
+                polls = misses = 0  # fetch the close's fate at once, then back off
+                continue
+            if unsure and misses >= 2 and not G.close_deadline_passed(f):
+                # Rule 7: looked up by client id and not found, so send again,
+                # with the same client id: if the first did arrive after all,
+                # the exchange refuses the second as a duplicate.
+                assert f.close_intent is not None and f.close_basis is not None
+                self._fire(a, Trigger.CLOSE_SENDING, f, Source.ORDER,
+                           f"close {f.close_intent.client_id} not found after an ambiguous "
+                           "send: sending it again under the same client id")
+                unsure = await self._send_close(a, f.close_intent)
+                polls = misses = 0
                 continue
             if G.close_deadline_passed(f):
                 self._fire(a, Trigger.CLOSE_UNVERIFIED, f, Source.CLOCK,
@@ -374,16 +388,20 @@ class PositionOpener:
                 )
                 if snap is not None:
                     a.facts = attrs.evolve(a.facts, close_order=snap)
+                    unsure = False
+                elif unsure:
+                    misses += 1
             else:
                 pos = await self._observe_position(a, polls, f.close_deadline)
                 if pos is not None:
                     a.facts = a.facts.with_position(pos)
             polls += 1
 
-    async def _send_close(self, a: Attempt, intent: CloseIntent) -> None:
+    async def _send_close(self, a: Attempt, intent: CloseIntent) -> bool:
         """Send the reduce-only close. A close refused as "not executed" is
-        retried with the same client id (the exchange refuses a duplicate), an
-        ambiguous one is looked up by client id by the verify loop."""
+        retried with the same client id (the exchange refuses a duplicate); an
+        ambiguous one is looked up by client id by the verify loop. Returns
+        whether the outcome is ambiguous."""
         r = a.request
         self._intent(a, "close", intent.client_id, side=intent.side.value,
                      amount=intent.amount, reduce_only=True)
@@ -398,26 +416,26 @@ class PositionOpener:
                     deadline=a.facts.close_deadline,
                 )
                 a.facts = attrs.evolve(a.facts, close_order=snap)
-                return
+                return False
             except OrderRejected as exc:
                 a.facts = attrs.evolve(a.facts, close_error=f"close refused: {exc}")
                 log.error("attempt %s: reduce-only close refused: %s", a.attempt_id, exc,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value,
                                  "source": Source.CLOSE.value})
-                return
+                return False
             except AmbiguousError:
-                return  # the verify loop looks it up by client id
+                return True  # the verify loop looks it up by client id
             except TransientError as exc:
                 tries += 1
                 if self._now() >= _deadline(a.facts.close_deadline) or tries > 20:
                     a.facts = attrs.evolve(a.facts, close_error=f"close not placed: {exc}")
-                    return
+                    return False
                 await self._sleep_until(min(self._now() + self.policy.backoff(tries),
                                             _deadline(a.facts.close_deadline)))
             except Exception:
                 log.exception("attempt %s: unexpected error sending close", a.attempt_id,
                               extra={"attempt_id": a.attempt_id, "state": a.state.value})
-                return
+                return True
 
     # -- observation helpers -------------------------------------------------------------------
 
@@ -436,15 +454,16 @@ class PositionOpener:
         poll does not wait: a fetch right after create is the point."""
         cache = self.adapter.position_cache
         end = _deadline(deadline)
+        if cache is not None:
+            # News that arrived while we were busy with the previous request.
+            hit = cache.latest_order(client_id)
+            if hit is not None and hit.terminal and hit is not _order_seen(a, client_id):
+                return hit, Source.STREAM
         if polls > 0:
             wake = min(self._now() + self.policy.backoff(polls - 1), end)
             streamed = await self._stream_news(a, client_id, wake, positions=also_position)
             if streamed is not None:
                 return streamed, Source.STREAM
-        if cache is not None:
-            hit = cache.latest_order(client_id)
-            if hit is not None and hit.terminal and hit is not _order_seen(a, client_id):
-                return hit, Source.STREAM
         if also_position:
             pos = await self._observe_position(a, 0, deadline, wait=False)
             if pos is not None:
