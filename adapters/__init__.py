@@ -7,6 +7,7 @@
 
 from adapters.port import (
     AmbiguousError,
+    DuplicateClientId,
     ExchangeError,
     ExchangePort,
     OrderNotFound,
@@ -24,6 +25,7 @@ from adapters.port import (
 
 __all__ = [
     "AmbiguousError",
+    "DuplicateClientId",
     "ExchangeError",
     "ExchangePort",
     "OrderNotFound",

@@ -23,6 +23,7 @@ import attrs
 
 __all__ = [
     "AmbiguousError",
+    "DuplicateClientId",
     "ExchangeError",
     "ExchangePort",
     "OrderNotFound",
@@ -233,6 +234,12 @@ class ExchangeError(Exception):
 class OrderRejected(ExchangeError):
     """Definitive: the exchange refused the request and nothing took effect
     (invalid order, insufficient funds, reduce-only would increase...)."""
+
+
+class DuplicateClientId(OrderRejected):
+    """The exchange already holds an order with this client id, so it refused
+    a second one. After an ambiguous send this is good news: the first one
+    arrived. Look it up by client id."""
 
 
 class OrderNotFound(ExchangeError):

@@ -37,6 +37,7 @@ import attrs
 
 from adapters.port import (
     AmbiguousError,
+    DuplicateClientId,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
@@ -89,6 +90,12 @@ class SimConfig:
     seed: int = 0
     rtt: float = 0.03  # seconds, round trip
     jitter: float = 0.0  # uniform extra one-way latency in [0, jitter)
+    #: Heavy-tailed latency (benchmarks' loaded profile): when > 0, the extra
+    #: one-way latency is ``jitter * (Pareto(jitter_tail) - 1)`` instead of
+    #: uniform, so most calls are quick and a few are very slow. Shape 1.5:
+    #: median 0.6 x jitter, p99 20 x jitter.
+    jitter_tail: float = 0.0
+    jitter_cap: float = float("inf")  # upper bound on the extra one-way latency
     client_timeout: float = 2.0  # how long a lost request takes to time out
     ack: AckStyle = AckStyle.FULL
     order_visibility_lag: float = 0.0  # fetch_order says not-found this long after create
@@ -271,7 +278,7 @@ class SimulatedExchange:
         if client_id in self._by_client:
             self._record(now, "market", symbol, side, amount, reduce_only, client_id, False, 0,
                          "duplicate client id")
-            raise OrderRejected(f"duplicate client order id {client_id}")
+            raise DuplicateClientId(f"duplicate client order id {client_id}")
         if reduce_only:
             if cfg.close_rejected:
                 self._record(now, "market", symbol, side, amount, True, client_id, False, 0,
@@ -314,6 +321,8 @@ class SimulatedExchange:
             reason = "reduce-only stop would not reduce a position"
         if reason:
             self._record(now, "stop", symbol, side, amount, True, client_id, False, 0, reason)
+            if reason == "duplicate client id":
+                raise DuplicateClientId(f"duplicate client order id {client_id}")
             raise OrderRejected(reason)
         o = self._new_order(symbol, side, amount, 0.0, OrderStatus.OPEN, True, client_id, now)
         o.kind = "stop"
@@ -391,7 +400,14 @@ class SimulatedExchange:
         return asyncio.get_running_loop().time()
 
     def _latency(self) -> float:
-        extra = self._rng.random() * self.config.jitter if self.config.jitter else 0.0
+        cfg = self.config
+        if not cfg.jitter:
+            extra = 0.0
+        elif cfg.jitter_tail > 0:
+            extra = min(cfg.jitter * (self._rng.paretovariate(cfg.jitter_tail) - 1.0),
+                        cfg.jitter_cap)
+        else:
+            extra = min(self._rng.random() * cfg.jitter, cfg.jitter_cap)
         return self.config.rtt / 2 + extra
 
     def _fault(self, kind: str) -> Fault:

@@ -24,6 +24,7 @@ import attrs
 
 from adapters.port import (
     AmbiguousError,
+    DuplicateClientId,
     ExchangePort,
     OrderNotFound,
     OrderRejected,
@@ -307,6 +308,8 @@ class PositionOpener:
                     )
                     a.facts = attrs.evolve(a.facts, stop=stop)
                     continue
+                except DuplicateClientId:
+                    lookup = True  # an earlier, ambiguous placement did arrive
                 except OrderRejected as exc:
                     a.facts = attrs.evolve(a.facts, stop_error=f"stop refused: {exc}")
                     continue
@@ -417,6 +420,8 @@ class PositionOpener:
                 )
                 a.facts = attrs.evolve(a.facts, close_order=snap)
                 return False
+            except DuplicateClientId:
+                return False  # the earlier send arrived; the verify loop fetches it
             except OrderRejected as exc:
                 a.facts = attrs.evolve(a.facts, close_error=f"close refused: {exc}")
                 log.error("attempt %s: reduce-only close refused: %s", a.attempt_id, exc,
@@ -551,13 +556,18 @@ class PositionOpener:
 
     def _stream_position(self, a: Attempt) -> PositionSnapshot | None:
         """The stream's latest position for the symbol, if it arrived after
-        the attempt began (an older one says nothing about our order)."""
+        the attempt began and, when both times are known, describes the
+        account at or after the entry's fill (an older one says nothing about
+        our order, however late a lagging stream delivers it)."""
         cache = self.adapter.position_cache
         if cache is None:
             return None
         snap = cache.latest(a.request.symbol)
         began = a.history[0].at if a.history else None
         if snap is None or began is None or snap.received_at < began:
+            return None
+        filled_at = a.facts.entry.timestamp if a.facts.entry is not None else None
+        if snap.as_of is not None and filled_at is not None and snap.as_of < filled_at:
             return None
         return snap
 

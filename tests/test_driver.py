@@ -97,6 +97,9 @@ SCENARIOS: list[tuple[str, dict[str, Any], State]] = [
     ("stop reply lost after placing", dict(faults={"place_stop": (F.TIMEOUT_AFTER,)}),
      State.PROTECTED),
     ("stop request lost", dict(faults={"place_stop": (F.TIMEOUT_BEFORE,)}), State.PROTECTED),
+    ("stop reply lost and its look-up failed: the re-send is refused as a duplicate",
+     dict(faults={"place_stop": (F.TIMEOUT_AFTER,), "fetch_stops": (F.UNAVAILABLE,)}),
+     State.PROTECTED),
     ("stop rate limited twice", dict(faults={"place_stop": (F.RATE_LIMIT, F.RATE_LIMIT)}),
      State.PROTECTED),
     ("entry refused", dict(reject_entry=True), State.REJECTED),
@@ -154,6 +157,14 @@ def test_position_on_the_other_side_sends_no_close_at_all() -> None:
     assert [x.kind for x in o.exchange.log if x.accepted] == ["market"]  # the entry only
     assert o.exchange.net_position(SYMBOL) == -57
     assert "close side not derivable, nothing sent" in o.alerts[0].message
+
+
+def test_a_stop_resent_after_an_ambiguous_send_is_never_placed_twice() -> None:
+    o = run_attempt(faults={"place_stop": (Fault.TIMEOUT_AFTER,),
+                            "fetch_stops": (Fault.UNAVAILABLE,)})
+    assert_protected(o)
+    stops = [(x.accepted, x.reason) for x in o.exchange.log if x.kind == "stop"]
+    assert stops == [(True, ""), (False, "duplicate client id")]
 
 
 def test_create_timeout_is_looked_up_by_client_id_and_never_resent() -> None:
