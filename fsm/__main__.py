@@ -19,6 +19,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="replay the AVLUSDT incident on the simulated exchange")
     demo.set_defaults(handler=_run_demo)
+    from fsm import cli_diagrams
+
+    cli_diagrams.add_parser(sub)
     return parser
 
 

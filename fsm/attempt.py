@@ -1,11 +1,19 @@
 """The attempt record and the recorder that moves it through the table.
 
 The ``transitions`` library's synchronous :class:`transitions.Machine` is the
-recorder: one machine per opener, built from :data:`fsm.table.TABLE`, with
-each attempt's private record added as a model. The machine never does I/O;
+recorder: one machine per opener, built from :data:`fsm.table.TABLE`, checks
+and performs every transition of every attempt. The machine never does I/O;
 ``AsyncMachine`` is deliberately not used (in 0.9.3 a second trigger cancels
 a running transition and swallows ``CancelledError``, which could abandon a
 stop-loss request half-way).
+
+Why one shared model and not one per attempt: registering a model with a
+``transitions`` machine binds a method per trigger and per state onto it
+(~90 µs and several KB per attempt, and an O(n) membership scan per live
+attempt), which was most of the engine's CPU per attempt. A trigger is
+fired synchronously, with no ``await`` in between, so one model can stand
+in for whichever attempt is being moved: set to that attempt's state, fired,
+read back. The machine still decides every transition.
 """
 
 from __future__ import annotations
@@ -62,8 +70,9 @@ class Alert:
 
 
 class _Model:
-    """What the ``transitions`` machine mutates; kept private so that the
-    public :class:`Attempt` does not sprout trigger methods. No __slots__:
+    """What the ``transitions`` machine mutates (one per recorder, standing in
+    for the attempt being moved); kept private so that the public
+    :class:`Attempt` does not sprout trigger methods. No __slots__:
     ``transitions`` binds trigger and ``is_<state>`` helpers onto it."""
 
     def __init__(self) -> None:
@@ -78,7 +87,7 @@ class Attempt:
 
     __slots__ = (
         "_history",
-        "_model",
+        "_state",
         "alert",
         "attempt_id",
         "client_id",
@@ -93,11 +102,11 @@ class Attempt:
         self.facts = Facts(request=request, now=now)
         self.alert: Alert | None = None
         self._history: list[Transition] = []
-        self._model = _Model()
+        self._state = State.NEW
 
     @property
     def state(self) -> State:
-        return self._model.state
+        return self._state
 
     @property
     def history(self) -> tuple[Transition, ...]:
@@ -170,12 +179,17 @@ class Recorder:
             ignore_invalid_triggers=False,
             model_attribute="state",
         )
+        self._cursor = _Model()
+        self._machine.add_model(self._cursor, initial=State.NEW)
 
     def track(self, attempt: Attempt, state: State = State.NEW) -> None:
-        self._machine.add_model(attempt._model, initial=state)
+        """Start recording ``attempt`` from ``state`` (recovery resumes an
+        attempt in the state its journal reached)."""
+        attempt._state = state
 
     def untrack(self, attempt: Attempt) -> None:
-        self._machine.remove_model(attempt._model)
+        """Stop recording ``attempt``. Nothing to release: the machine holds
+        no per-attempt registration."""
 
     def fire(
         self,
@@ -208,12 +222,15 @@ class Recorder:
                 break
         if chosen is None:
             raise GuardsFailed(source, trigger, results)
+        cursor = self._cursor
+        self._machine.set_state(source, model=cursor)
         try:
-            moved = self._machine.events[trigger.value].trigger(attempt._model, facts=facts)
+            moved = self._machine.events[trigger.value].trigger(cursor, facts=facts)
         except MachineError as exc:  # the table and the machine disagree: a bug
             raise InvalidTransition(source, trigger) from exc
-        if not moved or attempt.state is not chosen.dest:
+        if not moved or cursor.state is not chosen.dest:
             raise GuardsFailed(source, trigger, results, detail="machine refused")
+        attempt._state = chosen.dest
         step = Transition(
             at=facts.now,
             trigger=trigger,

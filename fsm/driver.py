@@ -126,6 +126,14 @@ class PositionOpener:
             await self._drive(attempt)
         return attempt
 
+    async def recover(self) -> list[Attempt]:
+        """Drive every unfinished attempt in the journal to a terminal state
+        (see :func:`fsm.recovery.recover`). Call once at start-up, before
+        opening new attempts; needs a journal that can be read back."""
+        from fsm.recovery import recover  # recovery builds on this module
+
+        return await recover(self)
+
     async def resume(self, attempt: Attempt) -> Attempt:
         """Drive an attempt rebuilt from the journal to a terminal state, under
         the same rules (used by recovery)."""
@@ -271,11 +279,15 @@ class PositionOpener:
         intent = StopIntent(side=r.side.opposite, amount=size, trigger_price=r.stop_loss,
                             client_id=stop_cid)
         now = self._now()
-        if a.facts.stop_intent is None:
+        # A stop intent already on record means recovery rebuilt this attempt
+        # from a journal that shows a stop may have been sent: look it up by
+        # client id before placing one (rule 7), within a fresh deadline.
+        resumed = a.facts.stop_intent is not None
+        if not resumed or a.facts.protect_deadline is None:
             a.facts = attrs.evolve(a.facts, stop_intent=intent,
                                    protect_deadline=now + self.policy.protect_timeout)
         polls = 0
-        lookup = False  # after an ambiguous placement, look before re-sending
+        lookup = resumed  # after an ambiguous placement or a recovery, look before sending
         while True:
             f = a.facts.at(self._now())
             if G.stop_accepted(f) and self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
@@ -749,7 +761,11 @@ def _flat_words(f: Facts) -> str:
         parts.append(f"close {_order_words(f.close_order)}")
     if f.close_error:
         parts.append(f.close_error)
-    parts.append(f"position {_pos_words(f.position)}")
+    if _flat_source(f) is Source.CLOSE and f.position is not None and f.position.size > 0:
+        # The close's own fill is the proof; say that the view has not caught up.
+        parts.append(f"latest position view {_pos_words(f.position)} predates the close")
+    else:
+        parts.append(f"position {_pos_words(f.position)}")
     return "; ".join(parts)
 
 

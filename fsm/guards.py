@@ -163,7 +163,10 @@ def close_side_contradicted(f: Facts) -> bool:
 def position_flat(f: Facts) -> bool:
     """Flat is proven by any of:
 
-    * our reduce-only close is terminal and filled for its whole amount;
+    * our reduce-only close is terminal and filled for its whole amount,
+      and that amount covers all the exposure this attempt may have added
+      (a close sized from a stale, smaller view of the position undoes only
+      part of it: law L5);
     * a source that had shown our exposure now shows none (it has caught up);
     * a flat view whose exchange time is after the entry's fill time.
     """
@@ -174,6 +177,7 @@ def position_flat(f: Facts) -> bool:
         and c.terminal
         and c.filled is not None
         and (c.filled > ci.amount or qty_eq(c.filled, ci.amount))
+        and (c.filled > f.exposure or qty_eq(c.filled, f.exposure))
     ):
         return True
     p = f.position
