@@ -84,6 +84,11 @@ class ExchangeProfile:
     #: Codes meaning "an order with this client id already exists": for a
     #: create, the order we meant to place may exist, so it is ambiguous.
     duplicate_client_id_codes: frozenset[str] = frozenset()
+    #: Codes with which the exchange's gateway refuses a request *before* it
+    #: reaches the matching engine (rate limits, expired timestamps): a write
+    #: answered with one of these was not executed and may be retried, so it
+    #: is a plain TransientError, not an AmbiguousError.
+    refused_codes: frozenset[str] = frozenset()
     #: Codes meaning "no such order" that ccxt does not map to OrderNotFound.
     not_found_codes: frozenset[str] = frozenset()
     #: ccxt exchange options set by the adapter *only when the caller left them
@@ -92,6 +97,11 @@ class ExchangeProfile:
     #: Seconds to wait after a rate-limit answer, when the exchange gives no
     #: better hint.
     rate_limit_backoff: float = 1.0
+    #: Page size for listing open stops (Bybit defaults to 20, allows 50).
+    stops_page_limit: int | None = None
+    #: ccxt's ``fetch_positions`` loads leverage brackets (one extra GET) on
+    #: first use; :meth:`CcxtAdapter.prepare` does it ahead of time.
+    warm_leverage_brackets: bool = False
 
 
 _BYBIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -117,6 +127,9 @@ BYBIT_LINEAR = ExchangeProfile(
     ambiguous_codes=frozenset({"10000", "10016", "170007", "170146"}),
     # 110072 "OrderLinkedID is duplicate" (ccxt: InvalidOrder).
     duplicate_client_id_codes=frozenset({"110072"}),
+    # 10006 "Too many visits" (per-UID limit), 10018 "exceeded the IP rate
+    # limit", 10002 "request expired / recv_window": gateway refusals.
+    refused_codes=frozenset({"10002", "10006", "10018"}),
     not_found_codes=frozenset({"110001", "170213"}),
     # bybit.is_unified_enabled() runs GET /v5/user/query-api and GET
     # /v5/account/info on the first create_order / fetch_order /
@@ -125,6 +138,7 @@ BYBIT_LINEAR = ExchangeProfile(
     # linear orders ccxt uses the flag only to pick spot-market semantics, so
     # assuming UTA is safe; a classic-account user sets the options.
     default_options={"enableUnifiedMargin": False, "enableUnifiedAccount": True},
+    stops_page_limit=50,
 )
 
 #: Binance USDⓈ-M futures (ccxt id ``binanceusdm``).
@@ -144,7 +158,13 @@ BINANCE_USDM = ExchangeProfile(
     ambiguous_codes=frozenset({"-1006", "-1007", "-1000", "-1001"}),
     # -4116 DUPLICATED_CLIENT_ORDER_ID (ccxt: InvalidOrder).
     duplicate_client_id_codes=frozenset({"-4116"}),
+    # -1003 too many requests (HTTP 429), -1015 too many new orders, -1021
+    # timestamp outside recvWindow: refused at the gateway.
+    refused_codes=frozenset({"-1003", "-1015", "-1021"}),
     not_found_codes=frozenset({"-2011", "-2013"}),
+    # binance.fetch_positions_risk -> load_leverage_brackets ->
+    # GET /fapi/v1/leverageBracket, the first time only.
+    warm_leverage_brackets=True,
 )
 
 #: OKX perpetual swaps. Lighter-tested than the two above: only the facts
@@ -164,6 +184,8 @@ OKX_SWAP = ExchangeProfile(
     ambiguous_codes=frozenset({"50001", "50004", "50013"}),
     # 51016 "Duplicated clOrdId".
     duplicate_client_id_codes=frozenset({"51016"}),
+    # 50011 rate limit reached, 50102 timestamp request expired.
+    refused_codes=frozenset({"50011", "50102"}),
     not_found_codes=frozenset({"51603"}),
 )
 

@@ -1,0 +1,787 @@
+"""The production adapter: real exchanges through ``ccxt.async_support``.
+
+:class:`CcxtAdapter` implements :class:`adapters.port.ExchangePort` over a ccxt
+async exchange that the caller built (keys, sandbox or demo mode, options are
+the caller's). It never guesses: a field the exchange did not send is
+``None``. Exchange differences live in :mod:`adapters.ccxt_profiles`.
+
+What the adapter sets on the caller's exchange, and why
+--------------------------------------------------------
+The constructor does no I/O. It changes ccxt options only where ccxt would
+otherwise make hidden requests on the critical path, and only when the caller
+left the option unset:
+
+* Bybit: ``enableUnifiedMargin=False`` and ``enableUnifiedAccount=True``.
+  ccxt's ``bybit.is_unified_enabled()`` fires two extra GETs
+  (``/v5/user/query-api`` and ``/v5/account/info``, gathered) the first time
+  ``create_order``, ``fetch_order``, ``cancel_orders``, ``fetch_balance`` or a
+  private ``watch_*`` runs, unless *both* options are set (or
+  ``enableDemoTrading`` is on, which assumes UTA the same way). New Bybit
+  accounts are all Unified Trading Accounts, and for linear contracts the flag
+  only changes ccxt's spot-market handling. Holders of a classic account set
+  both options themselves; the adapter then leaves them alone.
+
+Per request, never as an option:
+
+* Every write (entry, stop, close, cancel) carries ``maxRetriesOnFailure=0``:
+  ccxt's ``fetch2`` would otherwise resend a POST blindly after a timeout if
+  the caller configured retries, which for an order means possibly doubling
+  the exposure. ``fetch2`` strips the key before signing, so the exchange
+  never sees it.
+
+Hidden requests the caller can move off the critical path with
+:meth:`CcxtAdapter.prepare`: ``load_markets`` (every ccxt method loads markets
+lazily on first use) and, on Binance, the leverage brackets that
+``fetch_positions`` loads on first use (``GET /fapi/v1/leverageBracket``).
+
+Error mapping (see :meth:`CcxtAdapter._map_error`)
+---------------------------------------------------
+* writes: ``InvalidOrder``, ``InsufficientFunds``, ``BadRequest``,
+  ``OperationRejected``, authentication errors and anything ccxt refuses
+  locally → :class:`OrderRejected` (definitive: nothing took effect);
+  timeouts, network errors, ``ExchangeNotAvailable``, ``DDoSProtection``,
+  ``RateLimitExceeded``, ``BadResponse``, the profile's ambiguous codes (Bybit
+  10016, Binance -1007) and any error we cannot classify →
+  :class:`AmbiguousError` (the order may exist: look it up by client id);
+  a duplicate-client-id refusal on create → :class:`AmbiguousError` too.
+  Exception: a rate-limit or expired-timestamp refusal that carries the
+  exchange's own code (Bybit 10006/10018/10002, Binance -1003/-1015/-1021)
+  was refused at the gateway, before matching, so it is a plain
+  :class:`TransientError` with ``retry_after``: nothing was placed.
+* reads: the same transient classes → :class:`TransientError`; "no such
+  order" → :class:`OrderNotFound`; request errors → :class:`ExchangeError`.
+* ccxt's ``OrderNotFound`` (a subclass of ``InvalidOrder``) →
+  :class:`OrderNotFound`, checked first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import ccxt.async_support as ccxt_async
+
+from adapters.ccxt_profiles import (
+    BINANCE_USDM,
+    BYBIT_LINEAR,
+    GENERIC,
+    OKX_SWAP,
+    ExchangeProfile,
+    LookupStyle,
+    StopStyle,
+    profile_for,
+)
+from adapters.port import (
+    AmbiguousError,
+    ExchangeError,
+    ExchangePort,
+    OrderNotFound,
+    OrderRejected,
+    OrderSnapshot,
+    OrderStatus,
+    PositionCache,
+    PositionSide,
+    PositionSnapshot,
+    Side,
+    Source,
+    StopSnapshot,
+    TransientError,
+)
+
+__all__ = [
+    "BINANCE_USDM",
+    "BYBIT_LINEAR",
+    "GENERIC",
+    "OKX_SWAP",
+    "CcxtAdapter",
+    "ExchangeProfile",
+    "InvalidClientId",
+]
+
+log = logging.getLogger(__name__)
+
+#: ccxt's unified order statuses, onto the port's. ``canceling`` is still
+#: open as far as exposure goes; anything else unknown stays ``None``.
+_STATUS: Mapping[str, OrderStatus] = {
+    "open": OrderStatus.OPEN,
+    "canceling": OrderStatus.OPEN,
+    "closed": OrderStatus.CLOSED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "rejected": OrderStatus.REJECTED,
+    "expired": OrderStatus.EXPIRED,
+}
+
+# ccxt error classes, grouped by what they tell the engine. Order matters in
+# _map_error: OrderNotFound and DuplicateOrderId subclass InvalidOrder, and
+# every network error subclasses OperationFailed.
+_DEFINITIVE: tuple[type[BaseException], ...] = (
+    ccxt_async.InvalidOrder,
+    ccxt_async.InsufficientFunds,
+    ccxt_async.BadRequest,
+    ccxt_async.OperationRejected,
+    ccxt_async.ArgumentsRequired,
+    ccxt_async.NotSupported,
+    ccxt_async.AuthenticationError,
+    ccxt_async.ExchangeClosedByUser,  # raised in fetch() before any send
+)
+_RATE_LIMIT: tuple[type[BaseException], ...] = (
+    ccxt_async.RateLimitExceeded,
+    ccxt_async.DDoSProtection,
+)
+
+
+class InvalidClientId(OrderRejected, ValueError):
+    """The client order id breaks the exchange's rule (length, characters).
+    Refused before anything is sent, so it is a definitive rejection."""
+
+
+def _num(value: object) -> float | None:
+    """A finite non-negative float, or ``None``: ccxt values arrive as
+    float, int, numeric string or ``None``."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(v) or v < 0:
+        return None
+    return v
+
+
+def _seconds(ms: object) -> float | None:
+    v = _num(ms)
+    return None if v is None or v == 0 else v / 1000.0
+
+
+def _order_time(raw: Mapping[str, Any]) -> float | None:
+    """The exchange's time of the order's latest change (for a filled market
+    order: its fill), falling back to its creation time. The engine compares
+    it with a flat position's ``as_of``, so it must not be the earlier
+    creation time when the exchange reports a later one."""
+    for key in ("lastUpdateTimestamp", "lastTradeTimestamp", "timestamp"):
+        t = _seconds(raw.get(key))
+        if t is not None:
+            return t
+    return None
+
+
+def _side_of(signed: float) -> PositionSide | None:
+    if signed == 0:
+        return None
+    return PositionSide.LONG if signed > 0 else PositionSide.SHORT
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The exchange's own error code from a ccxt exception.
+
+    ccxt's ``handle_errors`` raises with ``"<id> <response body>"`` as the
+    message, so the code is recovered from the JSON body (Bybit ``retCode``,
+    Binance ``code``, OKX ``code`` or ``data[0].sCode``). ``None`` when the
+    exception carries no body (timeouts, local refusals)."""
+    text = str(exc)
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        body, _end = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for key in ("retCode", "ret_code", "code"):
+        value = body.get(key)
+        if value is not None and str(value) not in ("0", "200"):
+            return str(value)
+    data = body.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        scode = data[0].get("sCode")
+        if scode is not None and str(scode) != "0":
+            return str(scode)
+    return None
+
+
+class CcxtAdapter:
+    """:class:`~adapters.port.ExchangePort` over a ``ccxt.async_support``
+    exchange. See the module docstring for what it sets and why.
+
+    ``exchange`` is any ccxt async exchange instance; a ``ccxt.pro`` instance
+    additionally enables :meth:`start_stream`. ``profile`` defaults to the one
+    matching ``exchange.id`` (:func:`adapters.ccxt_profiles.profile_for`).
+    """
+
+    def __init__(
+        self,
+        exchange: Any,
+        *,
+        profile: ExchangeProfile | None = None,
+        apply_profile_options: bool = True,
+    ) -> None:
+        self._exchange = exchange
+        self._profile = profile if profile is not None else profile_for(str(exchange.id))
+        #: Options this adapter set on the exchange (for logs and audits).
+        self.applied_options: dict[str, object] = {}
+        if apply_profile_options:
+            self._apply_default_options()
+        self._cache: PositionCache | None = None
+        self._stream_tasks: list[asyncio.Task[None]] = []
+        #: Errors seen by the stream loops, newest last (bounded).
+        self.stream_errors: list[BaseException] = []
+
+    # ------------------------------------------------------------------
+    # identity and setup
+    # ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self._exchange.id)
+
+    @property
+    def profile(self) -> ExchangeProfile:
+        return self._profile
+
+    @property
+    def exchange(self) -> Any:
+        """The wrapped ccxt exchange (the caller's object)."""
+        return self._exchange
+
+    @property
+    def position_cache(self) -> PositionCache | None:
+        """The stream-fed cache once :meth:`start_stream` has run, else
+        ``None`` (an unfed cache would only make the engine wait)."""
+        return self._cache
+
+    def _apply_default_options(self) -> None:
+        options = self._exchange.options
+        defaults = self._profile.default_options
+        if not defaults:
+            return
+        # All-or-nothing: Bybit probes unless *both* flags are set, and a
+        # caller who set one of them has an opinion we must not half-override.
+        if any(options.get(key) is not None for key in defaults):
+            return
+        for key, value in defaults.items():
+            options[key] = value
+            self.applied_options[key] = value
+
+    async def prepare(self) -> None:
+        """Do, ahead of time, the requests ccxt would otherwise make lazily on
+        the first order: load markets and (Binance) leverage brackets."""
+        try:
+            await self._exchange.load_markets()
+            if self._profile.warm_leverage_brackets and hasattr(
+                self._exchange, "load_leverage_brackets"
+            ):
+                await self._exchange.load_leverage_brackets()
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what="prepare") from exc
+
+    # ------------------------------------------------------------------
+    # writes
+    # ------------------------------------------------------------------
+
+    def _check_client_id(self, client_id: str) -> None:
+        p = self._profile
+        if not isinstance(client_id, str) or not client_id:
+            raise InvalidClientId(f"{self.name}: a client order id is required")
+        if len(client_id) > p.client_id_max_len:
+            raise InvalidClientId(
+                f"{self.name}: client order id {client_id!r} is {len(client_id)} characters;"
+                f" the limit is {p.client_id_max_len}. Nothing was sent."
+            )
+        if not p.client_id_pattern.fullmatch(client_id):
+            raise InvalidClientId(
+                f"{self.name}: client order id {client_id!r} does not match"
+                f" {p.client_id_pattern.pattern}. Nothing was sent."
+            )
+
+    def _write_params(self, client_id: str) -> dict[str, object]:
+        params: dict[str, object] = dict(self._profile.common_params)
+        params["clientOrderId"] = client_id
+        # Never let ccxt resend an order on its own (see module docstring).
+        params["maxRetriesOnFailure"] = 0
+        return params
+
+    async def create_order(
+        self, *, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
+    ) -> OrderSnapshot:
+        self._check_client_id(client_id)
+        params = self._write_params(client_id)
+        if reduce_only:
+            params["reduceOnly"] = True
+        what = f"create {side.value} {amount} {symbol} ({client_id})"
+        try:
+            raw = await self._exchange.create_order(
+                symbol, "market", side.value, amount, None, params
+            )
+        except Exception as exc:
+            raise self._map_error(exc, write=True, what=what, create=True) from exc
+        return self._order_snapshot(raw, symbol)
+
+    async def place_stop(
+        self,
+        *,
+        symbol: str,
+        side: Side,
+        amount: float,
+        trigger_price: float,
+        client_id: str,
+    ) -> StopSnapshot:
+        self._check_client_id(client_id)
+        params = self._write_params(client_id)
+        params["reduceOnly"] = True
+        if self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION:
+            # A stop-loss for a long is a sell that fires when the price
+            # FALLS to the trigger; for a short, a buy when it RISES.
+            params["triggerPrice"] = trigger_price
+            params["triggerDirection"] = "descending" if side is Side.SELL else "ascending"
+        else:
+            params["stopLossPrice"] = trigger_price
+        what = f"stop {side.value} {amount} {symbol} @ {trigger_price} ({client_id})"
+        try:
+            raw = await self._exchange.create_order(
+                symbol, "market", side.value, amount, None, params
+            )
+        except Exception as exc:
+            raise self._map_error(exc, write=True, what=what, create=True) from exc
+        return self._stop_snapshot(raw, symbol)
+
+    async def cancel_order(
+        self, *, symbol: str, order_id: str | None, client_id: str | None
+    ) -> None:
+        if order_id is None and client_id is None:
+            raise ValueError("cancel_order needs order_id or client_id")
+        params: dict[str, object] = dict(self._profile.common_params)
+        params["maxRetriesOnFailure"] = 0
+        if self._profile.stops_need_trigger_flag:
+            params["trigger"] = True
+        if order_id is None and client_id is not None:
+            params[self._cancel_client_id_param()] = client_id
+        what = f"cancel {order_id or client_id} on {symbol}"
+        try:
+            await self._exchange.cancel_order(order_id, symbol, params)
+        except Exception as exc:
+            raise self._map_error(exc, write=True, what=what) from exc
+
+    def _cancel_client_id_param(self) -> str:
+        # ccxt's cancel_order takes the same key as the lookup, except that
+        # Binance algo orders are addressed by clientAlgoId (ccxt maps
+        # clientOrderId to it when trigger=True).
+        if self._profile.stops_need_trigger_flag:
+            return "clientOrderId"
+        return self._profile.client_id_lookup_param
+
+    # ------------------------------------------------------------------
+    # reads
+    # ------------------------------------------------------------------
+
+    async def fetch_order(
+        self, *, symbol: str, order_id: str | None, client_id: str | None
+    ) -> OrderSnapshot:
+        if order_id is None and client_id is None:
+            raise ValueError("fetch_order needs order_id or client_id")
+        streamed = self._streamed_terminal(order_id, client_id)
+        if streamed is not None:
+            # The private order stream already reported this order's end:
+            # an exchange fact, newer than anything REST can tell us.
+            return streamed
+        what = f"fetch order {order_id or client_id} on {symbol}"
+        try:
+            if self._profile.lookup_style is LookupStyle.BYBIT_REALTIME_THEN_HISTORY:
+                return await self._fetch_order_bybit(symbol, order_id, client_id)
+            return await self._fetch_order_generic(symbol, order_id, client_id)
+        except ExchangeError:
+            raise
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what=what) from exc
+
+    async def _fetch_order_bybit(
+        self, symbol: str, order_id: str | None, client_id: str | None
+    ) -> OrderSnapshot:
+        params: dict[str, object] = dict(self._profile.common_params)
+        if order_id is not None:
+            params["orderId"] = order_id
+        else:
+            params["orderLinkId"] = client_id
+        # 1. /v5/order/realtime: open orders, and usually the latest 500
+        #    closed ones ("after a server release or restart, filled,
+        #    cancelled and rejected orders ... only through order history").
+        found = self._match(
+            await self._exchange.fetch_open_orders(symbol, None, None, dict(params)),
+            symbol,
+            order_id,
+            client_id,
+        )
+        if found is not None:
+            return found
+        # 2. /v5/order/history with no orderStatus: every terminal state.
+        #    (fetch_closed_orders would add orderStatus=Filled and miss a
+        #    cancelled or rejected entry, which is proof of no exposure.)
+        found = self._match(
+            await self._exchange.fetch_canceled_and_closed_orders(symbol, None, None, dict(params)),
+            symbol,
+            order_id,
+            client_id,
+        )
+        if found is not None:
+            return found
+        raise OrderNotFound(
+            f"{self.name}: order {order_id or client_id} not in /v5/order/realtime"
+            f" nor /v5/order/history (yet)"
+        )
+
+    async def _fetch_order_generic(
+        self, symbol: str, order_id: str | None, client_id: str | None
+    ) -> OrderSnapshot:
+        params: dict[str, object] = dict(self._profile.common_params)
+        if order_id is None:
+            params[self._profile.client_id_lookup_param] = client_id
+        raw = await self._exchange.fetch_order(order_id, symbol, params)
+        found = self._match([raw], symbol, order_id, client_id)
+        if found is None:
+            # The exchange answered with an order that is not the one we
+            # asked about: treat as not (yet) visible, never as ours.
+            raise OrderNotFound(
+                f"{self.name}: lookup of {order_id or client_id} returned another order"
+            )
+        return found
+
+    def _match(
+        self,
+        raws: Sequence[Mapping[str, Any]],
+        symbol: str,
+        order_id: str | None,
+        client_id: str | None,
+    ) -> OrderSnapshot | None:
+        for raw in raws:
+            if order_id is not None and str(raw.get("id")) != order_id:
+                continue
+            if order_id is None and raw.get("clientOrderId") != client_id:
+                continue
+            if raw.get("symbol") not in (None, symbol):
+                continue
+            return self._order_snapshot(raw, symbol)
+        return None
+
+    async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:
+        wanted = list(symbols) if symbols is not None else None
+        # Bybit refuses more than one symbol per call (ArgumentsRequired);
+        # asking for all and filtering here works everywhere.
+        arg = wanted if wanted is not None and len(wanted) == 1 else None
+        try:
+            raws = await self._exchange.fetch_positions(arg, dict(self._profile.common_params))
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what="fetch positions") from exc
+        now = asyncio.get_running_loop().time()
+        # Net per symbol (one-way mode has one entry per symbol; netting keeps
+        # the port's meaning if an exchange splits it).
+        net: dict[str, float] = {}
+        for raw in raws:
+            sym = raw.get("symbol")
+            if not isinstance(sym, str) or (wanted is not None and sym not in wanted):
+                continue
+            signed = self._signed_contracts(raw)
+            if signed is None:
+                continue
+            net[sym] = net.get(sym, 0.0) + signed
+        out: list[PositionSnapshot] = []
+        for sym, signed in net.items():
+            out.append(
+                PositionSnapshot(
+                    symbol=sym,
+                    side=_side_of(signed),
+                    size=abs(signed),
+                    source=Source.REST,
+                    received_at=now,
+                    # A REST position carries the time of its last change,
+                    # not of the view: the view's age is unknown.
+                    as_of=None,
+                )
+            )
+        return out
+
+    async def fetch_price(self, symbol: str) -> float | None:
+        """Last traded price (what Bybit's default ``triggerBy=LastPrice`` and
+        Binance's ``workingType=CONTRACT_PRICE`` stops trigger on), else the
+        mark price; ``None`` when the ticker has neither."""
+        try:
+            ticker = await self._exchange.fetch_ticker(symbol, dict(self._profile.common_params))
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what=f"fetch price of {symbol}") from exc
+        for key in ("last", "close", "markPrice"):
+            price = _num(ticker.get(key))
+            if price:
+                return price
+        return None
+
+    async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        params: dict[str, object] = dict(self._profile.common_params)
+        if self._profile.stops_need_trigger_flag or (
+            self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION
+        ):
+            # Bybit: orderFilter=StopOrder; Binance: /fapi/v1/openAlgoOrders.
+            params["trigger"] = True
+        try:
+            raws = await self._exchange.fetch_open_orders(
+                symbol, None, self._profile.stops_page_limit, params
+            )
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what="fetch stops") from exc
+        stops: list[StopSnapshot] = []
+        for raw in raws:
+            snap = self._stop_snapshot(raw, symbol)
+            if snap.trigger_price is None:
+                continue  # not a conditional order
+            stops.append(snap)
+        return stops
+
+    # ------------------------------------------------------------------
+    # ccxt structures → port value types (no guessing)
+    # ------------------------------------------------------------------
+
+    def _order_snapshot(self, raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
+        amount = _num(raw.get("amount"))
+        filled = _num(raw.get("filled"))
+        status = _STATUS.get(str(raw.get("status"))) if raw.get("status") is not None else None
+        if (
+            status is OrderStatus.CLOSED
+            and amount is not None
+            and filled is not None
+            and filled < amount
+        ):
+            # ccxt reports Bybit "PartiallyFilledCanceled" as "closed"; the
+            # port's CLOSED means fully filled, so this is an ended order
+            # with a partial fill.
+            status = OrderStatus.CANCELED
+        reduce_only = raw.get("reduceOnly")
+        sym = raw.get("symbol")
+        order_id = raw.get("id")
+        client_id = raw.get("clientOrderId")
+        return OrderSnapshot(
+            symbol=sym if isinstance(sym, str) else symbol,
+            order_id=None if order_id is None else str(order_id),
+            client_id=client_id if isinstance(client_id, str) and client_id else None,
+            side=Side.parse(raw.get("side")),
+            amount=amount,
+            filled=filled,
+            status=status,
+            reduce_only=reduce_only if isinstance(reduce_only, bool) else None,
+            average=_num(raw.get("average")),
+            timestamp=_order_time(raw),
+        )
+
+    def _stop_snapshot(self, raw: Mapping[str, Any], symbol: str | None) -> StopSnapshot:
+        order = self._order_snapshot(raw, symbol or str(raw.get("symbol") or ""))
+        trigger = _num(raw.get("triggerPrice"))
+        if trigger is None:
+            trigger = _num(raw.get("stopLossPrice"))
+        return StopSnapshot(
+            symbol=order.symbol,
+            order_id=order.order_id,
+            client_id=order.client_id,
+            side=order.side,
+            amount=order.amount,
+            trigger_price=trigger,
+            reduce_only=order.reduce_only,
+            status=order.status,
+        )
+
+    @staticmethod
+    def _signed_contracts(raw: Mapping[str, Any]) -> float | None:
+        """Signed size of one ccxt position entry; ``None`` when it cannot
+        be stated (size > 0 with no known direction)."""
+        size = _num(raw.get("contracts"))
+        if size is None:
+            return None
+        if size == 0:
+            return 0.0
+        side = PositionSide.parse(raw.get("side"))
+        if side is None:
+            return None
+        return size if side is PositionSide.LONG else -size
+
+    # ------------------------------------------------------------------
+    # the optional stream (ccxt pro)
+    # ------------------------------------------------------------------
+
+    @property
+    def streaming(self) -> bool:
+        return any(not t.done() for t in self._stream_tasks)
+
+    def supports_stream(self) -> bool:
+        has = getattr(self._exchange, "has", {}) or {}
+        return bool(has.get("watchPositions")) and hasattr(self._exchange, "watch_positions")
+
+    def start_stream(self, symbols: Sequence[str] | None = None) -> PositionCache:
+        """Run ``watch_positions`` (and ``watch_orders`` when available) in
+        background tasks that feed :attr:`position_cache`. Must be called
+        from a running event loop. Returns the cache.
+
+        Sets ``options['watchPositions']['fetchPositionsSnapshot'] = False``:
+        otherwise ccxt pro's first ``watch_positions`` result is a REST
+        snapshot, which can lag the truth by seconds (the incident) and must
+        never be reported with ``source=STREAM``."""
+        if not self.supports_stream():
+            raise ExchangeError(f"{self.name}: this exchange object has no watch_positions")
+        if self.streaming:
+            assert self._cache is not None
+            return self._cache
+        watch_opts = self._exchange.options.setdefault("watchPositions", {})
+        watch_opts["fetchPositionsSnapshot"] = False
+        if self._cache is None:
+            self._cache = PositionCache()
+        syms = list(symbols) if symbols is not None else None
+        self._stream_tasks = [asyncio.create_task(self._run_positions(syms))]
+        has = getattr(self._exchange, "has", {}) or {}
+        if has.get("watchOrders") and hasattr(self._exchange, "watch_orders"):
+            self._stream_tasks.append(asyncio.create_task(self._run_orders()))
+        return self._cache
+
+    async def stop_stream(self) -> None:
+        tasks, self._stream_tasks = self._stream_tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    async def _run_positions(self, symbols: list[str] | None) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                raws = await self._exchange.watch_positions(symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._note_stream_error(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            self.feed_positions(raws)
+
+    async def _run_orders(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                raws = await self._exchange.watch_orders()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._note_stream_error(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            self.feed_orders(raws)
+
+    def _note_stream_error(self, exc: BaseException) -> None:
+        log.warning("%s stream error: %r", self.name, exc)
+        self.stream_errors.append(exc)
+        del self.stream_errors[:-20]
+
+    def feed_positions(self, raws: Sequence[Mapping[str, Any]]) -> None:
+        """Turn streamed ccxt positions into STREAM snapshots in the cache.
+        Public so a caller running its own ``watch_positions`` loop can feed
+        the same cache."""
+        if self._cache is None:
+            self._cache = PositionCache()
+        now = asyncio.get_running_loop().time()
+        for raw in raws:
+            sym = raw.get("symbol")
+            if not isinstance(sym, str):
+                continue
+            if raw.get("hedged") is True and (_num(raw.get("contracts")) or 0) > 0:
+                # One leg of a hedge-mode position is not the net position
+                # the port describes; say nothing rather than mislead.
+                continue
+            signed = self._signed_contracts(raw)
+            if signed is None:
+                continue
+            stamp = raw.get("lastUpdateTimestamp")
+            if stamp is None:
+                stamp = raw.get("timestamp")
+            self._cache.update(
+                PositionSnapshot(
+                    symbol=sym,
+                    side=_side_of(signed),
+                    size=abs(signed),
+                    source=Source.STREAM,
+                    received_at=now,
+                    as_of=_seconds(stamp),
+                )
+            )
+
+    def feed_orders(self, raws: Sequence[Mapping[str, Any]]) -> None:
+        """Record streamed order states in the cache (by client id and id);
+        a terminal one also answers :meth:`fetch_order` without REST."""
+        if self._cache is None:
+            self._cache = PositionCache()
+        for raw in raws:
+            sym = raw.get("symbol")
+            if not isinstance(sym, str):
+                continue
+            self._cache.update_order(self._order_snapshot(raw, sym))
+
+    def _streamed_terminal(
+        self, order_id: str | None, client_id: str | None
+    ) -> OrderSnapshot | None:
+        if self._cache is None:
+            return None
+        key = order_id if order_id is not None else client_id
+        snap = self._cache.latest_order(key) if key is not None else None
+        if snap is not None and snap.terminal and snap.filled is not None:
+            return snap
+        return None
+
+    # ------------------------------------------------------------------
+    # errors
+    # ------------------------------------------------------------------
+
+    def _map_error(
+        self, exc: BaseException, *, write: bool, what: str, create: bool = False
+    ) -> ExchangeError:
+        """Classify a ccxt (or any) exception for the engine; see the module
+        docstring. ``create`` marks order placement, where a duplicate client
+        id means our order may already exist."""
+        if isinstance(exc, ExchangeError):
+            return exc
+        p = self._profile
+        code = _error_code(exc)
+        msg = f"{self.name}: {what}: {type(exc).__name__}: {exc}"
+        transient_cls: type[TransientError] = AmbiguousError if write else TransientError
+        if code is not None and code in p.duplicate_client_id_codes and create:
+            return AmbiguousError(msg + " (client id already used: the order may exist)", cause=exc)
+        if code is not None and code in p.ambiguous_codes:
+            return transient_cls(msg, cause=exc)
+        if code is not None and code in p.refused_codes:
+            # The exchange answered "not now" before executing anything.
+            return TransientError(msg, retry_after=p.rate_limit_backoff, cause=exc)
+        not_found = code is not None and code in p.not_found_codes
+        if isinstance(exc, ccxt_async.OrderNotFound) or not_found:
+            return OrderNotFound(msg, cause=exc)
+        if isinstance(exc, ccxt_async.DuplicateOrderId) and create:
+            return AmbiguousError(msg + " (client id already used: the order may exist)", cause=exc)
+        if isinstance(exc, _RATE_LIMIT):
+            return transient_cls(msg, retry_after=p.rate_limit_backoff, cause=exc)
+        if isinstance(exc, ccxt_async.OperationFailed):
+            # NetworkError (RequestTimeout, ExchangeNotAvailable, InvalidNonce),
+            # BadResponse, NullResponse, CancelPending.
+            return transient_cls(msg, cause=exc)
+        if isinstance(exc, _DEFINITIVE):
+            return OrderRejected(msg, cause=exc) if write else ExchangeError(msg, cause=exc)
+        # An ExchangeError ccxt could not classify, or a failure while parsing
+        # the answer: for a write we cannot know whether it took effect.
+        return transient_cls(msg, cause=exc)
+
+
+if TYPE_CHECKING:
+    # Static proof that the adapter satisfies the port (mypy --strict).
+    def _conforms(adapter: CcxtAdapter) -> ExchangePort:
+        return adapter

@@ -1,0 +1,1100 @@
+"""A fake exchange under real ccxt: only the transport is replaced.
+
+ccxt's ``async_support`` exchanges send every REST request through
+``self.session.<method>(url, data=..., headers=...)`` (an aiohttp session) and
+every WebSocket through ``session.ws_connect(url)``. A caller may hand ccxt its
+own session (``{"session": ...}`` in the config), so that is where this fake
+plugs in: :class:`FakeSession` stands in for aiohttp, and everything above it
+runs for real: request signing, ``Exchange.fetch`` (response decoding,
+``handle_errors``, ``handle_http_status_code``), the exchange's parsers, ccxt
+pro's WebSocket ``Client`` (receive loop, JSON decoding) and its
+``handle_message`` dispatch. A timeout is an ``asyncio.TimeoutError`` raised
+where aiohttp would raise it, so ccxt turns it into ``RequestTimeout`` itself.
+
+The venues (:class:`FakeBybit`, :class:`FakeBinanceUsdm`) are small, stateful
+models of the two exchanges, answering with the recorded bodies in
+``tests/payloads`` (see ``tests/payloads/SOURCES.md``): orders are accepted,
+fill after a configurable delay, move the position, and show up in the order
+endpoints and (with a configurable lag) in the REST position list; stops rest
+until cancelled; business rules produce the exchanges' real error bodies
+(reduce-only on a flat position, trigger price on the wrong side, duplicate
+client id). Faults (timeouts before or after the exchange applied the
+request, error bodies, disconnects) are injected per endpoint. Every request
+is recorded with its parsed parameters.
+
+Time is the event loop's clock, so under ``adapters.virtual_time`` a 4 s lag
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
+from aiohttp import WSMessage, WSMsgType
+
+PAYLOADS = Path(__file__).with_name("payloads")
+
+#: Exchange time (ms) at loop time 0; exchange timestamps are derived from the
+#: loop clock so that they move with virtual time.
+EPOCH_MS = 1_735_800_000_000
+
+#: Parameters that are transport noise, not part of what was asked.
+_NOISE = {"timestamp", "signature", "recvWindow"}
+
+
+def load(venue: str, name: str) -> Any:
+    """A fresh copy of a recorded payload."""
+    return json.loads((PAYLOADS / venue / f"{name}.json").read_text())
+
+
+def _num(text: object) -> float:
+    return float(str(text))
+
+
+def _fmt(value: float) -> str:
+    """Exchange-style decimal string ("43", "0.1343", "0")."""
+    text = f"{value:.10f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+# ---------------------------------------------------------------------------
+# records and faults
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One HTTP request as the fake exchange received it."""
+
+    method: str
+    path: str
+    params: dict[str, Any]
+    at: float
+    outcome: str = "pending"
+    response: Any = None  # the body as sent back (None if the answer was lost)
+
+    def flag(self, key: str) -> bool:
+        """A boolean parameter as the exchange reads it (JSON true or "true")."""
+        value = self.params.get(key)
+        return value is True or value == "true"
+
+
+FaultKind = Literal["timeout_after", "timeout_before", "disconnect", "error", "error_after"]
+
+
+@dataclass
+class Fault:
+    """Make the next matching request fail.
+
+    * ``timeout_before``: lost on the way; the exchange never saw it.
+    * ``timeout_after``: the exchange applied it, the answer was lost.
+    * ``disconnect``: connection dropped before sending (aiohttp
+      ``ClientConnectionError``, which ccxt reports as ExchangeNotAvailable).
+    * ``error``: the exchange refuses with the recorded error body ``error``.
+    * ``error_after``: the exchange applied it, then answered with the error
+      body ``error`` (Binance -1007 "execution status unknown" can mean this).
+    """
+
+    method: str
+    path: str
+    kind: FaultKind
+    error: str | None = None
+    times: int = 1
+    match: Callable[[dict[str, Any]], bool] | None = None
+
+    def applies(self, method: str, path: str, params: dict[str, Any]) -> bool:
+        if self.times <= 0 or method != self.method or path != self.path:
+            return False
+        return self.match is None or self.match(params)
+
+
+# ---------------------------------------------------------------------------
+# the aiohttp stand-in
+# ---------------------------------------------------------------------------
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: str) -> None:
+        self.status = status
+        self.reason = {
+            200: "OK",
+            400: "Bad Request",
+            401: "Unauthorized",
+            408: "Request Timeout",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+        }.get(status, "Error")
+        self.headers = {"Content-Type": "application/json"}
+        self._body = body
+        self.content = body.encode()
+
+    async def text(self, errors: str = "strict") -> str:
+        return self._body
+
+
+class _RequestContext:
+    def __init__(self, venue: FakeVenue, method: str, url: str, data: bytes | None) -> None:
+        self._venue, self._method, self._url, self._data = venue, method, url, data
+
+    async def __aenter__(self) -> FakeResponse:
+        return await self._venue.handle(self._method, self._url, self._data)
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class FakeWsConnection:
+    """What ccxt pro's ``Client`` expects from ``aiohttp.ws_connect``."""
+
+    _conn = None  # ccxt reads connection._conn to find aiohttp's buffer
+
+    def __init__(self, venue: FakeVenue, url: str) -> None:
+        self.venue = venue
+        self.url = url
+        self.closed = False
+        self.sent: list[Any] = []
+        self._inbox: asyncio.Queue[WSMessage] = asyncio.Queue()
+
+    async def send_str(self, text: str) -> None:
+        message = json.loads(text)
+        self.sent.append(message)
+        self.venue.on_ws_message(self, message)
+
+    def push(self, payload: Any) -> None:
+        """Deliver a server message (as JSON text, like the wire)."""
+        self._inbox.put_nowait(WSMessage(WSMsgType.TEXT, json.dumps(payload), None))
+
+    async def receive(self) -> WSMessage:
+        return await self._inbox.get()
+
+    async def ping(self, data: bytes = b"") -> None:
+        return None
+
+    async def pong(self, data: bytes = b"") -> None:
+        return None
+
+    async def close(self, code: int = 1000, message: bytes = b"") -> bool:
+        self.closed = True
+        return True
+
+
+class _WsConnectContext:
+    def __init__(self, venue: FakeVenue, url: str) -> None:
+        self._venue, self._url = venue, url
+
+    async def __aenter__(self) -> FakeWsConnection:
+        conn = FakeWsConnection(self._venue, self._url)
+        self._venue.ws_connections.append(conn)
+        return conn
+
+
+class FakeSession:
+    """The subset of ``aiohttp.ClientSession`` that ccxt uses."""
+
+    closed = False
+
+    def __init__(self, venue: FakeVenue) -> None:
+        self.venue = venue
+        self.headers: dict[str, str] = {}
+
+    def _call(self, method: str, url: object, data: bytes | None) -> _RequestContext:
+        return _RequestContext(self.venue, method, str(url), data)
+
+    def get(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
+        return self._call("GET", url, data)
+
+    def post(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
+        return self._call("POST", url, data)
+
+    def put(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
+        return self._call("PUT", url, data)
+
+    def delete(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
+        return self._call("DELETE", url, data)
+
+    def ws_connect(self, url: object, **_: object) -> _WsConnectContext:
+        return _WsConnectContext(self.venue, str(url))
+
+    async def close(self) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------
+# venue base
+# ---------------------------------------------------------------------------
+
+
+class FakeVenue:
+    """Common machinery: request log, faults, latency, clock, WebSocket fan-out."""
+
+    payload_dir = ""
+
+    def __init__(self, *, latency: float = 0.005, ws_delay: float = 0.05) -> None:
+        self.latency = latency
+        self.ws_delay = ws_delay
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self.ws_connections: list[FakeWsConnection] = []
+        #: Called after each fill (tests use it to move the market).
+        self.on_fill: Callable[[FakeOrder], None] | None = None
+
+    # clock -------------------------------------------------------------
+    @staticmethod
+    def now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def ms(self, t: float | None = None) -> int:
+        return EPOCH_MS + round((self.now() if t is None else t) * 1000)
+
+    # faults ------------------------------------------------------------
+    def fail(
+        self,
+        method: str,
+        path: str,
+        kind: FaultKind,
+        error: str | None = None,
+        *,
+        times: int = 1,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> Fault:
+        fault = Fault(method, path, kind, error, times, match)
+        self.faults.append(fault)
+        return fault
+
+    def _take_fault(self, method: str, path: str, params: dict[str, Any]) -> Fault | None:
+        for fault in self.faults:
+            if fault.applies(method, path, params):
+                fault.times -= 1
+                return fault
+        return None
+
+    # requests ----------------------------------------------------------
+    def sent(self, method: str | None = None, path: str | None = None) -> list[Request]:
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and (path is None or r.path == path)
+        ]
+
+    @staticmethod
+    def _parse(url: str, data: bytes | None) -> tuple[str, dict[str, Any]]:
+        parts = urlsplit(url)
+        params: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if data:
+            text = data.decode()
+            if text.lstrip().startswith("{"):
+                params.update(json.loads(text))
+            else:
+                params.update(dict(parse_qsl(text, keep_blank_values=True)))
+        for key in _NOISE:
+            params.pop(key, None)
+        return parts.path, params
+
+    async def handle(self, method: str, url: str, data: bytes | None) -> FakeResponse:
+        path, params = self._parse(url, data)
+        record = Request(method, path, params, self.now())
+        self.requests.append(record)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        self.settle()
+        fault = self._take_fault(method, path, params)
+        if fault is not None:
+            record.outcome = fault.kind
+            if fault.kind == "timeout_before":
+                raise TimeoutError()
+            if fault.kind == "disconnect":
+                raise aiohttp.ClientConnectionError("Connection reset by peer")
+            if fault.kind in ("error", "error_after"):
+                assert fault.error is not None
+                if fault.kind == "error_after":
+                    self.route(method, path, params)
+                status, body = self.error_body(fault.error)
+                return FakeResponse(status, body if isinstance(body, str) else json.dumps(body))
+            # timeout_after: the exchange does the work, the answer is lost.
+            self.route(method, path, params)
+            raise TimeoutError()
+        status, body = self.route(method, path, params)
+        record.outcome = "ok" if status == 200 and self.is_success(body) else "refused"
+        record.response = body
+        return FakeResponse(status, json.dumps(body))
+
+    def settle(self) -> None:
+        """Apply every event due by now (fills)."""
+
+    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def error_body(self, name: str) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def is_success(self, body: Any) -> bool:
+        return True
+
+    def not_found(self, method: str, path: str) -> tuple[int, Any]:
+        raise AssertionError(f"fake {type(self).__name__} has no route {method} {path}")
+
+    # websocket ---------------------------------------------------------
+    def on_ws_message(self, conn: FakeWsConnection, message: Any) -> None:
+        """A message our ccxt client sent on a WebSocket."""
+
+    def broadcast(self, payload: Any) -> None:
+        """Push to every connected private WebSocket after ``ws_delay``."""
+        loop = asyncio.get_running_loop()
+        for conn in self.ws_connections:
+            if not conn.closed:
+                loop.call_later(self.ws_delay, conn.push, copy.deepcopy(payload))
+
+
+# ---------------------------------------------------------------------------
+# a tiny order/position model shared by both venues
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FakeOrder:
+    order_id: str
+    client_id: str
+    symbol: str  # exchange id, e.g. AVLUSDT
+    side: str  # "buy" / "sell"
+    qty: float
+    reduce_only: bool
+    created_at: float
+    trigger_price: float | None = None
+    trigger_direction: int = 0
+    status: str = "new"  # new, filled, partial_canceled, canceled, untriggered, deactivated
+    filled: float = 0.0
+    avg_price: float = 0.0
+    updated_at: float = 0.0
+    terminal_at: float | None = None
+    fill_at: float | None = None
+    fill_ratio: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        return self.trigger_price is not None
+
+    @property
+    def open(self) -> bool:
+        return self.status in ("new", "untriggered")
+
+
+class Book:
+    """Orders, fills and the true position, with the position's history so
+    that a lagging REST view can be served."""
+
+    def __init__(self, marks: dict[str, float]) -> None:
+        self.marks = dict(marks)
+        self.orders: dict[str, FakeOrder] = {}
+        self.by_client_id: dict[str, FakeOrder] = {}
+        self.position: dict[str, float] = {}
+        self.entry_price: dict[str, float] = {}
+        self.history: dict[str, list[tuple[float, float]]] = {}
+        self.fill_ratios: list[float] = []  # consumed by successive market orders
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def signed(self, symbol: str) -> float:
+        return self.position.get(symbol, 0.0)
+
+    def signed_at(self, symbol: str, t: float) -> float:
+        value = 0.0
+        for when, signed in self.history.get(symbol, []):
+            if when <= t:
+                value = signed
+        return value
+
+    def reducible(self, symbol: str, side: str) -> float:
+        pos = self.signed(symbol)
+        if side == "sell" and pos > 0:
+            return pos
+        if side == "buy" and pos < 0:
+            return -pos
+        return 0.0
+
+    def add(self, order: FakeOrder) -> None:
+        self.orders[order.order_id] = order
+        self.by_client_id[order.client_id] = order
+
+    def due(self, now: float) -> list[FakeOrder]:
+        return sorted(
+            (
+                o
+                for o in self.orders.values()
+                if o.status == "new" and o.fill_at is not None and o.fill_at <= now
+            ),
+            key=lambda o: (o.fill_at, o.created_at),
+        )
+
+    def fill(self, order: FakeOrder, now: float, step: float) -> None:
+        """Execute a market order at the mark price."""
+        qty = order.qty
+        if order.reduce_only:
+            qty = min(qty, self.reducible(order.symbol, order.side))
+        qty = round(qty * order.fill_ratio / step) * step if step else qty * order.fill_ratio
+        qty = round(qty, 10)
+        price = self.marks[order.symbol]
+        order.filled = qty
+        order.avg_price = price if qty > 0 else 0.0
+        if qty >= order.qty:
+            order.status = "filled"
+        elif qty > 0:
+            order.status = "partial_canceled"
+        else:
+            order.status = "canceled"
+        order.updated_at = order.terminal_at = now
+        if qty > 0:
+            delta = qty if order.side == "buy" else -qty
+            before = self.signed(order.symbol)
+            after = round(before + delta, 10)
+            self.position[order.symbol] = after
+            if after == 0:
+                self.entry_price.pop(order.symbol, None)
+            elif before == 0 or (before > 0) != (after > 0):
+                self.entry_price[order.symbol] = price
+            self.history.setdefault(order.symbol, []).append((now, after))
+
+
+# ---------------------------------------------------------------------------
+# Bybit v5 (linear)
+# ---------------------------------------------------------------------------
+
+_BYBIT_STATUS = {
+    "new": "New",
+    "filled": "Filled",
+    "partial_canceled": "PartiallyFilledCanceled",
+    "canceled": "Cancelled",
+    "untriggered": "Untriggered",
+    "deactivated": "Deactivated",
+}
+
+
+class FakeBybit(FakeVenue):
+    """Bybit v5, category=linear, one-way mode, Unified Trading Account.
+
+    ``position_lag``: seconds by which ``/v5/position/list`` trails the truth
+    (it answers with the position as it was ``position_lag`` seconds ago).
+    ``flat_entry``: how the lagging list shows "no position": ``False`` an
+    empty list, ``True`` Bybit's one-way flat entry (``size "0"``, ``side ""``).
+    ``realtime_shows_closed``: whether ``/v5/order/realtime`` still lists
+    recently closed orders when asked by id (Bybit keeps the last 500, but
+    "after a server release or restart" only history has them).
+    ``history_lag``: seconds before a terminal order appears in
+    ``/v5/order/history`` ("the data returned may be delayed").
+    """
+
+    payload_dir = "bybit"
+
+    def __init__(
+        self,
+        *,
+        marks: dict[str, float] | None = None,
+        fill_delay: float = 0.0,
+        position_lag: float = 0.0,
+        flat_entry: bool = False,
+        realtime_shows_closed: bool = False,
+        history_lag: float = 0.0,
+        latency: float = 0.005,
+        ws_delay: float = 0.05,
+    ) -> None:
+        super().__init__(latency=latency, ws_delay=ws_delay)
+        self.book = Book(marks or {"AVLUSDT": 0.1343, "BTCUSDT": 97000.0})
+        self.fill_delay = fill_delay
+        self.position_lag = position_lag
+        self.flat_entry = flat_entry
+        self.realtime_shows_closed = realtime_shows_closed
+        self.history_lag = history_lag
+        self.instruments = {
+            i["symbol"]: i for i in load("bybit", "instruments_linear")["result"]["list"]
+        }
+
+    # helpers -------------------------------------------------------------
+    def error_body(self, name: str) -> tuple[int, Any]:
+        body = load("bybit", "errors")[name]
+        body["time"] = self.ms()
+        return 200, body  # Bybit reports business errors with HTTP 200
+
+    def is_success(self, body: Any) -> bool:
+        return isinstance(body, dict) and body.get("retCode") == 0
+
+    def _ok(self, result: Any) -> tuple[int, Any]:
+        env = load("bybit", "order_create_ack")
+        env["result"] = result
+        env["time"] = self.ms()
+        return 200, env
+
+    def _list(self, items: list[dict[str, Any]]) -> tuple[int, Any]:
+        env = load("bybit", "list_envelope")
+        env["result"]["list"] = items
+        env["time"] = self.ms()
+        return 200, env
+
+    def _step(self, symbol: str) -> float:
+        return float(self.instruments[symbol]["lotSizeFilter"]["qtyStep"])
+
+    def order_json(self, o: FakeOrder) -> dict[str, Any]:
+        raw = load("bybit", "order_linear")
+        leaves = 0.0 if o.status not in ("new", "untriggered") else o.qty - o.filled
+        raw.update(
+            {
+                "orderId": o.order_id,
+                "orderLinkId": o.client_id,
+                "symbol": o.symbol,
+                "price": _fmt(self.book.marks[o.symbol] * (1.05 if o.side == "buy" else 0.95)),
+                "qty": _fmt(o.qty),
+                "side": "Buy" if o.side == "buy" else "Sell",
+                "orderStatus": _BYBIT_STATUS[o.status],
+                "cancelType": "UNKNOWN"
+                if o.status not in ("canceled", "deactivated")
+                else "CancelByUser",
+                "avgPrice": _fmt(o.avg_price) if o.filled else "0",
+                "leavesQty": _fmt(leaves),
+                "leavesValue": _fmt(leaves * self.book.marks[o.symbol]),
+                "cumExecQty": _fmt(o.filled),
+                "cumExecValue": _fmt(o.filled * o.avg_price),
+                "cumExecFee": _fmt(o.filled * o.avg_price * 0.00055),
+                "timeInForce": "IOC",
+                "orderType": "Market",
+                "stopOrderType": "Stop" if o.conditional else "",
+                "triggerPrice": _fmt(o.trigger_price) if o.trigger_price is not None else "0",
+                "triggerDirection": o.trigger_direction,
+                "triggerBy": "LastPrice" if o.conditional else "",
+                "reduceOnly": o.reduce_only,
+                "closeOnTrigger": False,
+                "createdTime": str(self.ms(o.created_at)),
+                "updatedTime": str(self.ms(o.updated_at or o.created_at)),
+            }
+        )
+        return raw
+
+    def position_json(self, symbol: str, signed: float) -> dict[str, Any]:
+        raw = load("bybit", "position_linear")
+        mark = self.book.marks[symbol]
+        entry = self.book.entry_price.get(symbol, mark)
+        raw.update(
+            {
+                "symbol": symbol,
+                "side": "" if signed == 0 else ("Buy" if signed > 0 else "Sell"),
+                "size": _fmt(abs(signed)),
+                "avgPrice": "0" if signed == 0 else _fmt(entry),
+                "positionValue": _fmt(abs(signed) * entry) if signed else "0",
+                "markPrice": _fmt(mark),
+                "updatedTime": str(self.ms()),
+            }
+        )
+        return raw
+
+    # state ---------------------------------------------------------------
+    def settle(self) -> None:
+        now = self.now()
+        for order in self.book.due(now):
+            self.book.fill(order, now, self._step(order.symbol))
+            if self.ws_connections:
+                self._push_fill(order)
+            if self.on_fill is not None:
+                self.on_fill(order)
+
+    def _push_fill(self, order: FakeOrder) -> None:
+        msg = load("bybit", "ws_order")
+        item = self.order_json(order)
+        item["category"] = "linear"
+        msg["data"] = [item]
+        msg["creationTime"] = self.ms()
+        self.broadcast(msg)
+        pos = load("bybit", "ws_position")
+        p = pos["data"][0]
+        signed = self.book.signed(order.symbol)
+        p.update(
+            {
+                "symbol": order.symbol,
+                "side": "" if signed == 0 else ("Buy" if signed > 0 else "Sell"),
+                "size": _fmt(abs(signed)),
+                "entryPrice": _fmt(self.book.entry_price.get(order.symbol, 0.0)),
+                "markPrice": _fmt(self.book.marks[order.symbol]),
+                "updatedTime": str(self.ms()),
+            }
+        )
+        pos["creationTime"] = self.ms()
+        self.broadcast(pos)
+
+    def schedule_settle(self, at: float) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_at(max(at, loop.time()), self.settle)
+
+    # routes --------------------------------------------------------------
+    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+        key = (method, path)
+        if key == ("GET", "/v5/market/instruments-info"):
+            if params.get("status") == "PreLaunch":
+                return self._list([])
+            env = load("bybit", "instruments_linear")
+            return 200, env
+        if key == ("GET", "/v5/market/tickers"):
+            env = load("bybit", "tickers_linear")
+            item = env["result"]["list"][0]
+            mark = self.book.marks[params["symbol"]]
+            item.update(
+                {
+                    "symbol": params["symbol"],
+                    "lastPrice": _fmt(mark),
+                    "markPrice": _fmt(mark),
+                    "indexPrice": _fmt(mark),
+                }
+            )
+            env["time"] = self.ms()
+            return 200, env
+        if key == ("GET", "/v5/user/query-api"):
+            return 200, load("bybit", "user_query_api")
+        if key == ("GET", "/v5/account/info"):
+            return 200, load("bybit", "account_info")
+        if key == ("POST", "/v5/order/create"):
+            return self._create(params)
+        if key == ("POST", "/v5/order/cancel"):
+            return self._cancel(params)
+        if key == ("GET", "/v5/order/realtime"):
+            return self._list([self.order_json(o) for o in self._realtime(params)])
+        if key == ("GET", "/v5/order/history"):
+            return self._list([self.order_json(o) for o in self._history(params)])
+        if key == ("GET", "/v5/position/list"):
+            return self._positions(params)
+        return self.not_found(method, path)
+
+    def _create(self, p: dict[str, Any]) -> tuple[int, Any]:
+        symbol = p.get("symbol")
+        if p.get("category") != "linear" or symbol not in self.instruments:
+            return self.error_body("param_error")
+        link_id = str(p.get("orderLinkId") or f"auto-{self.book.next_id()}")
+        if link_id in self.book.by_client_id:
+            return self.error_body("duplicate_order_link_id")
+        side = str(p["side"]).lower()
+        now = self.now()
+        order = FakeOrder(
+            order_id=str(1_900_000_000_000_000_000 + self.book.next_id()),
+            client_id=link_id,
+            symbol=symbol,
+            side=side,
+            qty=_num(p["qty"]),
+            reduce_only=p.get("reduceOnly") is True,
+            created_at=now,
+            updated_at=now,
+        )
+        if p.get("triggerPrice") is not None:
+            trigger = _num(p["triggerPrice"])
+            direction = int(p.get("triggerDirection", 0))
+            mark = self.book.marks[symbol]
+            if direction == 1 and not trigger > mark:
+                return self.error_body("expect_rising")
+            if direction == 2 and not trigger < mark:
+                return self.error_body("expect_falling")
+            order.trigger_price = trigger
+            order.trigger_direction = direction
+            order.status = "untriggered"
+        else:
+            if order.reduce_only and self.book.reducible(symbol, side) == 0:
+                return self.error_body("reduce_only_not_satisfied")
+            if self.book.fill_ratios:
+                order.fill_ratio = self.book.fill_ratios.pop(0)
+            order.fill_at = now + self.fill_delay
+            self.schedule_settle(order.fill_at)
+        self.book.add(order)
+        # The acknowledgement carries the two ids and nothing else.
+        return self._ok({"orderId": order.order_id, "orderLinkId": order.client_id})
+
+    def _cancel(self, p: dict[str, Any]) -> tuple[int, Any]:
+        order = self._find(p)
+        if order is None or not order.open:
+            return self.error_body("order_not_exists")
+        order.status = "deactivated" if order.conditional else "canceled"
+        order.updated_at = order.terminal_at = self.now()
+        ack = load("bybit", "order_cancel_ack")["result"]
+        ack.update({"orderId": order.order_id, "orderLinkId": order.client_id})
+        return self._ok(ack)
+
+    def _find(self, p: dict[str, Any]) -> FakeOrder | None:
+        if p.get("orderId"):
+            return self.book.orders.get(str(p["orderId"]))
+        if p.get("orderLinkId"):
+            return self.book.by_client_id.get(str(p["orderLinkId"]))
+        return None
+
+    def _filtered(self, p: dict[str, Any]) -> list[FakeOrder]:
+        out = []
+        for o in self.book.orders.values():
+            if p.get("symbol") and o.symbol != p["symbol"]:
+                continue
+            if p.get("orderId") and o.order_id != str(p["orderId"]):
+                continue
+            if p.get("orderLinkId") and o.client_id != str(p["orderLinkId"]):
+                continue
+            flt = p.get("orderFilter")
+            if flt == "StopOrder" and not o.conditional:
+                continue
+            if flt == "Order" and o.conditional:
+                continue
+            out.append(o)
+        return sorted(out, key=lambda o: o.created_at, reverse=True)
+
+    def _realtime(self, p: dict[str, Any]) -> list[FakeOrder]:
+        by_id = bool(p.get("orderId") or p.get("orderLinkId"))
+        return [o for o in self._filtered(p) if o.open or (by_id and self.realtime_shows_closed)]
+
+    def _history(self, p: dict[str, Any]) -> list[FakeOrder]:
+        now = self.now()
+        wanted = p.get("orderStatus")
+        return [
+            o
+            for o in self._filtered(p)
+            if not o.open
+            and o.terminal_at is not None
+            and o.terminal_at + self.history_lag <= now
+            and (wanted is None or _BYBIT_STATUS[o.status] == wanted)
+        ]
+
+    def _positions(self, p: dict[str, Any]) -> tuple[int, Any]:
+        as_of = self.now() - self.position_lag
+        symbols = [p["symbol"]] if p.get("symbol") else sorted(self.instruments)
+        items = []
+        for sym in symbols:
+            signed = self.book.signed_at(sym, as_of)
+            if signed != 0 or (self.flat_entry and p.get("symbol")):
+                items.append(self.position_json(sym, signed))
+        return self._list(items)
+
+    # websocket -------------------------------------------------------------
+    def on_ws_message(self, conn: FakeWsConnection, message: Any) -> None:
+        op = message.get("op")
+        if op == "auth":
+            reply = load("bybit", "ws_auth_ok")
+        elif op == "subscribe":
+            reply = load("bybit", "ws_subscribe_ok")
+            reply["req_id"] = message.get("req_id")
+        elif op == "ping":
+            reply = load("bybit", "ws_pong")
+        else:
+            return
+        asyncio.get_running_loop().call_soon(conn.push, reply)
+
+
+# ---------------------------------------------------------------------------
+# Binance USDⓈ-M
+# ---------------------------------------------------------------------------
+
+_BINANCE_STATUS = {
+    "new": "NEW",
+    "filled": "FILLED",
+    "partial_canceled": "EXPIRED",
+    "canceled": "EXPIRED",
+}
+
+
+class FakeBinanceUsdm(FakeVenue):
+    """Binance USDⓈ-M futures, one-way mode. Market orders are acknowledged
+    as ``NEW`` with ``executedQty "0"`` and fill ``fill_delay`` later;
+    conditional orders live in the algo service (``/fapi/v1/algoOrder``).
+    ``position_lag`` delays ``/fapi/v3/positionRisk`` like Bybit's list."""
+
+    payload_dir = "binance"
+
+    def __init__(
+        self,
+        *,
+        marks: dict[str, float] | None = None,
+        fill_delay: float = 0.0,
+        position_lag: float = 0.0,
+        latency: float = 0.005,
+        ws_delay: float = 0.05,
+    ) -> None:
+        super().__init__(latency=latency, ws_delay=ws_delay)
+        self.book = Book(marks or {"BTCUSDT": 97000.0, "ETHUSDT": 3400.0})
+        self.fill_delay = fill_delay
+        self.position_lag = position_lag
+        self.symbols = {s["symbol"]: s for s in load("binance", "exchange_info_symbols")}
+
+    def error_body(self, name: str) -> tuple[int, Any]:
+        entry = load("binance", "errors")[name]
+        return int(entry["status"]), entry["body"]
+
+    def is_success(self, body: Any) -> bool:
+        return not (isinstance(body, dict) and "code" in body and str(body["code"]) not in ("200",))
+
+    def _step(self, symbol: str) -> float:
+        lot = next(f for f in self.symbols[symbol]["filters"] if f["filterType"] == "LOT_SIZE")
+        return float(lot["stepSize"])
+
+    def order_json(self, o: FakeOrder) -> dict[str, Any]:
+        raw = load("binance", "order_query")
+        raw.update(
+            {
+                "avgPrice": _fmt(o.avg_price) if o.filled else "0.00",
+                "clientOrderId": o.client_id,
+                "cumQuote": _fmt(o.filled * o.avg_price),
+                "executedQty": _fmt(o.filled),
+                "orderId": int(o.order_id),
+                "origQty": _fmt(o.qty),
+                "origType": "MARKET",
+                "price": "0",
+                "reduceOnly": o.reduce_only,
+                "side": o.side.upper(),
+                "positionSide": "BOTH",
+                "status": _BINANCE_STATUS[o.status],
+                "stopPrice": "0",
+                "symbol": o.symbol,
+                "time": self.ms(o.created_at),
+                "type": "MARKET",
+                "updateTime": self.ms(o.updated_at or o.created_at),
+            }
+        )
+        raw.pop("activatePrice", None)
+        raw.pop("priceRate", None)
+        return raw
+
+    def algo_json(self, o: FakeOrder) -> dict[str, Any]:
+        raw = load("binance", "algo_order")
+        raw.update(
+            {
+                "algoId": int(o.order_id),
+                "clientAlgoId": o.client_id,
+                "orderType": "STOP_MARKET",
+                "symbol": o.symbol,
+                "side": o.side.upper(),
+                "quantity": _fmt(o.qty),
+                "algoStatus": "NEW" if o.open else "CANCELED",
+                "triggerPrice": _fmt(o.trigger_price or 0.0),
+                "price": "0",
+                "reduceOnly": o.reduce_only,
+                "createTime": self.ms(o.created_at),
+                "updateTime": self.ms(o.updated_at or o.created_at),
+            }
+        )
+        return raw
+
+    def settle(self) -> None:
+        now = self.now()
+        for order in self.book.due(now):
+            self.book.fill(order, now, self._step(order.symbol))
+            if self.ws_connections:
+                self._push_fill(order)
+            if self.on_fill is not None:
+                self.on_fill(order)
+
+    def _push_fill(self, order: FakeOrder) -> None:
+        msg = load("binance", "ws_account_update")
+        signed = self.book.signed(order.symbol)
+        msg["E"] = msg["T"] = self.ms()
+        msg["a"]["P"] = [
+            {
+                "s": order.symbol,
+                "pa": _fmt(signed),
+                "ep": _fmt(self.book.entry_price.get(order.symbol, 0.0)),
+                "bep": "0",
+                "cr": "0",
+                "up": "0",
+                "mt": "cross",
+                "iw": "0",
+                "ps": "BOTH",
+            }
+        ]
+        self.broadcast(msg)
+
+    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+        key = (method, path)
+        if key == ("POST", "/fapi/v1/order"):
+            return self._create(params)
+        if key == ("GET", "/fapi/v1/order"):
+            order = self._find(params, algo=False)
+            if order is None:
+                return self.error_body("order_does_not_exist")
+            return 200, self.order_json(order)
+        if key == ("POST", "/fapi/v1/algoOrder"):
+            return self._create_algo(params)
+        if key == ("GET", "/fapi/v1/algoOrder"):
+            order = self._find(params, algo=True)
+            if order is None:
+                return self.error_body("order_does_not_exist")
+            return 200, self.algo_json(order)
+        if key == ("DELETE", "/fapi/v1/algoOrder"):
+            order = self._find(params, algo=True)
+            if order is None or not order.open:
+                return self.error_body("unknown_order")
+            order.status = "canceled"
+            order.updated_at = order.terminal_at = self.now()
+            body = load("binance", "algo_cancel")
+            body.update({"algoId": int(order.order_id), "clientAlgoId": order.client_id})
+            return 200, body
+        if key == ("GET", "/fapi/v1/openAlgoOrders"):
+            return 200, [
+                self.algo_json(o)
+                for o in self.book.orders.values()
+                if o.conditional and o.open and params.get("symbol") in (None, o.symbol)
+            ]
+        if key == ("GET", "/fapi/v3/positionRisk"):
+            return 200, self._positions(params)
+        if key == ("GET", "/fapi/v1/ticker/24hr"):
+            ticker = load("binance", "ticker_24hr")
+            mark = self.book.marks[params["symbol"]]
+            ticker.update(
+                {"symbol": params["symbol"], "lastPrice": _fmt(mark), "closeTime": self.ms()}
+            )
+            return 200, ticker
+        if key == ("GET", "/fapi/v1/leverageBracket"):
+            return 200, load("binance", "leverage_bracket")
+        if key in (("POST", "/fapi/v1/listenKey"), ("PUT", "/fapi/v1/listenKey")):
+            return 200, load("binance", "listen_key")
+        return self.not_found(method, path)
+
+    def _find(self, p: dict[str, Any], *, algo: bool) -> FakeOrder | None:
+        id_key, cid_key = ("algoId", "clientAlgoId") if algo else ("orderId", "origClientOrderId")
+        order = None
+        if p.get(id_key):
+            order = self.book.orders.get(str(p[id_key]))
+        elif p.get(cid_key):
+            order = self.book.by_client_id.get(str(p[cid_key]))
+        if (
+            order is None
+            or order.conditional != algo
+            or order.symbol != p.get("symbol", order.symbol)
+        ):
+            return None
+        return order
+
+    def _create(self, p: dict[str, Any]) -> tuple[int, Any]:
+        symbol = str(p.get("symbol"))
+        cid = str(p.get("newClientOrderId") or f"auto{self.book.next_id()}")
+        if cid in self.book.by_client_id:
+            return self.error_body("duplicate_client_id")
+        side = str(p["side"]).lower()
+        reduce_only = p.get("reduceOnly") == "true"
+        if reduce_only and self.book.reducible(symbol, side) == 0:
+            return self.error_body("reduce_only_rejected")
+        now = self.now()
+        order = FakeOrder(
+            order_id=str(8_000_000_000 + self.book.next_id()),
+            client_id=cid,
+            symbol=symbol,
+            side=side,
+            qty=_num(p["quantity"]),
+            reduce_only=reduce_only,
+            created_at=now,
+            updated_at=now,
+        )
+        if self.book.fill_ratios:
+            order.fill_ratio = self.book.fill_ratios.pop(0)
+        order.fill_at = now + self.fill_delay
+        self.book.add(order)
+        asyncio.get_running_loop().call_at(order.fill_at, self.settle)
+        # newOrderRespType=RESULT, but the answer is built before the match
+        # completes: status NEW, executedQty 0 (the shape the engine must
+        # treat as "not yet known", never as "not filled").
+        reply = load("binance", "order_new_result")
+        reply.update(
+            {
+                "orderId": int(order.order_id),
+                "symbol": symbol,
+                "clientOrderId": cid,
+                "origQty": _fmt(order.qty),
+                "reduceOnly": reduce_only,
+                "side": side.upper(),
+                "updateTime": self.ms(now),
+            }
+        )
+        return 200, reply
+
+    def _create_algo(self, p: dict[str, Any]) -> tuple[int, Any]:
+        symbol = str(p.get("symbol"))
+        cid = str(p.get("clientAlgoId") or f"auto{self.book.next_id()}")
+        if cid in self.book.by_client_id:
+            return self.error_body("duplicate_client_id")
+        side = str(p["side"]).lower()
+        trigger = _num(p["triggerPrice"])
+        mark = self.book.marks[symbol]
+        if p.get("type") == "STOP_MARKET" and (
+            (side == "sell" and not trigger < mark) or (side == "buy" and not trigger > mark)
+        ):
+            return self.error_body("would_immediately_trigger")
+        now = self.now()
+        order = FakeOrder(
+            order_id=str(3_000 + self.book.next_id()),
+            client_id=cid,
+            symbol=symbol,
+            side=side,
+            qty=_num(p["quantity"]),
+            reduce_only=p.get("reduceOnly") == "true",
+            created_at=now,
+            updated_at=now,
+            trigger_price=trigger,
+            status="untriggered",
+        )
+        order.extra["type"] = p.get("type")
+        self.book.add(order)
+        return 200, self.algo_json(order)
+
+    def _positions(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        as_of = self.now() - self.position_lag
+        out = []
+        for sym in sorted(self.symbols):
+            if p.get("symbol") and p["symbol"] != sym:
+                continue
+            signed = self.book.signed_at(sym, as_of)
+            if signed == 0:
+                continue  # v3 lists only symbols with a position
+            raw = load("binance", "position_risk_v3")
+            entry = self.book.entry_price.get(sym, self.book.marks[sym])
+            raw.update(
+                {
+                    "symbol": sym,
+                    "positionAmt": _fmt(signed),
+                    "entryPrice": _fmt(entry),
+                    "breakEvenPrice": _fmt(entry),
+                    "markPrice": _fmt(self.book.marks[sym]),
+                    "notional": _fmt(signed * self.book.marks[sym]),
+                    "updateTime": self.ms(),
+                }
+            )
+            out.append(raw)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# building real ccxt exchanges on the fake
+# ---------------------------------------------------------------------------
+
+_KEYS = {"apiKey": "fake-api-key-not-real", "secret": "fake-api-secret-not-real"}
+
+
+def bybit(venue: FakeBybit, *, pro: bool = False, **config: Any) -> Any:
+    """A real ``ccxt.async_support.bybit`` (or ``ccxt.pro.bybit``) whose HTTP
+    and WebSocket transport is ``venue``. No markets yet: see
+    :func:`load_markets_offline`. ``enableRateLimit`` is off: ccxt's throttler
+    measures wall-clock time while sleeping on the loop clock, which would
+    spin under virtual time."""
+    cls = ccxt_pro.bybit if pro else ccxt_async.bybit
+    return cls({**_KEYS, "session": FakeSession(venue), "enableRateLimit": False, **config})
+
+
+def binanceusdm(venue: FakeBinanceUsdm, *, pro: bool = False, **config: Any) -> Any:
+    cls = ccxt_pro.binanceusdm if pro else ccxt_async.binanceusdm
+    return cls({**_KEYS, "session": FakeSession(venue), "enableRateLimit": False, **config})
+
+
+async def load_markets_offline(exchange: Any, venue: FakeVenue) -> None:
+    """Markets from the recorded instrument payloads, parsed by ccxt itself,
+    then ``set_markets``; the requests this makes are dropped from the log."""
+    if exchange.id == "bybit":
+        markets = await exchange.fetch_future_markets({"category": "linear"})
+    else:
+        markets = [exchange.parse_market(raw) for raw in load("binance", "exchange_info_symbols")]
+    exchange.set_markets(markets)
+    venue.requests.clear()
