@@ -13,8 +13,9 @@ The public contract::
 from fsm.attempt import Alert, Attempt, Transition
 from fsm.driver import PositionOpener, client_ids
 from fsm.evidence import Facts
-from fsm.journal import JournalSink, MemoryJournal
+from fsm.journal import Journal, JournalLog, JournalSink, MemoryJournal
 from fsm.policy import Policy
+from fsm.reconcile import ReconcilePolicy, Reconciler, ReconcileReport
 from fsm.request import BadRequest, OpenRequest
 from fsm.table import (
     TABLE,
@@ -35,11 +36,16 @@ __all__ = [
     "Facts",
     "GuardsFailed",
     "InvalidTransition",
+    "Journal",
+    "JournalLog",
     "JournalSink",
     "MemoryJournal",
     "OpenRequest",
     "Policy",
     "PositionOpener",
+    "ReconcilePolicy",
+    "ReconcileReport",
+    "Reconciler",
     "State",
     "Transition",
     "TransitionError",

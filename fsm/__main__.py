@@ -19,9 +19,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="replay the AVLUSDT incident on the simulated exchange")
     demo.set_defaults(handler=_run_demo)
-    from fsm import cli_diagrams
+    from fsm import cli_diagrams, cli_journal
 
     cli_diagrams.add_parser(sub)
+    cli_journal.add_parsers(sub)
     return parser
 
 

@@ -1,32 +1,96 @@
 """The journal: every attempt's request, intents and transitions, written
 before their side effects (rule 8).
 
-:class:`JournalSink` is what the driver writes to. It is synchronous on
-purpose: an intent must be durable *before* the request leaves, and a
-synchronous call cannot be interleaved with the send that follows it.
-:class:`MemoryJournal` keeps records in a list (tests, the demo); the durable
-SQLite journal lives beside it.
+Three layers, each small:
+
+* :class:`JournalSink` is what the driver writes to. It is synchronous on
+  purpose: an intent must be durable *before* the request leaves, and a
+  synchronous call cannot be interleaved with the send that follows it.
+* :class:`JournalLog` adds what recovery and the reconciliation monitor need:
+  reading the records back, and appending notes (``recover``, ``resolve``).
+  :class:`MemoryJournal` (tests, the demo; no durability) and :class:`Journal`
+  (durable) both implement it, and read back records of the same shape.
+* :class:`JournalStore` is the storage backend behind :class:`Journal`:
+  append-only, ordered, transactional. :class:`SQLiteStore` (standard
+  library ``sqlite3``, WAL) is the default; a PostgreSQL store for a fleet of
+  bots sharing one account would implement the same four members and nothing
+  in the engine would change.
+
+Time: ``at`` is the writer's event-loop time (monotonic, what deadlines are
+measured in); it is *not* comparable across processes. ``wall`` is the wall
+clock at the write, for humans and for "how long ago" across restarts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+import contextlib
+import enum
+import json
+import logging
+import math
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
 from fsm.request import OpenRequest
 from fsm.table import State
 
-__all__ = ["JournalRecord", "JournalSink", "MemoryJournal"]
+__all__ = [
+    "KINDS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AttemptSummary",
+    "Journal",
+    "JournalError",
+    "JournalLog",
+    "JournalRecord",
+    "JournalSink",
+    "JournalStore",
+    "MemoryJournal",
+    "Migration",
+    "NewRecord",
+    "SQLiteStore",
+    "summarize",
+]
+
+log = logging.getLogger("fsm.journal")
+
+#: Record kinds. The first four are written by the driver; ``recover`` by
+#: recovery when it takes an unfinished attempt over, ``resolve`` by the
+#: reconciliation monitor when an ORPHANED attempt is found flat, ``reconcile``
+#: for the monitor's own intents (a protective stop or close it sends).
+KINDS: Final = frozenset(
+    {"begin", "intent", "transition", "end", "recover", "resolve", "reconcile"}
+)
 
 
 @attrs.frozen
 class JournalRecord:
+    """One record, as written and as read back.
+
+    ``data`` is the payload: for ``begin`` it holds ``request`` (an
+    :class:`~fsm.request.OpenRequest`) and ``client_id``; for ``end`` its
+    ``state`` (a :class:`~fsm.table.State`); otherwise plain JSON values.
+    ``seq`` (the store's order) and ``wall`` are set on records read back from
+    a durable journal.
+    """
+
     attempt_id: str
-    kind: str  # "begin" | "intent" | "transition" | "end"
+    kind: str  # one of KINDS
     at: float
     data: Mapping[str, Any]
+    seq: int | None = None
+    wall: float | None = None
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written as asked."""
 
 
 @runtime_checkable
@@ -53,8 +117,23 @@ class JournalSink(Protocol):
         ...
 
 
+@runtime_checkable
+class JournalLog(JournalSink, Protocol):
+    """A journal that can be read back and annotated: what recovery
+    (:mod:`fsm.recovery`) and the monitor (:mod:`fsm.reconcile`) need."""
+
+    def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
+        """Every record (of one attempt, if given), in the order written."""
+        ...
+
+    def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        """Append a record of ``kind`` (``recover``, ``resolve``,
+        ``reconcile``). Durable when this returns, like an intent."""
+        ...
+
+
 class MemoryJournal:
-    """An in-memory :class:`JournalSink` (no durability): for tests and demos."""
+    """An in-memory :class:`JournalLog` (no durability): for tests and demos."""
 
     def __init__(self) -> None:
         self.records: list[JournalRecord] = []
@@ -78,5 +157,526 @@ class MemoryJournal:
     def end(self, attempt_id: str, state: State, at: float) -> None:
         self.records.append(JournalRecord(attempt_id, "end", at, {"state": state}))
 
+    def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        _check_kind(kind)
+        self.records.append(JournalRecord(attempt_id, kind, at, dict(data)))
+
+    def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
+        if attempt_id is None:
+            return list(self.records)
+        return self.for_attempt(attempt_id)
+
     def for_attempt(self, attempt_id: str) -> list[JournalRecord]:
         return [r for r in self.records if r.attempt_id == attempt_id]
+
+
+# --------------------------------------------------------------------------
+# The storage interface
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class NewRecord:
+    """A record on its way into a store: the payload is already JSON text."""
+
+    attempt_id: str
+    kind: str
+    at: float
+    wall: float
+    data: str
+
+
+@attrs.frozen
+class StoredRecord:
+    """A record as a store returns it: ``seq`` is the store's order."""
+
+    seq: int
+    attempt_id: str
+    kind: str
+    at: float
+    wall: float
+    data: str
+
+
+@runtime_checkable
+class JournalStore(Protocol):
+    """Where :class:`Journal` keeps its records. The contract, which a new
+    backend must keep and must not overstate:
+
+    * **Transactions.** :meth:`append` writes its whole batch in one
+      transaction: afterwards either every record of the batch is stored or
+      none is (the call raised). When it returns, the batch is *durable*: it
+      survives a crash of this process and, for a store that says
+      ``durable = True``, of the machine. It is the only way to write.
+    * **Append-only.** Stored records are never updated or deleted; a
+      correction is a new record.
+    * **Ordering.** Each stored record gets a ``seq`` that is strictly
+      increasing in commit order and never reused. Records of one batch get
+      consecutive seqs in batch order. :meth:`read` returns records in
+      ``seq`` order, and every record committed before the call began is in
+      its answer. Nothing else is promised: two writers' batches interleave in
+      whatever order they commit, and ``at`` values of different writers do
+      not compare. (The engine never needs more: one attempt is written by
+      one opener at a time.)
+    """
+
+    @property
+    def durable(self) -> bool:
+        """Whether a returned :meth:`append` survives power loss."""
+        ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+    def append(self, records: Sequence[NewRecord]) -> list[int]:
+        """Store ``records`` atomically and durably; return their seqs."""
+        ...
+
+    def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------
+# SQLite
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Migration:
+    """One schema step: from ``version - 1`` to ``version``."""
+
+    version: int
+    why: str
+    sql: str
+
+
+#: The schema, as the steps that build it. A file at version N gets steps
+#: N+1.. applied in one transaction when opened; never edit a released step,
+#: add one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the append-only record log", """
+        CREATE TABLE records (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order; never reused
+            attempt_id TEXT    NOT NULL,
+            kind       TEXT    NOT NULL,
+            at         REAL    NOT NULL,   -- writer's loop time (monotonic)
+            wall       REAL    NOT NULL,   -- wall clock, unix seconds
+            data       TEXT    NOT NULL CHECK (json_valid(data))
+        );
+        CREATE INDEX records_by_attempt ON records (attempt_id, seq);
+        CREATE TRIGGER records_no_update BEFORE UPDATE ON records
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+    """),
+    Migration(2, "a read-only view of each attempt's outcome, for ad-hoc SQL", """
+        CREATE VIEW attempts AS
+        SELECT b.attempt_id                                   AS attempt_id,
+               json_extract(b.data, '$.request.symbol')       AS symbol,
+               json_extract(b.data, '$.request.side')         AS side,
+               json_extract(b.data, '$.request.amount')       AS amount,
+               b.wall                                         AS began_wall,
+               (SELECT json_extract(e.data, '$.state') FROM records e
+                 WHERE e.attempt_id = b.attempt_id AND e.kind = 'end'
+                 ORDER BY e.seq DESC LIMIT 1)                 AS final_state,
+               (SELECT COUNT(*) FROM records r
+                 WHERE r.attempt_id = b.attempt_id AND r.kind = 'resolve') > 0
+                                                              AS resolved
+          FROM records b
+         WHERE b.kind = 'begin';
+    """),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+#: ``PRAGMA application_id``: marks a file as this journal, so that opening
+#: some other SQLite database by mistake fails instead of adding tables to it.
+_APPLICATION_ID: Final = 0x53504A31  # "SPJ1"
+
+_SYNC_MODES: Final = ("FULL", "EXTRA", "NORMAL")
+
+
+class SQLiteStore:
+    """A :class:`JournalStore` in one SQLite file.
+
+    * Created with owner-only permissions (0600); SQLite creates its ``-wal``
+      and ``-shm`` files with the same mode. An existing file readable by
+      others is tightened, with a warning.
+    * WAL mode: readers (``journal show``, the monitor) never block the writer.
+    * ``synchronous=FULL`` by default: in WAL mode that syncs the log on every
+      commit, so a returned :meth:`append` survives power loss, not only a
+      crash of the process (``NORMAL`` would keep only the latter).
+    * ``create=False`` opens an existing journal only.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        create: bool = True,
+        busy_timeout: float = 5.0,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        if synchronous.upper() not in _SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}")
+        self.path = Path(path)
+        self._sync = synchronous.upper()
+        self._migrations = tuple(migrations)
+        _check_migrations(self._migrations)
+        _prepare_file(self.path, create=create)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous={self._sync}")
+            self._version = self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    @property
+    def durable(self) -> bool:
+        return self._sync in ("FULL", "EXTRA")
+
+    @property
+    def schema_version(self) -> int:
+        return self._version
+
+    def append(self, records: Sequence[NewRecord]) -> list[int]:
+        conn = self._open()
+        seqs: list[int] = []
+        with self._transaction(conn):
+            for r in records:
+                cur = conn.execute(
+                    "INSERT INTO records (attempt_id, kind, at, wall, data) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (r.attempt_id, r.kind, r.at, r.wall, r.data),
+                )
+                assert cur.lastrowid is not None
+                seqs.append(cur.lastrowid)
+        return seqs
+
+    def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        conn = self._open()
+        sql = "SELECT seq, attempt_id, kind, at, wall, data FROM records WHERE seq > ?"
+        args: tuple[object, ...] = (after,)
+        if attempt_id is not None:
+            sql += " AND attempt_id = ?"
+            args = (after, attempt_id)
+        rows = conn.execute(sql + " ORDER BY seq", args).fetchall()
+        return [StoredRecord(*row) for row in rows]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- internals ----------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError(f"{self.path}: the journal is closed")
+        return self._conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so two writers queue on
+        # busy_timeout instead of failing half-way through a batch.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self, conn: sqlite3.Connection) -> int:
+        latest = self._migrations[-1].version if self._migrations else 0
+        with self._transaction(conn):
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            if app_id == 0 and version == 0 and tables == 0:
+                conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+            elif app_id != _APPLICATION_ID:
+                raise JournalError(f"{self.path} is an SQLite database but not a journal "
+                                   f"(application_id {app_id:#x})")
+            if version > latest:
+                raise JournalError(
+                    f"{self.path} has journal schema version {version}, newer than this "
+                    f"code knows ({latest}): upgrade the library, do not write to it")
+            for step in self._migrations:
+                if step.version > version:
+                    log.info("journal %s: migrating to schema %d (%s)", self.path,
+                             step.version, step.why)
+                    for statement in _statements(step.sql):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={step.version}")
+                    version = step.version
+        return int(version)
+
+
+def _check_migrations(steps: Sequence[Migration]) -> None:
+    for i, step in enumerate(steps, start=1):
+        if step.version != i:
+            raise ValueError(f"migration {i} has version {step.version}: versions must be 1..n")
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (``sqlite3.execute`` runs one at a
+    time, and ``executescript`` would commit our transaction)."""
+    out: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]!r}")
+    return out
+
+
+def _prepare_file(path: Path, *, create: bool) -> None:
+    """Create the file owner-only (0600) before SQLite opens it, or check an
+    existing one."""
+    if not create and not path.exists():
+        raise FileNotFoundError(f"no journal at {path}")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not create:
+        flags &= ~os.O_CREAT
+    fd = os.open(path, flags, 0o600)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            log.warning("journal %s was readable by others (mode %o); setting 0600", path, mode)
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------
+# The durable journal
+# --------------------------------------------------------------------------
+
+
+class Journal:
+    """The durable :class:`JournalLog`: ``Journal(path)`` opens (or creates)
+    an SQLite journal; ``Journal(store=...)`` uses any :class:`JournalStore`.
+
+    Every call appends one record in its own transaction and returns only
+    once it is durable, so an intent is on disk before the request it
+    announces leaves. Records read back have the same shape as
+    :class:`MemoryJournal`'s (the request is an :class:`OpenRequest`, an end's
+    state a :class:`State`), plus ``seq`` and ``wall``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        store: JournalStore | None = None,
+        create: bool = True,
+        synchronous: str = "FULL",
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if store is None:
+            if path is None:
+                raise TypeError("Journal needs a path or a store")
+            store = SQLiteStore(path, create=create, synchronous=synchronous)
+        elif path is not None:
+            raise TypeError("give a path or a store, not both")
+        self.store: JournalStore = store
+        self._wall = wall_clock
+
+    @property
+    def path(self) -> Path | None:
+        p = getattr(self.store, "path", None)
+        return p if isinstance(p, Path) else None
+
+    # -- JournalSink --------------------------------------------------------------
+
+    def begin(self, attempt_id: str, request: OpenRequest, client_id: str, at: float) -> None:
+        self._append(attempt_id, "begin", at,
+                     {"request": _request_dict(request), "client_id": client_id})
+
+    def intent(
+        self, attempt_id: str, action: str, client_id: str, at: float, data: Mapping[str, Any]
+    ) -> None:
+        self._append(attempt_id, "intent", at, {"action": action, "client_id": client_id, **data})
+
+    def transition(self, attempt_id: str, at: float, data: Mapping[str, Any]) -> None:
+        self._append(attempt_id, "transition", at, data)
+
+    def end(self, attempt_id: str, state: State, at: float) -> None:
+        self._append(attempt_id, "end", at, {"state": state.value})
+
+    # -- JournalLog ---------------------------------------------------------------
+
+    def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        _check_kind(kind)
+        self._append(attempt_id, kind, at, data)
+
+    def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
+        return [_decode(r) for r in self.store.read(attempt_id)]
+
+    # -- lifetime -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _append(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        text = json.dumps(data, default=_json_default, allow_nan=False, sort_keys=True,
+                          separators=(",", ":"))
+        self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(), text)])
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown journal record kind {kind!r} (known: {sorted(KINDS)})")
+
+
+def _request_dict(r: OpenRequest) -> dict[str, Any]:
+    return {"symbol": r.symbol, "side": r.side.value, "amount": r.amount,
+            "stop_loss": r.stop_loss, "reference_price": r.reference_price}
+
+
+def _json_default(value: object) -> Any:
+    """JSON for what the engine puts in records: enums by value, attrs
+    records as dicts, non-finite floats as strings (JSON has none)."""
+    if isinstance(value, OpenRequest):
+        return _request_dict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if attrs.has(type(value)):
+        return attrs.asdict(cast(Any, value), recurse=True,
+                            value_serializer=lambda _i, _a, v: _plain(v))
+    if isinstance(value, frozenset | set | tuple):
+        return list(value)
+    raise TypeError(f"cannot journal a {type(value).__name__}: {value!r}")
+
+
+def _plain(v: object) -> object:
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def _decode(r: StoredRecord) -> JournalRecord:
+    data: dict[str, Any] = json.loads(r.data)
+    if r.kind == "begin" and isinstance(data.get("request"), dict):
+        data["request"] = OpenRequest(**data["request"])
+    elif r.kind == "end" and isinstance(data.get("state"), str):
+        data["state"] = State(data["state"])
+    return JournalRecord(r.attempt_id, r.kind, r.at, data, seq=r.seq, wall=r.wall)
+
+
+# --------------------------------------------------------------------------
+# Reading: one summary per attempt
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AttemptSummary:
+    """What the journal says about one attempt, folded from its records.
+
+    ``state`` is the destination of the last journalled transition (``NEW``
+    if none); ``ended`` the state of its ``end`` record, if written.
+    ``intents`` maps each action ("entry", "stop", "close") to the data of its
+    latest intent: the presence of a key means "this may have been sent".
+    """
+
+    attempt_id: str
+    request: OpenRequest
+    client_id: str
+    state: State
+    ended: State | None
+    intents: Mapping[str, Mapping[str, Any]]
+    rolled_back: bool  # some transition entered ROLLING_BACK
+    entry_order_id: str | None
+    filled: float | None
+    stop_order_id: str | None
+    close_order_id: str | None
+    resolved: bool  # the monitor found this ORPHANED attempt flat
+    recovered: int  # how many times recovery took it over
+    began_at: float
+    began_wall: float | None
+    last_wall: float | None
+    records: tuple[JournalRecord, ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.ended is not None
+
+    @property
+    def exposure(self) -> float:
+        """The most this attempt can have added: the journalled fill when
+        known, else the requested amount."""
+        if self.filled is not None and self.filled > 0:
+            return min(self.filled, self.request.amount)
+        return self.request.amount
+
+
+def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
+    """Fold records into one summary per attempt that has a ``begin``, in
+    the order the attempts began. Records of ids without a ``begin`` (a note
+    about something unknown) are skipped."""
+    by_id: dict[str, list[JournalRecord]] = {}
+    for r in records:
+        by_id.setdefault(r.attempt_id, []).append(r)
+    out: list[AttemptSummary] = []
+    for attempt_id, recs in by_id.items():
+        begin = next((r for r in recs if r.kind == "begin"), None)
+        if begin is None:
+            continue
+        request = begin.data["request"]
+        if not isinstance(request, OpenRequest):
+            request = OpenRequest(**request)
+        state, ended = State.NEW, None
+        intents: dict[str, Mapping[str, Any]] = {}
+        rolled_back = resolved = False
+        recovered = 0
+        ids: dict[str, Any] = {}
+        for r in recs:
+            if r.kind == "transition":
+                state = State(r.data["dest"])
+                rolled_back = rolled_back or state is State.ROLLING_BACK
+                for key in ("entry_order_id", "filled", "stop_order_id", "close_order_id"):
+                    if r.data.get(key) is not None:
+                        ids[key] = r.data[key]
+            elif r.kind == "intent":
+                intents[str(r.data["action"])] = r.data
+            elif r.kind == "end":
+                ended = State(r.data["state"])
+            elif r.kind == "resolve":
+                resolved = True
+            elif r.kind == "recover":
+                recovered += 1
+        filled = ids.get("filled")
+        out.append(AttemptSummary(
+            attempt_id=attempt_id, request=request, client_id=str(begin.data["client_id"]),
+            state=state, ended=ended, intents=intents, rolled_back=rolled_back,
+            entry_order_id=ids.get("entry_order_id"),
+            filled=float(filled) if filled is not None else None,
+            stop_order_id=ids.get("stop_order_id"), close_order_id=ids.get("close_order_id"),
+            resolved=resolved, recovered=recovered, began_at=begin.at, began_wall=begin.wall,
+            last_wall=recs[-1].wall, records=tuple(recs),
+        ))
+    return out

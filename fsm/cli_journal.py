@@ -1,0 +1,250 @@
+"""The ``python -m fsm journal show`` and ``python -m fsm reconcile``
+subcommands.
+
+Wired into :mod:`fsm.__main__` by one line, next to ``diagrams``::
+
+    from fsm import cli_journal
+    cli_journal.add_parsers(sub)             # registers "journal" and "reconcile"
+
+``add_parsers`` sets ``handler`` (and ``func``) parser defaults to
+:func:`run_journal_show` and :func:`run_reconcile`; each returns the exit code.
+
+``journal show [--attempt ID] [--db PATH]`` prints every attempt in a journal
+(or one, by id or unique prefix) with its history: intents, transitions with
+their guards and evidence, recoveries, resolutions and the outcome. It never
+creates a journal and appends nothing (opening a file of an older schema
+migrates it, as any open does).
+
+``reconcile --exchange NAME [--demo | --testnet] --db PATH`` runs one
+read-only check of a real account against the journal and prints the
+report: API keys come from ``<NAME>_API_KEY`` and ``<NAME>_API_SECRET`` (and
+``<NAME>_API_PASSWORD`` where the exchange has one), e.g. ``BYBIT_API_KEY``.
+Nothing is sent to the exchange but reads, and nothing is written to the
+journal unless ``--record`` is given (then ORPHANED attempts found flat are
+recorded as resolved). Exit code: 0 clean, 1 findings, 2 a query failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from fsm.journal import AttemptSummary, Journal, JournalRecord, summarize
+
+__all__ = [
+    "DEFAULT_DB",
+    "ExchangeFactory",
+    "add_parsers",
+    "build_exchange",
+    "format_attempt",
+    "run_journal_show",
+    "run_reconcile",
+]
+
+#: Default journal path: ``$FSM_JOURNAL`` or ``journal.sqlite3`` here.
+DEFAULT_DB = Path(os.environ.get("FSM_JOURNAL", "journal.sqlite3"))
+
+#: ``(exchange id, "demo" | "testnet" | None, environment) -> ccxt exchange``
+#: (or an awaitable of one). Tests pass one built on recorded payloads.
+ExchangeFactory = Callable[[str, str | None, Mapping[str, str]], Any]
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register ``journal`` (with ``show``) and ``reconcile`` on an argparse
+    subparsers object."""
+    journal = subparsers.add_parser(
+        "journal", help="inspect the durable journal",
+        description="Inspect the durable journal of attempts.")
+    jsub = journal.add_subparsers(dest="journal_command", required=True)
+    show = jsub.add_parser(
+        "show", help="print attempts and their histories",
+        description="Print every attempt in the journal (or one) with its history.")
+    show.add_argument("--attempt", metavar="ID", help="only this attempt (id or unique prefix)")
+    show.add_argument("--db", type=Path, default=DEFAULT_DB, metavar="PATH",
+                      help=f"journal file (default: $FSM_JOURNAL or {DEFAULT_DB})")
+    show.set_defaults(handler=run_journal_show, func=run_journal_show)
+
+    rec = subparsers.add_parser(
+        "reconcile", help="one read-only check of an account against the journal",
+        description=(
+            "Compare the exchange's positions and stop orders with the journal and print "
+            "the report: orphans (no covering stop), positions no attempt knows, ORPHANED "
+            "attempts now flat, leftover stops. Read-only. Keys from <NAME>_API_KEY and "
+            "<NAME>_API_SECRET. Exit 0 clean, 1 findings, 2 a query failed."))
+    rec.add_argument("--exchange", required=True, metavar="NAME",
+                     help="ccxt exchange id (bybit, binanceusdm, okx, ...)")
+    mode = rec.add_mutually_exclusive_group()
+    mode.add_argument("--demo", action="store_true", help="the exchange's demo trading")
+    mode.add_argument("--testnet", action="store_true", help="the exchange's testnet")
+    rec.add_argument("--db", type=Path, required=True, metavar="PATH", help="journal file")
+    rec.add_argument("--settle", type=float, default=60.0, metavar="SECONDS",
+                     help="ignore attempts with a journal record newer than this (default 60)")
+    rec.add_argument("--record", action="store_true",
+                     help="record ORPHANED attempts found flat as resolved in the journal")
+    rec.set_defaults(handler=run_reconcile, func=run_reconcile)
+
+
+# -- journal show ---------------------------------------------------------------------------------
+
+
+def run_journal_show(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout
+    try:
+        journal = Journal(args.db, create=False)
+    except FileNotFoundError:
+        print(f"no journal at {args.db}", file=sys.stderr)
+        return 2
+    with journal:
+        attempts = summarize(journal.read())
+    wanted: str | None = getattr(args, "attempt", None)
+    if wanted:
+        exact = [s for s in attempts if s.attempt_id == wanted]
+        attempts = exact or [s for s in attempts if s.attempt_id.startswith(wanted)]
+        if len(attempts) != 1:
+            what = "no attempt" if not attempts else f"{len(attempts)} attempts"
+            print(f"{what} matching {wanted!r} in {args.db}", file=sys.stderr)
+            return 1
+    if not attempts:
+        print(f"{args.db}: no attempts", file=out)
+    for i, s in enumerate(attempts):
+        if i:
+            print(file=out)
+        print(format_attempt(s), file=out)
+    return 0
+
+
+def format_attempt(s: AttemptSummary) -> str:
+    """An attempt and its history, for a terminal."""
+    r = s.request
+    outcome = s.ended.value if s.ended else f"UNFINISHED at {s.state.value}"
+    if s.resolved:
+        outcome += " (resolved: found flat by the monitor)"
+    when = _stamp(s.began_wall)
+    lines = [f"attempt {s.attempt_id}  {r.side.value} {r.amount:g} {r.symbol}  "
+             f"stop {r.stop_loss:g}  -> {outcome}",
+             f"  began {when}, entry client id {s.client_id}"]
+    begin = s.records[0]
+    for rec in s.records:
+        # Offsets by wall clock when recorded: loop times of different
+        # processes (before and after a recovery) do not compare.
+        if rec.wall is not None and begin.wall is not None:
+            offset = rec.wall - begin.wall
+        else:
+            offset = rec.at - s.began_at
+        lines.append("  " + _record_line(rec, offset))
+    return "\n".join(lines)
+
+
+def _record_line(rec: JournalRecord, offset: float) -> str:
+    d = rec.data
+    head = f"{offset:+9.3f}s  {rec.kind:<10}"
+    if rec.kind == "begin":
+        return f"{head} {_fields(d, skip={'request'})}"
+    if rec.kind == "intent":
+        return (f"{head} about to send {d.get('action')} {d.get('client_id')}: "
+                f"{_fields(d, skip={'action', 'client_id'})}")
+    if rec.kind == "transition":
+        guards = ", ".join(d.get("guards") or [])
+        return (f"{head} {d.get('source')} --{d.get('trigger')}--> {d.get('dest')} "
+                f"[{guards}] via {d.get('evidence') or '-'}: {d.get('detail', '')}")
+    if rec.kind == "end":
+        state = d.get("state")
+        return f"{head} {getattr(state, 'value', state)}"
+    return f"{head} {_fields(d)}"
+
+
+def _fields(d: Mapping[str, Any], skip: set[str] | None = None) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(d.items()) if k not in (skip or set()))
+
+
+def _stamp(wall: float | None) -> str:
+    if wall is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wall))
+
+
+# -- reconcile -------------------------------------------------------------------------------------
+
+
+def build_exchange(name: str, mode: str | None, env: Mapping[str, str]) -> Any:
+    """A ccxt async exchange with keys from ``env``, in demo or testnet mode."""
+    import ccxt.async_support as ccxt_async
+
+    cls = getattr(ccxt_async, name, None)
+    if cls is None or not isinstance(cls, type):
+        raise SystemExit(f"unknown ccxt exchange id {name!r}")
+    prefix = name.upper()
+    config: dict[str, Any] = {"enableRateLimit": True}
+    for key, var in (("apiKey", "API_KEY"), ("secret", "API_SECRET"),
+                     ("password", "API_PASSWORD")):
+        value = env.get(f"{prefix}_{var}")
+        if value:
+            config[key] = value
+    if "apiKey" not in config or "secret" not in config:
+        raise SystemExit(f"set {prefix}_API_KEY and {prefix}_API_SECRET (read-only keys do)")
+    exchange = cls(config)
+    if mode == "testnet":
+        exchange.set_sandbox_mode(True)
+    elif mode == "demo":
+        if not hasattr(exchange, "enable_demo_trading"):
+            raise SystemExit(f"ccxt has no demo trading mode for {name}")
+        exchange.enable_demo_trading(True)
+    return exchange
+
+
+def run_reconcile(
+    args: argparse.Namespace,
+    *,
+    exchange_factory: ExchangeFactory | None = None,
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out if out is not None else sys.stdout
+    if not args.db.exists():
+        print(f"no journal at {args.db}", file=sys.stderr)
+        return 2
+    mode = "demo" if args.demo else "testnet" if args.testnet else None
+    factory = exchange_factory if exchange_factory is not None else build_exchange
+    return asyncio.run(_reconcile(args, mode, factory, env if env is not None else os.environ,
+                                  out))
+
+
+async def _reconcile(args: argparse.Namespace, mode: str | None, factory: ExchangeFactory,
+                     env: Mapping[str, str], out: TextIO) -> int:
+    from adapters.ccxt import CcxtAdapter
+    from fsm.reconcile import ReconcilePolicy, Reconciler
+
+    exchange = factory(args.exchange, mode, env)
+    if inspect.isawaitable(exchange):
+        exchange = await exchange
+    try:
+        with Journal(args.db, create=False) as journal:
+            policy = ReconcilePolicy(settle_time=args.settle, record_resolutions=args.record)
+            report = await Reconciler(CcxtAdapter(exchange), journal, policy=policy).check_once()
+    finally:
+        await exchange.close()
+    print(report.render(), file=out)
+    if not report.complete:
+        return 2
+    return 0 if report.clean else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m fsm.cli_journal``), for when the
+    subcommands are not wired into ``python -m fsm``."""
+    parser = argparse.ArgumentParser(prog="python -m fsm.cli_journal")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,645 @@
+"""The reconciliation monitor: the exchange's positions and stops, compared
+with the journal (the incident plan's Phase 3).
+
+``ORPHANED`` hands an attempt to this monitor (rule 6), and a crash can leave
+state behind that no attempt is watching. :class:`Reconciler` looks at what
+the exchange holds and says what is wrong:
+
+* a position with no covering stop (an **orphan**): alert; only if the
+  policy allows, protect it with a reduce-only stop at its attempt's
+  stop-loss, or close it reduce-only;
+* a position, or part of one, that no attempt accounts for (**unknown**:
+  external, or lost): alert, never touched;
+* an ``ORPHANED`` attempt whose symbol is now flat: **resolved**, and the
+  resolution recorded in the journal;
+* a stop of ours left for a flat position (**leftover**): reported;
+  cancelled only if the policy allows;
+* a failed query is **unknown**, never "flat": nothing is concluded from it.
+
+Read-only by default: :class:`ReconcilePolicy` must be told to write to the
+exchange. Every write it makes is journalled before it is sent, like the
+engine's.
+
+Timing: REST views lag, and an attempt being driven right now has a stop in
+flight. The monitor draws no conclusion about an attempt until
+``settle_time`` seconds (wall clock) after its last journal record, so it
+neither cancels the stop of a position REST has not shown yet nor protects a
+position its opener is protecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+
+from adapters.port import (
+    ExchangePort,
+    OrderNotFound,
+    OrderStatus,
+    PositionSide,
+    PositionSnapshot,
+    StopSnapshot,
+    qty_eq,
+)
+from fsm.driver import client_ids
+from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.table import State
+
+__all__ = [
+    "ActionKind",
+    "ActionTaken",
+    "AlertKind",
+    "Coverage",
+    "LeftoverStop",
+    "OrphanAction",
+    "PositionFinding",
+    "QueryStatus",
+    "ReconcileAlert",
+    "ReconcilePolicy",
+    "ReconcileReport",
+    "Reconciler",
+]
+
+log = logging.getLogger("fsm")
+
+
+class OrphanAction(enum.Enum):
+    """What to do about an uncovered position an attempt of ours owns."""
+
+    ALERT = "alert"  # report and alert only (read-only)
+    PROTECT = "protect"  # place a reduce-only stop at the attempt's stop-loss
+    CLOSE = "close"  # close the uncovered size with a reduce-only market order
+
+
+def _nonneg(_i: object, a: attrs.Attribute[float], v: float) -> None:
+    if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"ReconcilePolicy.{a.name} must be a finite number >= 0, got {v!r}")
+
+
+@attrs.frozen
+class ReconcilePolicy:
+    """What the monitor may do. The defaults write nothing to the exchange."""
+
+    #: Uncovered positions of our attempts: alert only, protect, or close.
+    orphans: OrphanAction = OrphanAction.ALERT
+    #: Cancel stops of ours that rest for a flat position (they would act on
+    #: a future position). Stops we did not place are never cancelled.
+    cancel_leftover_stops: bool = False
+    #: Record "resolved" in the journal for ORPHANED attempts found flat
+    #: (a journal write, not an exchange write).
+    record_resolutions: bool = True
+    #: Seconds after an attempt's last journal record before the monitor
+    #: draws conclusions about it: longer than one attempt can take
+    #: (``Policy.max_duration``, 50 s by default) and than REST lags.
+    settle_time: float = attrs.field(default=60.0, validator=_nonneg)
+    #: Bound on each exchange call.
+    request_timeout: float = attrs.field(default=10.0, validator=_nonneg)
+
+    @property
+    def read_only(self) -> bool:
+        return self.orphans is OrphanAction.ALERT and not self.cancel_leftover_stops
+
+
+class QueryStatus(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"  # unknown: nothing is concluded from it
+
+
+class Coverage(enum.Enum):
+    COVERED = "covered"  # reduce-only stops on the closing side cover the size
+    PARTIAL = "partial"  # some, not all
+    NONE = "none"  # no stop at all
+    UNKNOWN = "unknown"  # the stop query failed
+
+
+class AlertKind(enum.Enum):
+    ORPHAN_POSITION = "orphan_position"  # a position without a covering stop
+    UNKNOWN_POSITION = "unknown_position"  # exposure no attempt accounts for
+    STALE_ATTEMPT = "stale_attempt"  # unfinished long after its last record: recover it
+
+
+class ActionKind(enum.Enum):
+    PROTECT = "protect"
+    CLOSE = "close"
+    CANCEL_STOP = "cancel_stop"
+
+
+@attrs.frozen
+class ReconcileAlert:
+    """Passed to the ``alerts`` callable; shaped like the engine's
+    :class:`~fsm.attempt.Alert` (``attempt_id``, ``symbol``, ``message``)."""
+
+    kind: AlertKind
+    symbol: str
+    message: str
+    attempt_id: str | None = None
+
+
+@attrs.frozen
+class PositionFinding:
+    """One open position and what the monitor made of it."""
+
+    symbol: str
+    side: PositionSide
+    size: float
+    coverage: Coverage
+    covered: float  # size the matching stops cover (inf: a close-position stop)
+    stops: tuple[StopSnapshot, ...]  # reduce-only stops on the closing side
+    attempts: tuple[str, ...]  # attempts that account for it
+    known: float  # exposure those attempts account for
+    unsettled: tuple[str, ...]  # attempts on the symbol still inside settle_time
+
+    @property
+    def orphan(self) -> bool:
+        return self.coverage in (Coverage.NONE, Coverage.PARTIAL)
+
+    @property
+    def unexplained(self) -> float:
+        """Size that no attempt accounts for (0 when explained)."""
+        extra = self.size - self.known
+        return 0.0 if extra <= 0 or qty_eq(self.size, self.known) else extra
+
+    @property
+    def uncovered(self) -> float:
+        if self.coverage in (Coverage.COVERED, Coverage.UNKNOWN):
+            return 0.0
+        return max(0.0, self.size - self.covered)
+
+
+@attrs.frozen
+class LeftoverStop:
+    """A resting stop with no position for it to reduce."""
+
+    stop: StopSnapshot
+    attempt_id: str | None  # ours, or None: placed by someone else
+    cancelled: bool = False
+
+
+@attrs.frozen
+class ActionTaken:
+    """A write the monitor made (only when its policy allows one)."""
+
+    kind: ActionKind
+    symbol: str
+    client_id: str | None
+    attempt_id: str | None
+    ok: bool
+    detail: str
+
+
+@attrs.frozen
+class ReconcileReport:
+    """The result of one :meth:`Reconciler.check_once`."""
+
+    checked_at: float  # wall clock, unix seconds
+    read_only: bool
+    positions_status: QueryStatus
+    positions_error: str | None
+    stops_status: QueryStatus
+    stops_error: str | None
+    positions: tuple[PositionFinding, ...]
+    resolved: tuple[str, ...]  # ORPHANED attempts found flat (and recorded)
+    still_orphaned: tuple[str, ...]  # ORPHANED attempts not (yet) resolvable
+    stale: tuple[str, ...]  # unfinished attempts past settle_time: run recovery
+    leftover_stops: tuple[LeftoverStop, ...]
+    actions: tuple[ActionTaken, ...]
+    alerts: tuple[ReconcileAlert, ...]  # raised by this check (new ones)
+
+    @property
+    def complete(self) -> bool:
+        """Both queries answered: the report's conclusions cover everything."""
+        return self.positions_status is QueryStatus.OK and self.stops_status is QueryStatus.OK
+
+    @property
+    def orphans(self) -> tuple[PositionFinding, ...]:
+        return tuple(p for p in self.positions if p.orphan)
+
+    @property
+    def unknown(self) -> tuple[PositionFinding, ...]:
+        return tuple(p for p in self.positions if p.unexplained > 0)
+
+    @property
+    def clean(self) -> bool:
+        """Complete, and nothing needs a human."""
+        return (self.complete and not self.orphans and not self.unknown
+                and not self.still_orphaned and not self.stale and not self.leftover_stops)
+
+    def render(self) -> str:
+        """The report for a terminal."""
+        mode = "read-only" if self.read_only else "may write"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.checked_at))
+        lines = [f"reconciliation at {stamp} UTC ({mode})"]
+        for what, status, err in (("positions", self.positions_status, self.positions_error),
+                                  ("stops", self.stops_status, self.stops_error)):
+            lines.append(f"  {what}: {status.value}" + (f" ({err})" if err else ""))
+        if self.positions_status is QueryStatus.FAILED:
+            lines.append("  positions UNKNOWN: nothing concluded (a failed query is not flat)")
+        for p in self.positions:
+            flags = []
+            if p.orphan:
+                flags.append("ORPHAN: no covering stop")
+            if p.unexplained > 0:
+                flags.append(f"UNKNOWN: {p.unexplained:g} not accounted for by any attempt")
+            if p.unsettled:
+                flags.append(f"in flight: {', '.join(p.unsettled)}")
+            cov = "∞" if math.isinf(p.covered) else f"{p.covered:g}"
+            lines.append(f"  {p.symbol} {p.side.value} {p.size:g}: stops {p.coverage.value} "
+                         f"({cov}); attempts {', '.join(p.attempts) or 'none'}"
+                         + (f" [{'; '.join(flags)}]" if flags else ""))
+        if not self.positions and self.positions_status is QueryStatus.OK:
+            lines.append("  no open positions")
+        for s in self.leftover_stops:
+            st = s.stop
+            owner = s.attempt_id or "not ours"
+            lines.append(f"  leftover stop {st.client_id or st.order_id} on {st.symbol} "
+                         f"({owner}){' cancelled' if s.cancelled else ''}")
+        if self.resolved:
+            lines.append(f"  resolved (ORPHANED, now flat): {', '.join(self.resolved)}")
+        if self.still_orphaned:
+            lines.append(f"  still ORPHANED: {', '.join(self.still_orphaned)}")
+        if self.stale:
+            lines.append(f"  unfinished, needs recovery: {', '.join(self.stale)}")
+        for act in self.actions:
+            lines.append(f"  action {act.kind.value} {act.symbol} "
+                         f"{'ok' if act.ok else 'FAILED'}: {act.detail}")
+        for al in self.alerts:
+            lines.append(f"  ALERT {al.kind.value}: {al.message}")
+        lines.append("  clean" if self.clean else "  needs attention")
+        return "\n".join(lines)
+
+
+AlertSink = Callable[[ReconcileAlert], Awaitable[None] | None]
+
+#: Attempt states whose exposure may still be open, and so may own a position.
+_HOLDING = frozenset({State.PROTECTED, State.ORPHANED})
+
+
+class Reconciler:
+    """Compares the exchange with the journal; see the module docstring.
+
+    ``alerts`` (sync or async callable) is called once per finding: an
+    orphan or unknown position alerts again only after it was gone from a
+    check in between. ``clock`` is the wall clock (tests inject one).
+    """
+
+    def __init__(
+        self,
+        adapter: ExchangePort,
+        journal: JournalLog,
+        *,
+        policy: ReconcilePolicy | None = None,
+        alerts: AlertSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.adapter = adapter
+        self.journal = journal
+        self.policy = policy if policy is not None else ReconcilePolicy()
+        self.alerts = alerts
+        self._clock = clock
+        self._alerted: set[tuple[Any, ...]] = set()
+
+    # -- one check -----------------------------------------------------------------
+
+    async def check_once(self) -> ReconcileReport:
+        """Query the exchange once, compare, act only as the policy allows."""
+        now = self._clock()
+        pol = self.policy
+        positions: list[PositionSnapshot] | None = None
+        stops: list[StopSnapshot] | None = None
+        pos_err = stop_err = None
+        try:
+            positions = await self._call(self.adapter.fetch_positions(None))
+        except Exception as exc:
+            pos_err = _words(exc)
+        # Read the journal after the positions: an attempt that finished in
+        # between is then known, and settle_time covers its lagging views.
+        attempts = summarize(self.journal.read())
+        try:
+            stops = await self._fetch_stops(positions, attempts)
+        except Exception as exc:
+            stop_err = _words(exc)
+        settled = {s.attempt_id: _settled(s, now, pol.settle_time) for s in attempts}
+        stop_owner = _stop_owners(attempts)
+
+        findings: list[PositionFinding] = []
+        raised: list[ReconcileAlert] = []
+        actions: list[ActionTaken] = []
+        keys: set[tuple[Any, ...]] = set()
+        key: tuple[Any, ...]
+        open_pos = [p for p in positions or [] if p.size > 0 and p.side is not None]
+        for p in open_pos:
+            f = _finding(p, stops, attempts, settled, stop_owner)
+            findings.append(f)
+            if f.unsettled:
+                continue  # an opener is working on this symbol right now
+            if f.orphan:
+                key = ("orphan", f.symbol, f.side, round(f.uncovered, 12))
+                keys.add(key)
+                whose = f", attempt(s) {', '.join(f.attempts)}" if f.attempts else ""
+                self._raise(raised, key, ReconcileAlert(
+                    AlertKind.ORPHAN_POSITION, f.symbol,
+                    f"{f.symbol} {f.side.value} {f.size:g} has no covering stop "
+                    f"({f.coverage.value}, {f.uncovered:g} uncovered){whose}",
+                    f.attempts[0] if len(f.attempts) == 1 else None))
+                act = await self._act_on_orphan(f, attempts)
+                if act is not None:
+                    actions.append(act)
+            if f.unexplained > 0:
+                key = ("unknown", f.symbol, f.side, round(f.unexplained, 12))
+                keys.add(key)
+                self._raise(raised, key, ReconcileAlert(
+                    AlertKind.UNKNOWN_POSITION, f.symbol,
+                    f"{f.symbol} {f.side.value} {f.size:g}: {f.unexplained:g} is not accounted "
+                    "for by any attempt in the journal (external or lost); not touched"))
+
+        # ORPHANED attempts: resolved when their symbol is flat.
+        resolved: list[str] = []
+        still: list[str] = []
+        open_symbols = {p.symbol for p in open_pos}
+        for s in attempts:
+            if s.ended is not State.ORPHANED or s.resolved:
+                continue
+            if positions is None or not settled[s.attempt_id] or s.request.symbol in open_symbols:
+                still.append(s.attempt_id)
+                continue
+            resolved.append(s.attempt_id)
+            if pol.record_resolutions:
+                self.journal.note(s.attempt_id, "resolve", _loop_time(), {
+                    "previous": State.ORPHANED.value,
+                    "reason": f"{s.request.symbol} flat on the exchange at the check",
+                })
+            log.warning("attempt %s: ORPHANED, now flat: resolved", s.attempt_id,
+                        extra={"attempt_id": s.attempt_id, "state": State.ORPHANED.value})
+
+        # Unfinished attempts nobody is driving.
+        stale = [s.attempt_id for s in attempts if not s.finished and settled[s.attempt_id]]
+        for aid in stale:
+            key = ("stale", aid)
+            keys.add(key)
+            u = next(x for x in attempts if x.attempt_id == aid)
+            self._raise(raised, key, ReconcileAlert(
+                AlertKind.STALE_ATTEMPT, u.request.symbol,
+                f"attempt {aid} ({u.request.side.value} {u.request.amount:g} "
+                f"{u.request.symbol}) is unfinished at {u.state.value} with no journal record "
+                f"for {pol.settle_time:g}s+: run recovery (PositionOpener.recover)", aid))
+
+        leftovers: list[LeftoverStop] = []
+        if positions is not None and stops is not None:
+            for st in stops:
+                if _reduces_some(st, open_pos):
+                    continue
+                owner = stop_owner.get(st.client_id or "")
+                busy = any(not settled[s.attempt_id] for s in attempts
+                           if s.request.symbol == st.symbol)
+                cancelled = False
+                if pol.cancel_leftover_stops and owner is not None and not busy:
+                    act = await self._cancel(st, owner)
+                    actions.append(act)
+                    cancelled = act.ok
+                leftovers.append(LeftoverStop(st, owner, cancelled))
+
+        self._alerted &= keys  # a finding that went away alerts again if it returns
+        await self._deliver(raised)
+        return ReconcileReport(
+            checked_at=now, read_only=pol.read_only,
+            positions_status=QueryStatus.OK if positions is not None else QueryStatus.FAILED,
+            positions_error=pos_err,
+            stops_status=QueryStatus.OK if stops is not None else QueryStatus.FAILED,
+            stops_error=stop_err,
+            positions=tuple(findings), resolved=tuple(resolved), still_orphaned=tuple(still),
+            stale=tuple(stale), leftover_stops=tuple(leftovers), actions=tuple(actions),
+            alerts=tuple(raised),
+        )
+
+    async def _fetch_stops(self, positions: list[PositionSnapshot] | None,
+                           attempts: Sequence[AttemptSummary]) -> list[StopSnapshot]:
+        """Every open stop: in one call, or, where the exchange refuses an
+        all-symbols query (Binance does by default), per symbol of interest:
+        open positions and attempts that may hold exposure or a stop."""
+        try:
+            return list(await self._call(self.adapter.fetch_stops(None)))
+        except Exception as exc:
+            first = exc
+        symbols = {p.symbol for p in positions or [] if p.size > 0}
+        symbols |= {s.request.symbol for s in attempts
+                    if not s.finished or s.ended is State.PROTECTED
+                    or (s.ended is State.ORPHANED and not s.resolved)}
+        if not symbols:
+            raise first
+        log.info("fetching stops per symbol (%d): %s", len(symbols), first)
+        out: list[StopSnapshot] = []
+        for sym in sorted(symbols):
+            out.extend(await self._call(self.adapter.fetch_stops(sym)))
+        return out
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def run(
+        self,
+        interval: float = 30.0,
+        *,
+        max_backoff: float = 600.0,
+        on_report: Callable[[ReconcileReport], object] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Check every ``interval`` seconds until ``stop`` is set (or the task
+        is cancelled). After a check that failed (an exception, or a query
+        that did not answer) the wait doubles, up to ``max_backoff``, so a
+        rate-limited or unreachable exchange is not hammered; one complete
+        check resets it."""
+        if not (math.isfinite(interval) and interval > 0):
+            raise ValueError(f"interval must be a finite number > 0, got {interval!r}")
+        failures = 0
+        while stop is None or not stop.is_set():
+            try:
+                report = await self.check_once()
+            except Exception:
+                log.exception("reconciliation check failed")
+                failures += 1
+            else:
+                failures = 0 if report.complete else failures + 1
+                if on_report is not None:
+                    on_report(report)
+            delay = min(interval * 2 ** failures, max(max_backoff, interval))
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                try:
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+
+    # -- writes (policy-gated) ----------------------------------------------------------
+
+    async def _act_on_orphan(self, f: PositionFinding,
+                             attempts: Sequence[AttemptSummary]) -> ActionTaken | None:
+        pol = self.policy
+        if pol.orphans is OrphanAction.ALERT:
+            return None
+        kind = ActionKind.PROTECT if pol.orphans is OrphanAction.PROTECT else ActionKind.CLOSE
+        owners = [s for s in attempts if s.attempt_id in f.attempts]
+        if len(owners) != 1 or f.unexplained > 0:
+            return ActionTaken(kind, f.symbol, None, None, False,
+                               "not sent: the position is not exactly one attempt's "
+                               f"(attempts: {', '.join(f.attempts) or 'none'})")
+        owner = owners[0]
+        r = owner.request
+        if f.side is not r.side.opens:
+            # Rule 5: the exchange's side and ours disagree; send nothing.
+            return ActionTaken(kind, f.symbol, None, owner.attempt_id, False,
+                               f"not sent: position is {f.side.value} but the attempt asked to "
+                               f"{r.side.value}")
+        side = f.side.closing_side
+        amount = f.uncovered
+        cid = _client_id("s" if kind is ActionKind.PROTECT else "c")
+        self.journal.note(owner.attempt_id, "reconcile", _loop_time(), {
+            "action": "stop" if kind is ActionKind.PROTECT else "close", "client_id": cid,
+            "side": side.value, "amount": amount, "reduce_only": True,
+            "trigger_price": r.stop_loss if kind is ActionKind.PROTECT else None,
+        })
+        try:
+            if kind is ActionKind.PROTECT:
+                await self._call(self.adapter.place_stop(
+                    symbol=f.symbol, side=side, amount=amount, trigger_price=r.stop_loss,
+                    client_id=cid))
+                detail = f"reduce-only {side.value} stop {amount:g} @ {r.stop_loss:g}"
+            else:
+                await self._call(self.adapter.create_order(
+                    symbol=f.symbol, side=side, amount=amount, client_id=cid, reduce_only=True))
+                detail = f"reduce-only {side.value} close {amount:g}"
+        except Exception as exc:
+            log.error("reconcile %s of %s failed: %s", kind.value, f.symbol, exc)
+            return ActionTaken(kind, f.symbol, cid, owner.attempt_id, False,
+                               f"failed: {_words(exc)}")
+        log.warning("reconcile: %s for %s (attempt %s)", detail, f.symbol, owner.attempt_id,
+                    extra={"attempt_id": owner.attempt_id})
+        return ActionTaken(kind, f.symbol, cid, owner.attempt_id, True, detail)
+
+    async def _cancel(self, st: StopSnapshot, owner: str) -> ActionTaken:
+        cid = st.client_id
+        self.journal.note(owner, "reconcile", _loop_time(), {
+            "action": "cancel", "client_id": cid, "order_id": st.order_id})
+        try:
+            await self._call(self.adapter.cancel_order(symbol=st.symbol, order_id=st.order_id,
+                                                       client_id=cid))
+        except OrderNotFound:
+            return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, True,
+                               "already gone")
+        except Exception as exc:
+            return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, False,
+                               f"failed: {_words(exc)}")
+        return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, True,
+                           f"cancelled leftover stop {cid or st.order_id}")
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _raise(self, raised: list[ReconcileAlert], key: tuple[Any, ...],
+               alert: ReconcileAlert) -> None:
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        raised.append(alert)
+        log.critical(alert.message, extra={"attempt_id": alert.attempt_id})
+
+    async def _deliver(self, alerts: Sequence[ReconcileAlert]) -> None:
+        if self.alerts is None:
+            return
+        for alert in alerts:
+            try:
+                result = self.alerts(alert)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("the reconciliation alert callback failed")
+
+    async def _call(self, aw: Awaitable[Any]) -> Any:
+        async with asyncio.timeout(self.policy.request_timeout):
+            return await aw
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+
+def _finding(p: PositionSnapshot, stops: list[StopSnapshot] | None,
+             attempts: Sequence[AttemptSummary], settled: dict[str, bool],
+             stop_owner: dict[str, str]) -> PositionFinding:
+    assert p.side is not None
+    closing = p.side.closing_side
+    mine = [st for st in stops or [] if st.symbol == p.symbol and st.side in (closing, None)
+            and st.reduce_only is not False and st.status in (None, OrderStatus.OPEN)]
+    covered = sum(math.inf if st.amount is None else st.amount for st in mine)
+    if stops is None:
+        coverage = Coverage.UNKNOWN
+    elif covered >= p.size or qty_eq(covered, p.size):
+        coverage = Coverage.COVERED
+    elif covered > 0:
+        coverage = Coverage.PARTIAL
+    else:
+        coverage = Coverage.NONE
+    resting = {st.client_id for st in stops or [] if st.client_id}
+    owners: list[AttemptSummary] = []
+    for s in attempts:
+        if s.request.symbol != p.symbol or s.request.side.opens is not p.side:
+            continue
+        if not s.finished or (s.ended is State.ORPHANED and not s.resolved):
+            owners.append(s)
+        elif s.ended is State.PROTECTED and (stops is None
+                                             or client_ids(s.attempt_id)[1] in resting):
+            # A PROTECTED attempt holds its position while its stop rests; once
+            # the stop is gone (triggered, cancelled) the position is not its.
+            owners.append(s)
+    unsettled = tuple(s.attempt_id for s in attempts
+                      if s.request.symbol == p.symbol and not settled[s.attempt_id])
+    return PositionFinding(
+        symbol=p.symbol, side=p.side, size=p.size, coverage=coverage, covered=covered,
+        stops=tuple(mine), attempts=tuple(s.attempt_id for s in owners),
+        known=sum(s.exposure for s in owners), unsettled=unsettled,
+    )
+
+
+def _reduces_some(st: StopSnapshot, open_pos: Sequence[PositionSnapshot]) -> bool:
+    """Whether the stop has a position to reduce (same symbol, closing side)."""
+    for p in open_pos:
+        if p.symbol == st.symbol and p.side is not None and st.side in (p.side.closing_side, None):
+            return True
+    return False
+
+
+def _stop_owners(attempts: Sequence[AttemptSummary]) -> dict[str, str]:
+    """Client id of every stop we may have placed → its attempt."""
+    out: dict[str, str] = {}
+    for s in attempts:
+        out[client_ids(s.attempt_id)[1]] = s.attempt_id
+        for rec in s.records:
+            if rec.kind == "reconcile" and rec.data.get("action") == "stop":
+                out[str(rec.data["client_id"])] = s.attempt_id
+    return out
+
+
+def _settled(s: AttemptSummary, now: float, settle_time: float) -> bool:
+    last = s.last_wall
+    return last is None or now - last >= settle_time
+
+
+def _client_id(role: str) -> str:
+    # "sr" + 24 hex + role: alphanumeric, 27 characters, like the engine's.
+    return "sr" + uuid.uuid4().hex[:24] + role
+
+
+def _words(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+

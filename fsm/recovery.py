@@ -1,0 +1,264 @@
+"""Recovery: after a crash, drive every unfinished attempt in the journal to a
+terminal state, under the same rules (rule 8, law L10).
+
+The journal holds, for each attempt, its request, every intent written
+*before* its side effect, and every transition. The process that wrote it is
+gone, and with it every fact it had collected, so recovery does not trust
+its conclusions; it trusts only what the journal proves about what may have
+been *sent*, and asks the exchange for the rest:
+
+* **No entry intent** (the process stopped between ``begin`` and the entry's
+  intent): nothing was sent. The attempt is ``REJECTED`` ("never sent"); a
+  stale entry is never sent late, when the bot may no longer want it.
+* **An entry intent, no rollback yet**: the entry may exist. The attempt is
+  moved to ``PLACED`` with the create's outcome marked unknown, exactly as
+  after an ambiguous create (rule 7), so the driver looks the entry up by its
+  client id and never sends it again. From there the ordinary steps
+  re-derive everything from the exchange's answers: fetched, verified,
+  protected. If a stop intent is on record, the stop may rest already; the
+  driver looks it up by client id before placing one.
+* **A rollback had begun**: the old engine had given up on the entry, and
+  the position may be partly closed, so protecting it now could stop the
+  wrong size. The attempt goes back to ``ROLLING_BACK`` (through ``PLACED``
+  and the ``fetch_failed`` row, its deadline marked spent by the crash).
+  Recovery first looks up the entry (its fill and time let a flat view prove
+  flatness) and, if a close intent is on record, the close; a close that is
+  found is not sent again, one that is not found is re-derived from the
+  exchange's position and sent under the *same* client id, which the exchange
+  refuses if the first did arrive.
+* **A terminal transition without its end record** (the process died in the
+  last step, e.g. while cancelling a leftover stop): the attempt is finished;
+  recovery finishes that step (cancels the leftover stop after a verified
+  close, alerts an ORPHANED attempt, whose alert follows the end record),
+  and writes the end.
+
+Every re-derivation step goes through the real machine
+(:class:`~fsm.attempt.Recorder`) with evidence ``journal``, and is itself
+journalled after a ``recover`` record, so a crash during recovery is
+recovered the same way. Deadlines are fresh: loop times of the dead process
+mean nothing in this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from adapters.port import OrderNotFound, OrderSnapshot, Side, Source
+from fsm.attempt import Alert, Attempt, Recorder
+from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.table import State, Trigger
+
+if TYPE_CHECKING:
+    from fsm.driver import PositionOpener
+
+__all__ = ["recover", "unfinished"]
+
+log = logging.getLogger("fsm")
+
+
+def unfinished(journal: JournalLog) -> list[AttemptSummary]:
+    """The journalled attempts without an end record, in the order they began."""
+    return [s for s in summarize(journal.read()) if not s.finished]
+
+
+async def recover(opener: PositionOpener) -> list[Attempt]:
+    """Drive every unfinished attempt of ``opener.journal`` to a terminal
+    state and return them (attempts that only lacked their end record are
+    finished and logged, not returned).
+
+    Attempts on one symbol are resumed one after another, in the order they
+    began (their fills cannot be told apart on a netted position); different
+    symbols are resumed concurrently.
+    """
+    journal = opener.journal
+    if not isinstance(journal, JournalLog):
+        raise TypeError(
+            "recovery needs a journal that can be read back (fsm.Journal or "
+            f"fsm.MemoryJournal), not {type(journal).__name__}")
+    pending = unfinished(journal)
+    if pending:
+        log.warning("recovering %d unfinished attempt(s): %s", len(pending),
+                    ", ".join(f"{s.attempt_id} ({s.state.value})" for s in pending))
+    by_symbol: dict[str, list[AttemptSummary]] = {}
+    for s in pending:
+        by_symbol.setdefault(s.request.symbol, []).append(s)
+
+    async def one_symbol(items: Sequence[AttemptSummary]) -> list[Attempt]:
+        done = []
+        for s in items:
+            a = await _recover_one(opener, journal, s)
+            if a is not None:
+                done.append(a)
+        return done
+
+    results = await asyncio.gather(*(one_symbol(v) for v in by_symbol.values()))
+    order = {s.attempt_id: i for i, s in enumerate(pending)}
+    return sorted((a for group in results for a in group), key=lambda a: order[a.attempt_id])
+
+
+async def _recover_one(
+    opener: PositionOpener, journal: JournalLog, s: AttemptSummary
+) -> Attempt | None:
+    now = _now()
+    journal.note(s.attempt_id, "recover", now, {
+        "from_state": s.state.value,
+        "intents": sorted(s.intents),
+        "rolled_back": s.rolled_back,
+        "entry_order_id": s.entry_order_id,
+    })
+    if s.state.terminal:
+        await _finish(opener, journal, s)
+        return None
+    a = Attempt(s.attempt_id, s.request, s.client_id, now)
+    recorder = Recorder()
+    recorder.track(a)
+    try:
+        if "entry" not in s.intents and s.state is State.NEW:
+            _fire(journal, recorder, a, Trigger.REJECT,
+                  attrs.evolve(a.facts, create_error="never sent: the process stopped before "
+                               "the entry's intent was journalled"),
+                  "recovered: no entry intent in the journal, so nothing was sent")
+        else:
+            await _to_placed(opener, journal, recorder, a, s)
+            if s.rolled_back:
+                await _to_rolling_back(opener, journal, recorder, a, s)
+    finally:
+        recorder.untrack(a)
+    return await opener.resume(a)
+
+
+async def _to_placed(opener: PositionOpener, journal: JournalLog, recorder: Recorder,
+                     a: Attempt, s: AttemptSummary) -> None:
+    """PLACED, the create's outcome unknown: the driver looks the entry up by
+    client id and never sends it again."""
+    now = _now()
+    window = opener.policy.verify_timeout
+    ack = None
+    if s.entry_order_id is not None:
+        ack = OrderSnapshot(symbol=s.request.symbol, order_id=s.entry_order_id,
+                            client_id=s.client_id)
+    stop = s.intents.get("stop")
+    stop_intent = None
+    if stop is not None:
+        stop_intent = StopIntent(side=Side(stop["side"]), amount=float(stop["amount"]),
+                                 trigger_price=float(stop["trigger_price"]),
+                                 client_id=str(stop["client_id"]))
+    facts = attrs.evolve(a.facts, now=now, create_ambiguous=True, ack=ack,
+                         fetch_deadline=now + window, verify_deadline=now + window,
+                         stop_intent=stop_intent)
+    _fire(journal, recorder, a, Trigger.SUBMIT, facts,
+          f"recovered from {s.state.value}: the entry {s.client_id} may exist; looking it up "
+          "by client id, never sending it again")
+
+
+async def _to_rolling_back(opener: PositionOpener, journal: JournalLog, recorder: Recorder,
+                           a: Attempt, s: AttemptSummary) -> None:
+    """Back to ROLLING_BACK, with what the exchange says about the entry and
+    the close (if one may have been sent)."""
+    r = s.request
+    entry = await _lookup(opener, r.symbol, s.client_id, s.entry_order_id)
+    close = None
+    close_data = s.intents.get("close")
+    if close_data is not None:
+        close = await _lookup(opener, r.symbol, str(close_data["client_id"]), s.close_order_id)
+    now = _now()
+    facts = attrs.evolve(a.facts, now=now, fetch_deadline=now)
+    if entry is not None:
+        facts = attrs.evolve(facts, entry=entry, entry_source=Source.ORDER)
+    _fire(journal, recorder, a, Trigger.FETCH_FAILED, facts,
+          "recovered: the journal shows a rollback had begun; resuming it "
+          f"(entry {'found' if entry else 'not found'} by client id"
+          + (f", close {'found' if close else 'not found'}" if close_data else "") + ")")
+    if close_data is not None and close is not None:
+        # The close exists: never send it again, follow it to its end.
+        intent = CloseIntent(side=Side(close_data["side"]), amount=float(close_data["amount"]),
+                             client_id=str(close_data["client_id"]))
+        a.facts = attrs.evolve(a.facts, close_intent=intent, close_order=close)
+
+
+async def _finish(opener: PositionOpener, journal: JournalLog, s: AttemptSummary) -> None:
+    """The attempt reached ``s.state`` but its end record is missing: do what
+    the driver does after the last transition, then write the end."""
+    r = s.request
+    if s.state is State.CLOSE_VERIFIED and "stop" in s.intents:
+        stop_cid = str(s.intents["stop"]["client_id"])
+        try:
+            async with asyncio.timeout(opener.policy.request_timeout):
+                await opener.adapter.cancel_order(symbol=r.symbol, order_id=s.stop_order_id,
+                                                  client_id=stop_cid)
+        except OrderNotFound:
+            pass
+        except Exception as exc:
+            log.warning("attempt %s: could not cancel leftover stop %s: %s (the monitor "
+                        "will)", s.attempt_id, stop_cid, exc,
+                        extra={"attempt_id": s.attempt_id, "state": s.state.value})
+    journal.end(s.attempt_id, s.state, _now())
+    log.warning("attempt %s had reached %s; end record written by recovery", s.attempt_id,
+                s.state.value, extra={"attempt_id": s.attempt_id, "state": s.state.value})
+    if s.state is State.ORPHANED:
+        await _alert(opener, s)
+
+
+async def _alert(opener: PositionOpener, s: AttemptSummary) -> None:
+    r = s.request
+    last = next((rec for rec in reversed(s.records) if rec.kind == "transition"), None)
+    detail = str(last.data.get("detail", "")) if last is not None else ""
+    alert = Alert(
+        attempt_id=s.attempt_id, symbol=r.symbol,
+        message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {detail}. Exposure may be "
+                 "open without a stop-loss; check the account. (Found by recovery.)"),
+        state=State.ORPHANED, at=_now(), history=(),
+    )
+    log.critical(alert.message, extra={"attempt_id": s.attempt_id, "state": "ORPHANED"})
+    if opener.alerts is None:
+        return
+    try:
+        result = opener.alerts(alert)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("attempt %s: the alert callback failed", s.attempt_id,
+                      extra={"attempt_id": s.attempt_id, "state": "ORPHANED"})
+
+
+async def _lookup(opener: PositionOpener, symbol: str, client_id: str,
+                  order_id: str | None) -> OrderSnapshot | None:
+    """Look an order up by id (or client id), retrying briefly: right after a
+    crash it may not be visible yet. ``None`` means "not found", which is not
+    proof that it was never sent."""
+    policy = opener.policy
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + policy.request_timeout
+    tries = 0
+    while True:
+        try:
+            async with asyncio.timeout(policy.request_timeout):
+                return await opener.adapter.fetch_order(symbol=symbol, order_id=order_id,
+                                                        client_id=client_id)
+        except (OrderNotFound, TimeoutError):
+            pass
+        except Exception as exc:
+            log.info("recovery look-up of %s failed: %s", client_id, exc)
+        if loop.time() >= give_up:
+            return None
+        await asyncio.sleep(min(policy.backoff(tries), max(0.0, give_up - loop.time())))
+        tries += 1
+
+
+def _fire(journal: JournalLog, recorder: Recorder, a: Attempt, trigger: Trigger, facts: Facts,
+          detail: str) -> None:
+    from fsm.driver import _step_record  # the same record shape as the driver's
+
+    step = recorder.fire(a, trigger, facts.at(_now()), evidence=Source.JOURNAL, detail=detail)
+    journal.transition(a.attempt_id, step.at, _step_record(step, a.facts))
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
