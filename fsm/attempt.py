@@ -19,6 +19,7 @@ read back. The machine still decides every transition.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -155,32 +156,54 @@ def _condition(name: str) -> Any:
     return check
 
 
+_Built = tuple[Machine, _Model, dict[Trigger, Any]]
+
+#: Machines already built, per thread, by table identity. Building one costs
+#: ~150 µs (as much as running an attempt), and simulations and specs create
+#: an opener per world. Sharing is safe for the same reason the cursor is:
+#: a trigger fires synchronously, and a thread runs one fire at a time.
+_built = threading.local()
+
+
+def _machine_for(table: tuple[Row, ...]) -> _Built:
+    cache: dict[int, tuple[tuple[Row, ...], _Built]] = _built.__dict__.setdefault("cache", {})
+    hit = cache.get(id(table))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    machine = Machine(
+        model=None,
+        states=list(State),
+        initial=State.NEW,
+        transitions=[
+            {
+                "trigger": row.trigger.value,
+                "source": [s for s in State if s in row.sources],
+                "dest": row.dest,
+                "conditions": [_condition(g) for g in row.guards],
+            }
+            for row in table
+        ],
+        auto_transitions=False,
+        send_event=True,
+        ignore_invalid_triggers=False,
+        model_attribute="state",
+    )
+    cursor = _Model()
+    machine.add_model(cursor, initial=State.NEW)
+    events = {t: machine.events[t.value] for t in Trigger if t.value in machine.events}
+    if len(cache) >= 64:  # tables built on the fly (tests): keep the cache bounded
+        cache.clear()
+    cache[id(table)] = (table, (machine, cursor, events))
+    return machine, cursor, events
+
+
 class Recorder:
     """Builds one ``transitions`` machine from the table and fires triggers
     on attempts, recording each step. Shared by every attempt of an opener."""
 
     def __init__(self, table: tuple[Row, ...] = TABLE) -> None:
         self.table = table
-        self._machine = Machine(
-            model=None,
-            states=list(State),
-            initial=State.NEW,
-            transitions=[
-                {
-                    "trigger": row.trigger.value,
-                    "source": [s for s in State if s in row.sources],
-                    "dest": row.dest,
-                    "conditions": [_condition(g) for g in row.guards],
-                }
-                for row in table
-            ],
-            auto_transitions=False,
-            send_event=True,
-            ignore_invalid_triggers=False,
-            model_attribute="state",
-        )
-        self._cursor = _Model()
-        self._machine.add_model(self._cursor, initial=State.NEW)
+        self._machine, self._cursor, self._events = _machine_for(table)
 
     def track(self, attempt: Attempt, state: State = State.NEW) -> None:
         """Start recording ``attempt`` from ``state`` (recovery resumes an
@@ -223,9 +246,12 @@ class Recorder:
         if chosen is None:
             raise GuardsFailed(source, trigger, results)
         cursor = self._cursor
-        self._machine.set_state(source, model=cursor)
+        # What Machine.set_state(source, model=cursor) does for enum states,
+        # without its name look-ups; the machine still checks the state when
+        # the trigger runs.
+        cursor.state = source
         try:
-            moved = self._machine.events[trigger.value].trigger(cursor, facts=facts)
+            moved = self._events[trigger].trigger(cursor, facts=facts)
         except MachineError as exc:  # the table and the machine disagree: a bug
             raise InvalidTransition(source, trigger) from exc
         if not moved or cursor.state is not chosen.dest:
@@ -236,12 +262,14 @@ class Recorder:
             trigger=trigger,
             source=source,
             dest=chosen.dest,
-            guards=tuple((g, True) for g in chosen.guards),
+            guards=tuple([(g, True) for g in chosen.guards]),
             evidence=evidence,
             detail=detail,
         )
         attempt.facts = facts
         attempt._history.append(step)
+        if not log.isEnabledFor(logging.INFO):  # skip building the record's fields
+            return step
         log.info(
             "attempt %s %s -> %s on %s via %s: %s",
             attempt.attempt_id,

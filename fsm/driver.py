@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import operator
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from adapters.port import (
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
+    PositionCache,
     PositionSnapshot,
     Source,
     StopSnapshot,
@@ -100,6 +102,8 @@ class PositionOpener:
         self._ids = ids or _new_attempt_id
         self._recorder = Recorder()
         self._locks: dict[str, asyncio.Lock] = {}
+        #: create replies still in flight after the stream answered first
+        self._replies: dict[str, asyncio.Future[OrderSnapshot]] = {}
 
     # -- public ------------------------------------------------------------------
 
@@ -116,7 +120,8 @@ class PositionOpener:
         entry_cid, _, _ = client_ids(attempt_id)
         if len(entry_cid) > 36 or not entry_cid.isalnum():
             raise BadRequest(f"attempt id {attempt_id!r} makes an invalid client order id")
-        lock = self._locks.setdefault(request.symbol, asyncio.Lock())
+        lock = self._locks.get(request.symbol) or self._locks.setdefault(
+            request.symbol, asyncio.Lock())
         async with lock:
             if request.reference_price is None:
                 await self._check_stop_against_market(request)
@@ -158,12 +163,19 @@ class PositionOpener:
                 before = len(a.history)
                 await steps[a.state](a)
                 assert len(a.history) > before, f"step for {a.state} fired nothing"
+            reply = self._replies.pop(a.attempt_id, None)
+            if reply is not None:
+                await self._settle_reply(a, reply)
             if self.journal is not None:
                 self.journal.end(a.attempt_id, a.state, self._now())
             if a.state is State.ORPHANED:
                 await self._alert(a)
         finally:
             self._recorder.untrack(a)
+            reply = self._replies.pop(a.attempt_id, None)
+            if reply is not None:  # interrupted: the attempt's requests stop with it
+                reply.cancel()
+                reply.add_done_callback(_consume)
 
     # -- NEW: send the entry once ---------------------------------------------------------
 
@@ -173,37 +185,58 @@ class PositionOpener:
                      reduce_only=False)
         sent_at = self._now()
         window = self.policy.verify_timeout
-        base = attrs.evolve(a.facts, fetch_deadline=sent_at + window,
-                            verify_deadline=sent_at + window)
+        base = _evolve(a.facts, fetch_deadline=sent_at + window,
+                       verify_deadline=sent_at + window)
+        def create() -> Awaitable[OrderSnapshot]:
+            return self._call(self.adapter.create_order(
+                symbol=r.symbol, side=r.side, amount=r.amount,
+                client_id=a.client_id, reduce_only=False,
+            ))
+
+        reply: Awaitable[OrderSnapshot]
+        if self.adapter.position_cache is None:
+            reply = create()
+        else:
+            creating = asyncio.ensure_future(_later(create))
+            streamed = await self._stream_before_reply(a, creating)
+            if streamed is not None:
+                # Rule 3, first evidence wins: the stream reported our order
+                # before the create's reply (in the incident, by 8 ms; under
+                # load, by seconds). That proves the order exists and says
+                # more than a minimal reply would. The reply is a write's
+                # answer: never cancelled, it is awaited before the attempt
+                # returns.
+                facts = _evolve(base, ack=streamed, entry=streamed,
+                                entry_source=Source.STREAM)
+                self._fire(a, Trigger.SUBMIT, facts, Source.STREAM,
+                           f"stream reported {_order_words(streamed)} before the create's "
+                           "reply")
+                return
+            reply = creating
         try:
-            ack = await self._call(
-                self.adapter.create_order(
-                    symbol=r.symbol, side=r.side, amount=r.amount,
-                    client_id=a.client_id, reduce_only=False,
-                )
-            )
+            ack = await reply
         except OrderRejected as exc:
-            self._fire(a, Trigger.REJECT, attrs.evolve(base, create_error=str(exc)),
+            self._fire(a, Trigger.REJECT, _evolve(base, create_error=str(exc)),
                        Source.ACK, f"create refused: {exc}")
             return
         except AmbiguousError as exc:
-            self._fire(a, Trigger.SUBMIT, attrs.evolve(base, create_ambiguous=True),
+            self._fire(a, Trigger.SUBMIT, _evolve(base, create_ambiguous=True),
                        Source.ACK, f"create outcome unknown ({exc}); will look up "
                        f"client id {a.client_id}, never resend")
             return
         except TransientError as exc:
             # Rate limits and the like are refused before matching: nothing
             # was placed. Adapters raise AmbiguousError when that is not sure.
-            self._fire(a, Trigger.REJECT, attrs.evolve(base, create_error=str(exc)),
+            self._fire(a, Trigger.REJECT, _evolve(base, create_error=str(exc)),
                        Source.ACK, f"create refused before matching: {exc}")
             return
         except Exception as exc:  # unknown failure of a write: assume it may exist
             log.exception("attempt %s: unexpected error from create_order", a.attempt_id,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value})
-            self._fire(a, Trigger.SUBMIT, attrs.evolve(base, create_ambiguous=True),
+            self._fire(a, Trigger.SUBMIT, _evolve(base, create_ambiguous=True),
                        Source.ACK, f"create failed unexpectedly ({exc!r}); treated as ambiguous")
             return
-        facts = attrs.evolve(base, ack=ack, entry=ack, entry_source=Source.ACK)
+        facts = _evolve(base, ack=ack, entry=ack, entry_source=Source.ACK)
         self._fire(a, Trigger.SUBMIT, facts, Source.ACK, f"acknowledged {_order_words(ack)}")
 
     # -- PLACED: fetch after create, until terminal or deadline -----------------------------
@@ -211,7 +244,7 @@ class PositionOpener:
     async def _await_fill(self, a: Attempt) -> None:
         polls = 0
         while True:
-            f = a.facts.at(self._now())
+            f = _at(a.facts, self._now())
             if G.side_contradicted(f):
                 self._fire(a, Trigger.FETCH_FAILED, f, a.facts.entry_source,
                            f"exchange reports side {_side_of(f)} for a {f.request.side.value}"
@@ -235,14 +268,14 @@ class PositionOpener:
             )
             polls += 1
             if snap is not None:
-                a.facts = attrs.evolve(a.facts, entry=snap, entry_source=source)
+                a.facts = _evolve(a.facts, entry=snap, entry_source=source)
 
     # -- FETCHED: verify the position, first evidence wins --------------------------------
 
     async def _verify(self, a: Attempt) -> None:
         polls = 0
         while True:
-            f = a.facts.at(self._now())
+            f = _at(a.facts, self._now())
             cached = self._stream_position(a)
             if cached is not None:
                 f = f.with_position(cached)
@@ -284,12 +317,12 @@ class PositionOpener:
         # client id before placing one (rule 7), within a fresh deadline.
         resumed = a.facts.stop_intent is not None
         if not resumed or a.facts.protect_deadline is None:
-            a.facts = attrs.evolve(a.facts, stop_intent=intent,
-                                   protect_deadline=now + self.policy.protect_timeout)
+            a.facts = _evolve(a.facts, stop_intent=intent,
+                              protect_deadline=now + self.policy.protect_timeout)
         polls = 0
         lookup = resumed  # after an ambiguous placement or a recovery, look before sending
         while True:
-            f = a.facts.at(self._now())
+            f = _at(a.facts, self._now())
             if G.stop_accepted(f) and self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
                 self._fire(a, Trigger.PROTECTED, f, Source.STOP,
                            f"stop accepted: {_stop_words(f.stop)}")
@@ -298,14 +331,14 @@ class PositionOpener:
                 reason = f.stop_error or (
                     "stop does not match what was asked" if f.stop else "no stop by the deadline")
                 self._fire(a, Trigger.PROTECT_FAILED,
-                           attrs.evolve(f, stop_error=f.stop_error or reason),
+                           _evolve(f, stop_error=f.stop_error or reason),
                            Source.STOP if f.stop_error or f.stop else Source.CLOCK, reason)
                 return
             if lookup:
                 found = await self._find_stop(a, stop_cid)
                 lookup = False
                 if found is not None:
-                    a.facts = attrs.evolve(a.facts, stop=found)
+                    a.facts = _evolve(a.facts, stop=found)
                     continue
             else:
                 self._intent(a, "stop", stop_cid, side=intent.side.value, amount=intent.amount,
@@ -318,12 +351,12 @@ class PositionOpener:
                         ),
                         deadline=a.facts.protect_deadline,
                     )
-                    a.facts = attrs.evolve(a.facts, stop=stop)
+                    a.facts = _evolve(a.facts, stop=stop)
                     continue
                 except DuplicateClientId:
                     lookup = True  # an earlier, ambiguous placement did arrive
                 except OrderRejected as exc:
-                    a.facts = attrs.evolve(a.facts, stop_error=f"stop refused: {exc}")
+                    a.facts = _evolve(a.facts, stop_error=f"stop refused: {exc}")
                     continue
                 except AmbiguousError:
                     lookup = True
@@ -344,12 +377,12 @@ class PositionOpener:
         r = a.request
         _, stop_cid, close_cid = client_ids(a.attempt_id)
         if a.facts.close_deadline is None:
-            a.facts = attrs.evolve(a.facts, close_deadline=self._now() + self.policy.close_timeout)
+            a.facts = _evolve(a.facts, close_deadline=self._now() + self.policy.close_timeout)
         polls = 0
         unsure = False  # the last close send was ambiguous
         misses = 0  # look-ups of that close that found nothing
         while True:
-            f = a.facts.at(self._now())
+            f = _at(a.facts, self._now())
             cached = self._stream_position(a)
             if cached is not None:
                 f = f.with_position(cached)
@@ -360,7 +393,7 @@ class PositionOpener:
                 return
             if f.close_intent is None and f.position is not None and f.position.size > 0 \
                     and f.position.source in (Source.STREAM, Source.REST):
-                f = attrs.evolve(f, close_basis=f.position)
+                f = _evolve(f, close_basis=f.position)
                 if G.close_side_contradicted(f):
                     assert f.close_basis is not None
                     self._fire(a, Trigger.CLOSE_UNVERIFIED, f, f.close_basis.source,
@@ -371,7 +404,7 @@ class PositionOpener:
                 assert basis is not None and basis.side is not None
                 intent = CloseIntent(side=basis.side.closing_side,
                                      amount=min(basis.size, f.exposure), client_id=close_cid)
-                f = attrs.evolve(f, close_intent=intent)
+                f = _evolve(f, close_intent=intent)
                 self._fire(a, Trigger.CLOSE_SENDING, f, basis.source,
                            f"exchange shows {_pos_words(basis)}: sending reduce-only "
                            f"{intent.side.value} {intent.amount:g}")
@@ -402,7 +435,7 @@ class PositionOpener:
                     also_position=True,
                 )
                 if snap is not None:
-                    a.facts = attrs.evolve(a.facts, close_order=snap)
+                    a.facts = _evolve(a.facts, close_order=snap)
                     unsure = False
                 elif unsure:
                     misses += 1
@@ -430,12 +463,12 @@ class PositionOpener:
                     ),
                     deadline=a.facts.close_deadline,
                 )
-                a.facts = attrs.evolve(a.facts, close_order=snap)
+                a.facts = _evolve(a.facts, close_order=snap)
                 return False
             except DuplicateClientId:
                 return False  # the earlier send arrived; the verify loop fetches it
             except OrderRejected as exc:
-                a.facts = attrs.evolve(a.facts, close_error=f"close refused: {exc}")
+                a.facts = _evolve(a.facts, close_error=f"close refused: {exc}")
                 log.error("attempt %s: reduce-only close refused: %s", a.attempt_id, exc,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value,
                                  "source": Source.CLOSE.value})
@@ -445,7 +478,7 @@ class PositionOpener:
             except TransientError as exc:
                 tries += 1
                 if self._now() >= _deadline(a.facts.close_deadline) or tries > 20:
-                    a.facts = attrs.evolve(a.facts, close_error=f"close not placed: {exc}")
+                    a.facts = _evolve(a.facts, close_error=f"close not placed: {exc}")
                     return False
                 await self._sleep_until(min(self._now() + self.policy.backoff(tries),
                                             _deadline(a.facts.close_deadline)))
@@ -486,12 +519,7 @@ class PositionOpener:
             if pos is not None:
                 a.facts = a.facts.with_position(pos)
         try:
-            snap = await self._call(
-                self.adapter.fetch_order(symbol=a.request.symbol, order_id=order_id,
-                                         client_id=client_id),
-                deadline=deadline,
-            )
-            return snap, Source.ORDER
+            return await self._fetch_order_racing_stream(a, client_id, order_id, deadline)
         except OrderNotFound:
             log.debug("attempt %s: order %s not visible yet", a.attempt_id, client_id,
                       extra={"attempt_id": a.attempt_id, "state": a.state.value})
@@ -502,6 +530,92 @@ class PositionOpener:
             log.exception("attempt %s: unexpected error fetching order", a.attempt_id,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value})
         return None, None
+
+    async def _stream_before_reply(
+        self, a: Attempt, creating: asyncio.Future[OrderSnapshot]
+    ) -> OrderSnapshot | None:
+        """Wait for the create's reply, or for the stream's first report of
+        the order, whichever comes first; the report if it came first, in
+        which case the reply is left in flight (never cancelled by choice: it
+        is a write's answer) and registered in ``_replies``."""
+        cache = self.adapter.position_cache
+        if cache is None:
+            return None
+        cid = a.client_id
+        news = asyncio.ensure_future(cache.wait_order(cid, cache.order_version(cid)))
+        try:
+            await asyncio.wait((creating, news), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled from outside: the attempt's requests stop with it
+            creating.cancel()
+            news.cancel()
+            await asyncio.gather(creating, news, return_exceptions=True)
+            raise
+        if creating.done():
+            news.cancel()
+            await asyncio.gather(news, return_exceptions=True)
+            return None
+        self._replies[a.attempt_id] = creating
+        attempt_task = asyncio.current_task()
+
+        def gone(t: asyncio.Future[OrderSnapshot]) -> None:
+            # Cancelled by anyone but us (the process going down) while the
+            # attempt still counts on it: the attempt goes down too, as it
+            # would have if it had been awaiting the reply itself.
+            if t.cancelled() and self._replies.get(a.attempt_id) is t and attempt_task:
+                attempt_task.cancel()
+
+        creating.add_done_callback(gone)
+        return news.result()
+
+    async def _settle_reply(self, a: Attempt, reply: asyncio.Future[OrderSnapshot]) -> None:
+        """Await a create reply that the stream overtook; it changes nothing
+        (the stream proved the order), but a refusal now would be a
+        contradiction worth a log line."""
+        try:
+            await reply
+        except AmbiguousError:
+            pass  # the stream already told us what the reply would have
+        except Exception as exc:
+            log.error("attempt %s: create reply after the stream had shown the order: %s",
+                      a.attempt_id, exc, extra={"attempt_id": a.attempt_id,
+                                                "state": a.state.value})
+
+    async def _fetch_order_racing_stream(
+        self, a: Attempt, client_id: str, order_id: str | None, deadline: float | None
+    ) -> tuple[OrderSnapshot, Source]:
+        """Fetch the order; if the stream reports it terminal while the fetch
+        is in flight, the stream wins and the fetch (a read) is abandoned.
+        Rule 3: sources are raced, not queued. Without this, a fill the
+        stream pushed just after a minimal ack waited a whole extra round
+        trip for the fetch (calm profile: p50 67 ms to protection instead
+        of ~45)."""
+        def fetch() -> Awaitable[OrderSnapshot]:
+            return self._call(
+                self.adapter.fetch_order(symbol=a.request.symbol, order_id=order_id,
+                                         client_id=client_id),
+                deadline=deadline,
+            )
+
+        cache = self.adapter.position_cache
+        if cache is None:
+            return await fetch(), Source.ORDER
+        fetching = asyncio.ensure_future(_later(fetch))
+        streamed = asyncio.ensure_future(_terminal_order_news(cache, client_id))
+        try:
+            await asyncio.wait((fetching, streamed), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled from outside: leave nothing running
+            fetching.cancel()
+            streamed.cancel()
+            await asyncio.gather(fetching, streamed, return_exceptions=True)
+            raise
+        fetched = fetching.done() and not fetching.cancelled() and fetching.exception() is None
+        if streamed.done() and not fetched:
+            fetching.cancel()
+            await asyncio.gather(fetching, return_exceptions=True)
+            return streamed.result(), Source.STREAM
+        streamed.cancel()
+        await asyncio.gather(streamed, return_exceptions=True)
+        return fetching.result(), Source.ORDER
 
     async def _observe_position(
         self, a: Attempt, polls: int, deadline: float | None, *, wait: bool = True
@@ -651,15 +765,19 @@ class PositionOpener:
 
     def _fire(self, a: Attempt, trigger: Trigger, facts: Facts, evidence: Source | None,
               detail: str) -> Transition:
-        step = self._recorder.fire(a, trigger, facts.at(self._now()), evidence=evidence,
-                                   detail=detail)
+        now = self._now()
+        if facts.now != now:  # most callers built ``facts`` this very tick
+            facts = _at(facts, now)
+        step = self._recorder.fire(a, trigger, facts, evidence=evidence, detail=detail)
         if self.journal is not None:
             self.journal.transition(a.attempt_id, step.at, _step_record(step, a.facts))
         return step
 
     def _intent(self, a: Attempt, action: str, client_id: str, **data: Any) -> None:
-        log.info("attempt %s: about to send %s %s", a.attempt_id, action, client_id,
-                 extra={"attempt_id": a.attempt_id, "state": a.state.value, "action": action})
+        if log.isEnabledFor(logging.INFO):
+            log.info("attempt %s: about to send %s %s", a.attempt_id, action, client_id,
+                     extra={"attempt_id": a.attempt_id, "state": a.state.value,
+                            "action": action})
         if self.journal is not None:
             self.journal.intent(a.attempt_id, action, client_id, self._now(), data)
 
@@ -692,6 +810,31 @@ class PositionOpener:
 
 # -- small pure helpers --------------------------------------------------------------------------
 
+#: A new fact is a new Facts object, so an attempt copies its evidence a dozen
+#: times; ``attrs.evolve`` introspects every field on each copy and was the
+#: largest single CPU cost of an attempt. These copy by position instead.
+_FACT_FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Facts))
+assert all(f.init and not f.kw_only and f.alias == f.name for f in attrs.fields(Facts))
+_FACT_INDEX = {name: i for i, name in enumerate(_FACT_FIELDS)}
+_FACT_NOW = _FACT_INDEX["now"]
+_fact_values = operator.attrgetter(*_FACT_FIELDS)
+
+
+def _evolve(f: Facts, **changes: Any) -> Facts:
+    """``attrs.evolve(f, **changes)`` for :class:`Facts`, about twice as fast."""
+    values = list(_fact_values(f))
+    for name, value in changes.items():
+        values[_FACT_INDEX[name]] = value
+    return Facts(*values)
+
+
+def _at(f: Facts, now: float) -> Facts:
+    """``f.at(now)``, without ``attrs.evolve``."""
+    values = list(_fact_values(f))
+    values[_FACT_NOW] = now
+    return Facts(*values)
+
+
 
 def _deadline(d: float | None) -> float:
     return d if d is not None else float("inf")
@@ -703,6 +846,28 @@ def _order_id(o: OrderSnapshot | None) -> str | None:
 
 def _stop_id(s: StopSnapshot | None) -> str | None:
     return s.order_id if s is not None else None
+
+
+async def _later(make: Callable[[], Awaitable[T]]) -> T:
+    """Await what ``make`` builds, building it only once the task runs: a
+    task cancelled before its first step then leaves no coroutine behind
+    that was never awaited."""
+    return await make()
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a background future's outcome so it is never reported as
+    an exception nobody retrieved."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def _terminal_order_news(cache: PositionCache, client_id: str) -> OrderSnapshot:
+    """The next stream update of this order that shows it terminal."""
+    while True:
+        snap = await cache.wait_order(client_id, cache.order_version(client_id))
+        if snap.terminal:
+            return snap
 
 
 def _order_seen(a: Attempt, client_id: str) -> OrderSnapshot | None:

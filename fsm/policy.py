@@ -60,7 +60,13 @@ class Policy:
 
     def backoff(self, attempt: int) -> float:
         """The wait before poll number ``attempt`` (0-based)."""
-        return min(self.backoff_initial * self.backoff_factor**attempt, self.backoff_max)
+        try:
+            grown = self.backoff_initial * self.backoff_factor**attempt
+        except OverflowError:
+            # A tight cap polls hundreds of times in one window; the power
+            # then overflows a float long after the cap made it irrelevant.
+            return self.backoff_max
+        return min(grown, self.backoff_max)
 
     @property
     def max_duration(self) -> float:
