@@ -47,6 +47,14 @@ def add_parser(subparsers: Any) -> None:
         "--check", action="store_true",
         help="compare with a fresh rendering without writing; exit 1 on drift",
     )
+    p.add_argument(
+        "--journal", type=Path, metavar="PATH",
+        help="with --attempt: render the path of a journalled attempt instead",
+    )
+    p.add_argument(
+        "--attempt", metavar="ID",
+        help="attempt id (or unique prefix) in --journal whose path to render",
+    )
     p.set_defaults(handler=run, func=run)
 
 
@@ -54,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the process exit code."""
     from fsm import diagrams
 
+    if getattr(args, "attempt", None) or getattr(args, "journal", None):
+        return _run_attempt(args)
     out: Path = args.out
     regen = diagrams.regenerate_command(out)
     if args.check:
@@ -80,4 +90,46 @@ def run(args: argparse.Namespace) -> int:
         for path in report.stale_svgs:
             print(f"warning: {path} is now older than its DOT source; "
                   f"install Graphviz and run `{regen}` again", file=sys.stderr)
+    return 0
+
+
+def _run_attempt(args: argparse.Namespace) -> int:
+    """Render the path one journalled attempt took: ``attempt-<id>.md``,
+    ``.dot`` and (with Graphviz) ``.svg`` in ``--out``."""
+    from fsm import diagrams
+    from fsm.journal import Journal, JournalError
+
+    if not args.journal or not args.attempt:
+        print("error: --journal and --attempt go together", file=sys.stderr)
+        return 2
+    if not Path(args.journal).exists():
+        print(f"error: no journal at {args.journal}", file=sys.stderr)
+        return 2
+    try:
+        journal = Journal(args.journal, create=False)
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        ids = sorted({r.attempt_id for r in journal.read()
+                      if r.attempt_id.startswith(args.attempt)})
+        if len(ids) != 1:
+            what = "no attempt" if not ids else f"{len(ids)} attempts"
+            print(f"error: {what} in {args.journal} match {args.attempt!r}", file=sys.stderr)
+            return 2
+        steps = diagrams.steps_from_records(journal.read(ids[0]))
+    finally:
+        journal.close()
+    if not steps:
+        print(f"error: attempt {ids[0]} has no transitions yet", file=sys.stderr)
+        return 2
+    rendered = diagrams.render_path(
+        steps, stem=f"attempt-{ids[0]}", title=f"Attempt {ids[0]}",
+        description=f"The path attempt {ids[0]} took, read from the journal {args.journal}.",
+    )
+    report = diagrams.write(args.out, [rendered])
+    for path in report.written:
+        print(f"wrote {path}")
+    if report.svg_skipped:
+        print(diagrams.INSTALL_DOT, file=sys.stderr)
     return 0

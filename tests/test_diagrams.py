@@ -316,3 +316,42 @@ def test_without_dot_text_is_written_and_the_install_command_is_printed(
     # The text outputs written without `dot` are exactly the committed ones.
     for name in names:
         assert (out / name).read_bytes() == (COMMITTED / name).read_bytes(), name
+
+
+def test_path_of_a_journalled_attempt_is_rendered_from_the_journal_alone(
+        tmp_path: Path) -> None:
+    """`python -m fsm diagrams --journal PATH --attempt ID`: the path is read
+    back from the SQLite journal, not from the live Attempt."""
+    import asyncio
+
+    from adapters.simulated import AckStyle, SimConfig, SimulatedExchange
+    from adapters.virtual_time import run_virtual
+    from fsm import Journal
+    from fsm.__main__ import main as cli
+
+    db = tmp_path / "journal.sqlite3"
+    journal = Journal(db)
+
+    async def go() -> str:
+        opener = PositionOpener(SimulatedExchange(SimConfig(ack=AckStyle.MINIMAL,
+                                                            stop_rejected=True)),
+                                journal=journal)
+        a = await opener.open(OpenRequest(symbol="AVL/USDT:USDT", side="buy", amount=43,
+                                          stop_loss=0.129, reference_price=0.1358))
+        await asyncio.sleep(0)
+        assert a.state is State.CLOSE_VERIFIED
+        return a.attempt_id
+
+    attempt_id = run_virtual(go())
+    journal.close()
+    out = tmp_path / "out"
+    assert cli(["diagrams", "--journal", str(db), "--attempt", attempt_id[:8],
+                "--out", str(out)]) == 0
+    md = (out / f"attempt-{attempt_id}.md").read_text()
+    dot = (out / f"attempt-{attempt_id}.dot").read_text()
+    order = [md.index(f"| {n} |") for n in range(1, 7)]
+    assert order == sorted(order)  # six numbered steps, in order
+    assert "close_sending" in md and "CLOSE_VERIFIED" in md
+    assert "(6) close_verified" in html.unescape(dot)
+    assert cli(["diagrams", "--journal", str(db), "--attempt", "zz",
+                "--out", str(out)]) == 2
