@@ -161,6 +161,7 @@ class SimulatedExchange:
         self._by_client: dict[str, _Order] = {}
         self._net: dict[str, float] = {}
         self._net_history: dict[str, list[tuple[float, float]]] = {}
+        self._streamed: dict[str, int] = {}  # per symbol: last move the stream delivered
         self._fault_pos: dict[str, int] = {}
         self._next_id = 1
         self.log: list[SentOrder] = []
@@ -347,8 +348,15 @@ class SimulatedExchange:
         if self._cache is not None and self.config.stream is StreamMode.PRESENT:
             snap_time = now
             cache = self._cache
+            seq = len(self._net_history[symbol])
 
             def push() -> None:
+                # A stream is sequenced: the loop may run same-time pushes in
+                # any order, so a push older than one delivered is dropped, as
+                # a client drops an out-of-sequence message.
+                if seq <= self._streamed.get(symbol, 0):
+                    return
+                self._streamed[symbol] = seq
                 cache.update(self._position(symbol, net, Source.STREAM, self._now(), snap_time))
 
             asyncio.get_running_loop().call_later(self.config.stream_lag, push)

@@ -42,8 +42,18 @@ class _VirtualSelector(selectors.DefaultSelector):
                 "virtual-time loop is idle with no timers: every task is waiting "
                 "on something that can never happen"
             )
+        loop = self._vloop
         if timeout > 0:
-            self._vloop._now += timeout
+            loop._now += timeout
+        # asyncio runs a timer due within its clock resolution (1 ns) at
+        # once. A real clock moves past it a moment later; a virtual one
+        # would not, and a loop waiting for a deadline a few ULPs away would
+        # spin forever (found by the L9 spec). Move the clock to it.
+        sched = loop._scheduled  # type: ignore[attr-defined]
+        if sched:
+            first = sched[0].when()
+            if loop._now < first < loop._now + loop._clock_resolution:  # type: ignore[attr-defined]
+                loop._now = first
         # Poll real descriptors without blocking (the self-pipe, used by
         # call_soon_threadsafe), so thread wake-ups still work.
         return list(super().select(0))

@@ -35,8 +35,9 @@ from adapters.port import (
 from adapters.simulated import SimulatedExchange
 from adapters.virtual_time import run_virtual
 from benchmarks.profiles import PROFILES, Profile
-from benchmarks.timing import REQUEST, _quiet
+from benchmarks.timing import REQUEST
 from fsm import OpenRequest, PositionOpener
+from specs.worlds import quiet_engine_log
 
 __all__ = [
     "InstantExchange",
@@ -191,7 +192,7 @@ async def _parked_bytes(n: int) -> float:
 
 def memory_per_attempt(counts: Sequence[int] = (1, 100, 10_000)) -> dict[int, float]:
     """Bytes per live attempt at each level of concurrency."""
-    with _quiet():
+    with quiet_engine_log():
         return {n: asyncio.run(_parked_bytes(n)) for n in counts}
 
 
@@ -211,7 +212,7 @@ def sim_attempts_per_s(n: int = 5000, profile: Profile = PROFILES[0], seed: int 
             await opener.open(REQUEST)
 
     best = float("inf")
-    with _quiet():
+    with quiet_engine_log():
         for _ in range(rounds):
             gc.collect()
             t0 = time.process_time()

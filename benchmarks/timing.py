@@ -12,10 +12,8 @@ among those is reported as ``None`` (JSON ``null``, "never" in the table).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import attrs
 
@@ -24,6 +22,7 @@ from adapters.virtual_time import run_virtual
 from benchmarks.drivers import DRIVERS, Driver, Run
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
+from specs.worlds import quiet_engine_log
 
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 
@@ -73,18 +72,6 @@ def measure(sim: SimulatedExchange, request: OpenRequest, run: Run) -> Sample:
     )
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Thousands of attempts: keep the engine's log out of the way."""
-    logger = logging.getLogger("fsm")
-    was = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = was
-
-
 async def _run(profile: Profile, driver: Driver, n: int, seed: int) -> list[Sample]:
     out = []
     for i in range(n):
@@ -99,7 +86,7 @@ async def _run(profile: Profile, driver: Driver, n: int, seed: int) -> list[Samp
 
 def run_driver(profile: Profile, driver: str, n: int, seed: int = 0) -> list[Sample]:
     """Run ``driver`` on worlds 0..n-1 of ``profile``, in virtual time."""
-    with _quiet():
+    with quiet_engine_log():
         return run_virtual(_run(profile, DRIVERS[driver], n, seed))
 
 

@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,7 +55,7 @@ from adapters.virtual_time import run_virtual
 from fsm import Alert, OpenRequest, Policy, PositionOpener, State, client_ids
 from fsm.journal import Journal, summarize
 from fsm.request import BadRequest
-from specs.worlds import policies, requests, sim_configs
+from specs.worlds import policies, quiet_engine_log, requests, sim_configs
 
 T = TypeVar("T")
 
@@ -174,17 +173,6 @@ class Result:
     refused: bool  # BadRequest before anything was journalled
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    logger = logging.getLogger("fsm")
-    was = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = was
-
-
 def _opener(adapter: Any, policy: Policy, alerts: list[Alert], journal: Any) -> PositionOpener:
     return PositionOpener(adapter, policy=policy, alerts=alerts.append, journal=journal,
                           ids=lambda: ATTEMPT_ID)
@@ -204,7 +192,7 @@ def baseline(config: SimConfig, policy: Policy, req: OpenRequest) -> Baseline:
             await opener.open(req)
         return Baseline(ex.calls, loop.time() - t0)
 
-    with _quiet():
+    with quiet_engine_log():
         return run_virtual(go())
 
 
@@ -270,7 +258,7 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
         return Result(sim, alerts, doomed.crashed, crashed_at, t0, r0, r1, final, ends,
                       recovered, refused)
 
-    with _quiet():
+    with quiet_engine_log():
         return run_virtual(go())
 
 
