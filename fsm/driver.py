@@ -391,8 +391,8 @@ class PositionOpener:
                            f"flat: {_flat_words(f)}")
                 await self._cancel_stop(a, stop_cid)
                 return
-            if f.close_intent is None and f.position is not None and f.position.size > 0 \
-                    and f.position.source in (Source.STREAM, Source.REST):
+            if f.close_intent is None and G.order_filled(f) and f.position is not None \
+                    and f.position.size > 0 and f.position.source in (Source.STREAM, Source.REST):
                 f = _evolve(f, close_basis=f.position)
                 if G.close_side_contradicted(f):
                     assert f.close_basis is not None
@@ -428,8 +428,17 @@ class PositionOpener:
                            f"({_flat_words(f)})")
                 return
             a.facts = f
-            # Gather: the close order's fate (if sent) and the position.
-            if f.close_intent is not None and (f.close_order is None or not f.close_order.terminal):
+            # Gather: the close order's fate (if sent), the entry's (while our
+            # fill is unknown, nothing may be closed), and the position.
+            if f.close_intent is None and not G.order_filled(f) and not G.order_terminal(f):
+                snap, src = await self._observe_order(
+                    a, a.client_id, _order_id(f.ack), polls, f.close_deadline,
+                    also_position=True,
+                )
+                if snap is not None:
+                    a.facts = _evolve(a.facts, entry=snap, entry_source=src)
+            elif f.close_intent is not None and (
+                    f.close_order is None or not f.close_order.terminal):
                 snap, _src = await self._observe_order(
                     a, close_cid, _order_id(f.close_order), polls, f.close_deadline,
                     also_position=True,
@@ -641,7 +650,7 @@ class PositionOpener:
             return None
         mine = [s for s in snaps if s.symbol == a.request.symbol]
         if mine:
-            return mine[0]
+            return None if _predates_fill(a.facts, mine[0]) else mine[0]
         # Absent from REST: a flat view (of unknown age).
         return PositionSnapshot(symbol=a.request.symbol, side=None, size=0.0,
                                 source=Source.REST, received_at=self._now())
@@ -692,10 +701,7 @@ class PositionOpener:
         began = a.history[0].at if a.history else None
         if snap is None or began is None or snap.received_at < began:
             return None
-        filled_at = a.facts.entry.timestamp if a.facts.entry is not None else None
-        if snap.as_of is not None and filled_at is not None and snap.as_of < filled_at:
-            return None
-        return snap
+        return None if _predates_fill(a.facts, snap) else snap
 
     async def _find_stop(self, a: Attempt, stop_cid: str) -> StopSnapshot | None:
         try:
@@ -834,6 +840,15 @@ def _at(f: Facts, now: float) -> Facts:
     values[_FACT_NOW] = now
     return Facts(*values)
 
+
+
+def _predates_fill(f: Facts, snap: PositionSnapshot) -> bool:
+    """``snap`` shows the account before our entry filled (both times known).
+    Such a view says nothing about our exposure, however late a lagging
+    source delivers it: it must neither size a close nor count as a source
+    that has seen our position."""
+    filled_at = f.entry.timestamp if f.entry is not None else None
+    return snap.as_of is not None and filled_at is not None and snap.as_of < filled_at
 
 
 def _deadline(d: float | None) -> float:

@@ -148,16 +148,28 @@ def stop_refused(f: Facts) -> bool:
 
 
 def close_side_derivable(f: Facts) -> bool:
-    """The exchange reports a position and its side is the one our request
-    opens: then, and only then, the close side (its opposite) is known."""
+    """The exchange reports a position, its side is the one our request
+    opens, and the exchange has shown our entry filled: then, and only then,
+    the close side (the position's opposite) is known and the exposure is
+    ours to close. A position our own order does not account for may be
+    another attempt's, another bot's or a hand-opened one; closing it would
+    be a wrong order."""
     b = f.close_basis
-    return b is not None and b.size > 0 and b.side is f.request.side.opens
+    return (
+        b is not None and b.size > 0 and b.side is f.request.side.opens and order_filled(f)
+    )
 
 
 def close_side_contradicted(f: Facts) -> bool:
-    """The exchange's position is on the other side from our request."""
+    """Our entry filled, yet the exchange's position is on the other side
+    from our request."""
     b = f.close_basis
-    return b is not None and b.size > 0 and b.side is not f.request.side.opens
+    return (
+        b is not None
+        and b.size > 0
+        and b.side is not f.request.side.opens
+        and order_filled(f)
+    )
 
 
 def position_flat(f: Facts) -> bool:
@@ -168,8 +180,12 @@ def position_flat(f: Facts) -> bool:
       (a close sized from a stale, smaller view of the position undoes only
       part of it: law L5);
     * a source that had shown our exposure now shows none (it has caught up);
-    * a flat view whose exchange time is after the entry's fill time.
+    * a flat view whose exchange time is strictly after the entry's fill time;
+    * the entry, found at last, ended with nothing filled: this attempt holds
+      nothing, whatever the account holds.
     """
+    if order_terminal(f) and nothing_filled(f):
+        return True
     c, ci = f.close_order, f.close_intent
     if (
         c is not None
@@ -186,7 +202,9 @@ def position_flat(f: Facts) -> bool:
     if p.source in f.seen_open_by and p.source is not Source.ORDER:
         return True
     fill_time = f.entry.timestamp if f.entry is not None else None
-    return p.as_of is not None and fill_time is not None and p.as_of >= fill_time
+    # Strictly after: a view stamped the same instant as the fill may have been
+    # taken just before it (a move of the same instant sequenced earlier).
+    return p.as_of is not None and fill_time is not None and p.as_of > fill_time
 
 
 def close_deadline_passed(f: Facts) -> bool:

@@ -109,8 +109,8 @@ SCENARIOS: list[tuple[str, dict[str, Any], State]] = [
     ("stop rejected, REST 4 s behind, no stream",
      dict(ack=AckStyle.MINIMAL, stop_rejected=True, rest_position_lag=4.0),
      State.CLOSE_VERIFIED),
-    ("order never visible: rolled back from REST",
-     dict(ack=AckStyle.MINIMAL, order_visibility_lag=60), State.CLOSE_VERIFIED),
+    ("order never visible: a position it cannot account for is not closed",
+     dict(ack=AckStyle.MINIMAL, order_visibility_lag=60), State.ORPHANED),
     ("exchange reports the wrong side", dict(misreport_side=True), State.CLOSE_VERIFIED),
     ("close reply lost", dict(stop_rejected=True, faults={"close": (F.TIMEOUT_AFTER,)}),
      State.CLOSE_VERIFIED),
@@ -165,6 +165,33 @@ def test_a_stop_resent_after_an_ambiguous_send_is_never_placed_twice() -> None:
     assert_protected(o)
     stops = [(x.accepted, x.reason) for x in o.exchange.log if x.kind == "stop"]
     assert stops == [(True, ""), (False, "duplicate client id")]
+
+
+def test_a_rollback_never_closes_a_position_its_own_order_does_not_account_for() -> None:
+    """Another attempt of ours protects long 1; this attempt's create is lost
+    on the way. Its rollback sees long 1 in REST, but that is not its fill:
+    it sends nothing and alerts, and the other attempt stays protected."""
+    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE},
+                                     faults={"create": (Fault.OK, Fault.TIMEOUT_BEFORE)}))
+    alerts: list[Any] = []
+    opener = PositionOpener(ex, alerts=alerts.append, ids=ids())
+
+    async def go() -> list[State]:
+        first = await opener.open(request(amount=1))
+        second = await opener.open(request(amount=1))
+        return [first.state, second.state]
+
+    assert run_virtual(go()) == [State.PROTECTED, State.ORPHANED]
+    assert ex.net_position(SYMBOL) == 1
+    assert [s.amount for s in ex.resting_stops(SYMBOL)] == [1]
+    assert [x.kind for x in ex.log] == ["market", "stop"]  # nothing sent by the second
+    assert len(alerts) == 1
+
+
+def test_a_late_entry_found_unfilled_during_rollback_proves_flat() -> None:
+    o = run_attempt(ack=AckStyle.NEW, entry_unfilled=True, order_visibility_lag=12.0)
+    assert o.attempt.state is State.CLOSE_VERIFIED
+    assert o.exchange.max_abs_position(SYMBOL) == 0 and o.alerts == []
 
 
 def test_create_timeout_is_looked_up_by_client_id_and_never_resent() -> None:
