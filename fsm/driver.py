@@ -113,6 +113,11 @@ class PositionOpener:
         Raises :class:`~fsm.request.BadRequest` (nothing sent) when the
         request cannot be sent safely. Every other outcome, including
         exchange failures, is a terminal state of the returned attempt.
+
+        Do not wrap this in a timeout of your own: :class:`Policy` bounds it
+        (``Policy.max_duration``). Cancelling it abandons the attempt where
+        it stands, exactly like a crash (a stop may be half-way out); with a
+        journal, :meth:`recover` then drives it to a terminal state.
         """
         if not isinstance(request, OpenRequest):
             raise BadRequest(f"expected an OpenRequest, got {type(request).__name__}")
