@@ -330,7 +330,21 @@ class FakeVenue:
         return FakeResponse(status, json.dumps(body))
 
     def settle(self) -> None:
-        """Apply every event due by now (fills)."""
+        """Apply every event due by now (fills), pushing each on the
+        venue's WebSocket when one is connected."""
+        now = self.now()
+        for order in self.book.due(now):
+            self.book.fill(order, now, self._step(order.symbol))
+            if self.ws_connections:
+                self._push_fill(order)
+            if self.on_fill is not None:
+                self.on_fill(order)
+
+    def _step(self, symbol: str) -> float:
+        raise NotImplementedError
+
+    def _push_fill(self, order: FakeOrder) -> None:
+        raise NotImplementedError
 
     def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
         raise NotImplementedError
@@ -598,15 +612,6 @@ class FakeBybit(FakeVenue):
         return raw
 
     # state ---------------------------------------------------------------
-    def settle(self) -> None:
-        now = self.now()
-        for order in self.book.due(now):
-            self.book.fill(order, now, self._step(order.symbol))
-            if self.ws_connections:
-                self._push_fill(order)
-            if self.on_fill is not None:
-                self.on_fill(order)
-
     def _push_fill(self, order: FakeOrder) -> None:
         msg = load("bybit", "ws_order")
         item = self.order_json(order)
@@ -880,15 +885,6 @@ class FakeBinanceUsdm(FakeVenue):
             }
         )
         return raw
-
-    def settle(self) -> None:
-        now = self.now()
-        for order in self.book.due(now):
-            self.book.fill(order, now, self._step(order.symbol))
-            if self.ws_connections:
-                self._push_fill(order)
-            if self.on_fill is not None:
-                self.on_fill(order)
 
     def _push_fill(self, order: FakeOrder) -> None:
         msg = load("binance", "ws_account_update")
