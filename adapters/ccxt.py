@@ -316,13 +316,20 @@ class CcxtAdapter:
         if reduce_only:
             params["reduceOnly"] = True
         what = f"create {side.value} {amount} {symbol} ({client_id})"
+        raw = await self._send_market(symbol, side, amount, params, what)
+        return self._order_snapshot(raw, symbol)
+
+    async def _send_market(
+        self, symbol: str, side: Side, amount: float, params: dict[str, object], what: str
+    ) -> Any:
+        """One market (or stop-market) create, its errors mapped as a write's:
+        the single place an order leaves this adapter."""
         try:
-            raw = await self._exchange.create_order(
+            return await self._exchange.create_order(
                 symbol, "market", side.value, amount, None, params
             )
         except Exception as exc:
             raise self._map_error(exc, write=True, what=what, create=True) from exc
-        return self._order_snapshot(raw, symbol)
 
     async def place_stop(
         self,
@@ -344,12 +351,7 @@ class CcxtAdapter:
         else:
             params["stopLossPrice"] = trigger_price
         what = f"stop {side.value} {amount} {symbol} @ {trigger_price} ({client_id})"
-        try:
-            raw = await self._exchange.create_order(
-                symbol, "market", side.value, amount, None, params
-            )
-        except Exception as exc:
-            raise self._map_error(exc, write=True, what=what, create=True) from exc
+        raw = await self._send_market(symbol, side, amount, params, what)
         return self._stop_snapshot(raw, symbol)
 
     async def cancel_order(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -419,6 +419,3 @@ class ExchangePort(Protocol):
         already gone."""
         ...
 
-
-#: Signature of a clock: returns monotonic seconds (the loop's time).
-Clock = Callable[[], float]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -290,7 +289,3 @@ class Recorder:
     def possible(self, state: State, trigger: Trigger, facts: Facts) -> bool:
         """Whether ``trigger`` would succeed from ``state`` over ``facts``."""
         return any(all(evaluate(r.guards, facts).values()) for r in rows_for(state, trigger))
-
-
-def guard_results(row: Row, facts: Facts) -> Mapping[str, bool]:
-    return evaluate(row.guards, facts)

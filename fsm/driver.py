@@ -69,10 +69,6 @@ def _new_attempt_id() -> str:
     return uuid.uuid4().hex[:24]
 
 
-class _NoEvidence(Exception):
-    """Internal: a poll round ended without anything new."""
-
-
 class PositionOpener:
     """Opens positions safely through one exchange adapter.
 
@@ -125,9 +121,7 @@ class PositionOpener:
         entry_cid, _, _ = client_ids(attempt_id)
         if len(entry_cid) > 36 or not entry_cid.isalnum():
             raise BadRequest(f"attempt id {attempt_id!r} makes an invalid client order id")
-        lock = self._locks.get(request.symbol) or self._locks.setdefault(
-            request.symbol, asyncio.Lock())
-        async with lock:
+        async with self._symbol_lock(request.symbol):
             if request.reference_price is None:
                 await self._check_stop_against_market(request)
             attempt = Attempt(attempt_id, request, entry_cid, self._now())
@@ -147,10 +141,17 @@ class PositionOpener:
     async def resume(self, attempt: Attempt) -> Attempt:
         """Drive an attempt rebuilt from the journal to a terminal state, under
         the same rules (used by recovery)."""
-        lock = self._locks.setdefault(attempt.request.symbol, asyncio.Lock())
-        async with lock:
+        async with self._symbol_lock(attempt.request.symbol):
             await self._drive(attempt)
         return attempt
+
+    def _symbol_lock(self, symbol: str) -> asyncio.Lock:
+        """One attempt per symbol at a time: on a netted position a fill can
+        be attributed to an attempt only if no other one of ours moves it."""
+        lock = self._locks.get(symbol)
+        if lock is None:
+            lock = self._locks[symbol] = asyncio.Lock()
+        return lock
 
     # -- the loop ---------------------------------------------------------------------
 
