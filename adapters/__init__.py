@@ -10,6 +10,8 @@ from adapters.port import (
     DuplicateClientId,
     ExchangeError,
     ExchangePort,
+    Fill,
+    Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
@@ -21,6 +23,7 @@ from adapters.port import (
     Source,
     StopSnapshot,
     TransientError,
+    UnknownSymbol,
 )
 
 __all__ = [
@@ -28,6 +31,8 @@ __all__ = [
     "DuplicateClientId",
     "ExchangeError",
     "ExchangePort",
+    "Fill",
+    "Market",
     "OrderNotFound",
     "OrderRejected",
     "OrderSnapshot",
@@ -39,4 +44,5 @@ __all__ = [
     "Source",
     "StopSnapshot",
     "TransientError",
+    "UnknownSymbol",
 ]

@@ -21,6 +21,16 @@ left the option unset:
   only changes ccxt's spot-market handling. Holders of a classic account set
   both options themselves; the adapter then leaves them alone.
 
+* The receive window (Bybit ``recv_window``, Binance ``recvWindow``) is the
+  profile's, and it is put on the wire on every write, whatever the caller
+  configured: on Bybit ccxt signs ``options['recvWindow']`` into the
+  ``X-BAPI-RECV-WINDOW`` header (``bybit.sign``), so the adapter sets that
+  option (at construction and again before each write); on Binance it sends
+  a ``recvWindow`` parameter, which ``binance.sign`` signs into the query in
+  preference to the option. The engine relies on that window to prove that
+  a lost request can never execute (DESIGN rule 10), so it is not left to
+  ccxt's defaults (Binance's is 10 s, not the profile's 5 s).
+
 Per request, never as an option:
 
 * Every write (entry, stop, close, cancel) carries ``maxRetriesOnFailure=0``:
@@ -65,6 +75,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from adapters.ccxt_profiles import (
     BINANCE_USDM,
@@ -80,6 +91,8 @@ from adapters.port import (
     AmbiguousError,
     ExchangeError,
     ExchangePort,
+    Fill,
+    Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
@@ -91,7 +104,9 @@ from adapters.port import (
     Source,
     StopSnapshot,
     TransientError,
+    UnknownSymbol,
 )
+from fsm import redact as _redact
 
 __all__ = [
     "BINANCE_USDM",
@@ -104,6 +119,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# ccxt's errors quote the signed request; no log line of ours may carry it.
+_redact.install(log)
 
 #: ccxt's unified order statuses, onto the port's. ``canceling`` is still
 #: open as far as exposure goes; anything else unknown stays ``None``.
@@ -169,6 +186,21 @@ def _order_time(raw: Mapping[str, Any]) -> float | None:
         t = _seconds(raw.get(key))
         if t is not None:
             return t
+    return None
+
+
+def _grid_step(value: object, mode: object) -> float | None:
+    """A market's price or amount step from ccxt's ``precision`` entry:
+    the step itself in ccxt's TICK_SIZE mode (Bybit, Binance in ccxt 4.5),
+    ``10**-n`` in DECIMAL_PLACES mode, and ``None`` (no grid we can state)
+    otherwise."""
+    v = _num(value)
+    if v is None or v == 0:
+        return None
+    if mode == TICK_SIZE:
+        return v
+    if mode == DECIMAL_PLACES:
+        return float(10.0**-v)
     return None
 
 
@@ -257,8 +289,38 @@ class CcxtAdapter:
         ``None`` (an unfed cache would only make the engine wait)."""
         return self._cache
 
+    @property
+    def receive_window(self) -> float | None:
+        """The profile's receive window, in seconds; sent on every write."""
+        return self._profile.receive_window
+
+    @property
+    def lookup_lag(self) -> float:
+        return self._profile.lookup_lag
+
+    def _receive_window_ms(self) -> int | None:
+        window = self._profile.receive_window
+        return None if window is None else round(window * 1000)
+
+    def _stamp_receive_window(self, params: dict[str, object]) -> None:
+        """Put the profile's receive window on this write (see the module
+        docstring for how each venue carries it)."""
+        ms = self._receive_window_ms()
+        if ms is None:
+            return
+        if self._profile.receive_window_via == "param":
+            params["recvWindow"] = ms
+        elif self._profile.receive_window_via == "option":
+            # Read by ccxt's sign() synchronously within the same request;
+            # re-set each time in case the caller changed it meanwhile.
+            self._exchange.options["recvWindow"] = ms
+
     def _apply_default_options(self) -> None:
         options = self._exchange.options
+        ms = self._receive_window_ms()
+        if ms is not None and self._profile.receive_window_via == "option":
+            options["recvWindow"] = ms
+            self.applied_options["recvWindow"] = ms
         defaults = self._profile.default_options
         if not defaults:
             return
@@ -306,6 +368,7 @@ class CcxtAdapter:
         params["clientOrderId"] = client_id
         # Never let ccxt resend an order on its own (see module docstring).
         params["maxRetriesOnFailure"] = 0
+        self._stamp_receive_window(params)
         return params
 
     async def create_order(
@@ -361,6 +424,7 @@ class CcxtAdapter:
             raise ValueError("cancel_order needs order_id or client_id")
         params: dict[str, object] = dict(self._profile.common_params)
         params["maxRetriesOnFailure"] = 0
+        self._stamp_receive_window(params)
         if self._profile.stops_need_trigger_flag:
             params["trigger"] = True
         if order_id is None and client_id is not None:
@@ -471,8 +535,120 @@ class CcxtAdapter:
             return self._order_snapshot(raw, symbol)
         return None
 
-    async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:
-        wanted = list(symbols) if symbols is not None else None
+    async def market(self, symbol: str) -> Market:
+        """The market for ``symbol``, unified (``"AVL/USDT:USDT"``) or the
+        exchange's id (``"AVLUSDT"``). An id that names several markets
+        (Bybit's ``BTCUSDT`` is both the spot pair and the linear perpetual)
+        resolves to the perpetual swap, then any contract: this adapter
+        trades futures. Loads markets if ccxt has not yet."""
+        try:
+            await self._exchange.load_markets()
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what="load markets") from exc
+        raw = self._resolve_market(symbol)
+        mode = getattr(self._exchange, "precisionMode", None)
+        precision = raw.get("precision") or {}
+        limits = raw.get("limits") or {}
+        min_notional = _num((limits.get("cost") or {}).get("min"))
+        if not min_notional and self._profile.min_notional_info_path:
+            node: Any = raw.get("info")
+            for key in self._profile.min_notional_info_path:
+                node = node.get(key) if isinstance(node, Mapping) else None
+            min_notional = _num(node)
+        native = raw.get("id")
+        return Market(
+            symbol=str(raw["symbol"]),
+            native_id=None if native is None else str(native),
+            price_step=_grid_step(precision.get("price"), mode),
+            amount_step=_grid_step(precision.get("amount"), mode),
+            min_amount=_num((limits.get("amount") or {}).get("min")) or None,
+            min_notional=min_notional or None,
+        )
+
+    def _resolve_market(self, symbol: str) -> Mapping[str, Any]:
+        markets: Mapping[str, Any] = self._exchange.markets or {}
+        if isinstance(symbol, str) and symbol in markets:
+            return markets[symbol]  # type: ignore[no-any-return]
+        by_id: Mapping[str, Any] = getattr(self._exchange, "markets_by_id", None) or {}
+        candidates = list(by_id.get(symbol) or []) if isinstance(symbol, str) else []
+        for wanted in ("swap", "contract"):
+            for m in candidates:
+                if m.get(wanted) is True:
+                    return m  # type: ignore[no-any-return]
+        try:
+            return self._exchange.market(symbol)  # type: ignore[no-any-return]
+        except ccxt_async.BadSymbol as exc:
+            raise UnknownSymbol(
+                f"{self.name}: no market {symbol!r} (neither a unified symbol nor an exchange id)",
+                cause=exc,
+            ) from exc
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what=f"market {symbol}") from exc
+
+    async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        """Every execution on ``symbol`` at or after exchange time ``since``
+        (seconds): ``fetch_my_trades`` (Bybit ``GET /v5/execution/list``,
+        Binance ``GET /fapi/v1/userTrades``), everyone's orders included.
+
+        One page of the venue's largest size is asked for; a full page may
+        hide more, so it raises :class:`ExchangeError` rather than return
+        a list that might be partial. Without ``since`` the venue's default
+        window applies (both: the last 7 days)."""
+        market = await self.market(symbol)
+        limit = self._profile.fills_page_limit
+        since_ms = None if since is None else math.floor(since * 1000)
+        what = f"fetch fills on {market.symbol}"
+        try:
+            raws = await self._exchange.fetch_my_trades(
+                market.symbol, since_ms, limit, dict(self._profile.common_params)
+            )
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what=what) from exc
+        if len(raws) >= limit:
+            raise ExchangeError(
+                f"{self.name}: {what}: {len(raws)} executions fill a whole page;"
+                " there may be more, and a partial list is never reported as whole"
+            )
+        fills: list[Fill] = []
+        for raw in raws:
+            info = raw.get("info") or {}
+            exec_type = info.get("execType") if isinstance(info, Mapping) else None
+            if (
+                exec_type is not None
+                and self._profile.fill_exec_types
+                and exec_type not in self._profile.fill_exec_types
+            ):
+                continue
+            if raw.get("symbol") not in (None, market.symbol):
+                continue
+            amount = _num(raw.get("amount"))
+            if amount is None:
+                raise ExchangeError(f"{self.name}: {what}: an execution without amount: {raw!r}")
+            stamp = _seconds(raw.get("timestamp"))
+            if since is not None and stamp is not None and stamp < since:
+                continue
+            order = raw.get("order")
+            client = None
+            if isinstance(info, Mapping):
+                for key in ("orderLinkId", "clientOrderId", "clOrdId"):
+                    value = info.get(key)
+                    if isinstance(value, str) and value:
+                        client = value
+                        break
+            fills.append(
+                Fill(
+                    symbol=market.symbol,
+                    order_id=None if order is None else str(order),
+                    client_id=client,
+                    side=Side.parse(raw.get("side")),
+                    amount=amount,
+                    timestamp=stamp,
+                )
+            )
+        fills.sort(key=lambda f: (f.timestamp is None, f.timestamp or 0.0))
+        return fills
+
+    async def _raw_positions(self, wanted: list[str] | None) -> list[Mapping[str, Any]]:
         # Bybit refuses more than one symbol per call (ArgumentsRequired);
         # asking for all and filtering here works everywhere.
         arg = wanted if wanted is not None and len(wanted) == 1 else None
@@ -480,14 +656,49 @@ class CcxtAdapter:
             raws = await self._exchange.fetch_positions(arg, dict(self._profile.common_params))
         except Exception as exc:
             raise self._map_error(exc, write=False, what="fetch positions") from exc
+        return [r for r in raws if isinstance(r.get("symbol"), str)
+                and (wanted is None or r["symbol"] in wanted)]
+
+    async def fetch_position_legs(
+        self, symbols: Sequence[str] | None = None
+    ) -> list[PositionSnapshot]:
+        """Every open position *leg*, not netted: for the reconciliation
+        monitor. In hedge mode (Binance ``positionSide`` LONG/SHORT, Bybit
+        ``positionIdx`` 1/2) one symbol can be long 10 and short 10 at once;
+        :meth:`fetch_positions` nets that to flat, but each leg is an
+        exposure that needs its own stop. A one-way account gets the same
+        answer as :meth:`fetch_positions`. An open leg whose side cannot be
+        told is an error, never skipped: the monitor must not call it flat."""
+        wanted = list(symbols) if symbols is not None else None
+        raws = await self._raw_positions(wanted)
+        now = asyncio.get_running_loop().time()
+        legs: dict[tuple[str, PositionSide], float] = {}
+        for raw in raws:
+            size = _num(raw.get("contracts"))
+            if not size:
+                continue
+            info: Mapping[str, Any] = raw["info"] if isinstance(raw.get("info"), Mapping) else {}
+            side = PositionSide.parse(raw.get("side")) or PositionSide.parse(
+                {"1": "long", "2": "short"}.get(str(info.get("positionIdx")),
+                                                info.get("positionSide")))
+            if side is None:
+                raise ExchangeError(f"{self.name}: a {raw['symbol']} position of {size:g} "
+                                    "reports no side")
+            key = (str(raw["symbol"]), side)
+            legs[key] = legs.get(key, 0.0) + size
+        return [PositionSnapshot(symbol=sym, side=side, size=size, source=Source.REST,
+                                 received_at=now, as_of=None)
+                for (sym, side), size in legs.items()]
+
+    async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:
+        wanted = list(symbols) if symbols is not None else None
+        raws = await self._raw_positions(wanted)
         now = asyncio.get_running_loop().time()
         # Net per symbol (one-way mode has one entry per symbol; netting keeps
         # the port's meaning if an exchange splits it).
         net: dict[str, float] = {}
         for raw in raws:
-            sym = raw.get("symbol")
-            if not isinstance(sym, str) or (wanted is not None and sym not in wanted):
-                continue
+            sym = str(raw["symbol"])
             signed = self._signed_contracts(raw)
             if signed is None:
                 continue
@@ -684,7 +895,7 @@ class CcxtAdapter:
             self.feed_orders(raws)
 
     def _note_stream_error(self, exc: BaseException) -> None:
-        log.warning("%s stream error: %r", self.name, exc)
+        log.warning("%s stream error: %r", self.name, _redact.redact_exception(exc))
         self.stream_errors.append(exc)
         del self.stream_errors[:-20]
 
@@ -756,7 +967,11 @@ class CcxtAdapter:
             return exc
         p = self._profile
         code = _error_code(exc)
-        msg = f"{self.name}: {what}: {type(exc).__name__}: {exc}"
+        # ccxt quotes the request in timeout and HTTP-status errors: on
+        # Binance that is the signed URL (``...&signature=...``). Neither our
+        # error nor the ccxt one it chains to may carry it onwards.
+        _redact.redact_exception(exc)
+        msg = _redact.redact(f"{self.name}: {what}: {type(exc).__name__}: {exc}")
         transient_cls: type[TransientError] = AmbiguousError if write else TransientError
         if code is not None and code in p.duplicate_client_id_codes and create:
             return AmbiguousError(msg + " (client id already used: the order may exist)", cause=exc)

@@ -102,6 +102,31 @@ class ExchangeProfile:
     #: ccxt's ``fetch_positions`` loads leverage brackets (one extra GET) on
     #: first use; :meth:`CcxtAdapter.prepare` does it ahead of time.
     warm_leverage_brackets: bool = False
+    #: The venue's receive window in seconds (Bybit ``recv_window``, Binance
+    #: ``recvWindow``): a request whose timestamp is older than this when it
+    #: arrives is refused and never executed. The adapter sends it on every
+    #: write; ``None`` where the venue has no such window.
+    receive_window: float | None = None
+    #: How the window reaches the wire. ``"option"``: ccxt reads
+    #: ``options['recvWindow']`` while signing (Bybit v5 puts it in the
+    #: ``X-BAPI-RECV-WINDOW`` header, ``bybit.sign``); the adapter sets that
+    #: option before every write. ``"param"``: a ``recvWindow`` request
+    #: parameter, which ``binance.sign`` signs into the query (it overrides
+    #: ``options['recvWindow']``); the adapter sets it on every write.
+    receive_window_via: str | None = None
+    #: Seconds an accepted order may stay invisible to a look-up (the
+    #: venue's visibility window). Conservative figures, see the profiles.
+    lookup_lag: float = 2.0
+    #: Most executions one ``fetch_my_trades`` page may return; a full page
+    #: means "there may be more", and the adapter refuses to call it whole.
+    fills_page_limit: int = 100
+    #: Where the minimum order value sits in the market's raw ``info`` when
+    #: ccxt leaves ``limits.cost.min`` empty (ccxt's bybit.parse_market
+    #: does not map ``lotSizeFilter.minNotionalValue``).
+    min_notional_info_path: tuple[str, ...] = ()
+    #: Execution types that move the position (others, e.g. Bybit
+    #: ``Funding``, are cash flows, not trades).
+    fill_exec_types: frozenset[str] = frozenset()
 
 
 _BYBIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -139,6 +164,22 @@ BYBIT_LINEAR = ExchangeProfile(
     # assuming UTA is safe; a classic-account user sets the options.
     default_options={"enableUnifiedMargin": False, "enableUnifiedAccount": True},
     stops_page_limit=50,
+    # Bybit v5 (Integration Guidance, "Authentication"): the request is
+    # accepted only if server_time - recv_window <= timestamp < server_time
+    # + 1000; recv_window defaults to 5000 ms. ccxt signs it from
+    # options['recvWindow'] into the X-BAPI-RECV-WINDOW header
+    # (bybit.sign); a recvWindow *param* would only land in the body.
+    receive_window=5.0,
+    receive_window_via="option",
+    # /v5/order/realtime shows an order as soon as it is accepted;
+    # /v5/order/history "may be delayed" (Get Order History). 2 s is our
+    # conservative bound, not a documented figure.
+    lookup_lag=2.0,
+    # GET /v5/execution/list: limit [1, 100] (Get Trade History).
+    fills_page_limit=100,
+    min_notional_info_path=("lotSizeFilter", "minNotionalValue"),
+    # ccxt's bybit.fetch_my_trades asks for execType=Trade only.
+    fill_exec_types=frozenset({"Trade"}),
 )
 
 #: Binance USDⓈ-M futures (ccxt id ``binanceusdm``).
@@ -165,6 +206,18 @@ BINANCE_USDM = ExchangeProfile(
     # binance.fetch_positions_risk -> load_leverage_brackets ->
     # GET /fapi/v1/leverageBracket, the first time only.
     warm_leverage_brackets=True,
+    # Binance USDⓈ-M General Info, "Timing security": processed only if
+    # timestamp < serverTime + 1000 and serverTime - timestamp <= recvWindow
+    # (default 5000 ms, at most 60000), else -1021. ccxt's default option is
+    # 10000 (binance.describe options.recvWindow); the adapter sends 5000
+    # as a recvWindow parameter on every write (binance.sign signs it).
+    receive_window=5.0,
+    receive_window_via="param",
+    # Query Order answers from the matching engine's order store; 1 s is our
+    # conservative bound, not a documented figure.
+    lookup_lag=1.0,
+    # GET /fapi/v1/userTrades: limit default 500, max 1000.
+    fills_page_limit=1000,
 )
 
 #: OKX perpetual swaps. Lighter-tested than the two above: only the facts

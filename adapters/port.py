@@ -26,6 +26,8 @@ __all__ = [
     "DuplicateClientId",
     "ExchangeError",
     "ExchangePort",
+    "Fill",
+    "Market",
     "OrderNotFound",
     "OrderRejected",
     "OrderSnapshot",
@@ -37,6 +39,7 @@ __all__ = [
     "Source",
     "StopSnapshot",
     "TransientError",
+    "UnknownSymbol",
     "qty_eq",
 ]
 
@@ -212,6 +215,40 @@ class StopSnapshot:
     status: OrderStatus | None = OrderStatus.OPEN
 
 
+@attrs.frozen
+class Market:
+    """One symbol's trading rules, as the exchange states them.
+
+    ``symbol`` is the canonical (ccxt unified) spelling, whatever spelling
+    the caller used to look it up (``"AVLUSDT"`` resolves to
+    ``"AVL/USDT:USDT"``). Every comparison the engine, the journal and the
+    monitor make uses it. A rule the exchange does not state is ``None``:
+    no grid, no minimum.
+    """
+
+    symbol: str
+    native_id: str | None = None  # the exchange's own spelling ("AVLUSDT")
+    price_step: float | None = attrs.field(default=None, validator=_opt_nonneg)  # tick
+    amount_step: float | None = attrs.field(default=None, validator=_opt_nonneg)  # lot step
+    min_amount: float | None = attrs.field(default=None, validator=_opt_nonneg)
+    min_notional: float | None = attrs.field(default=None, validator=_opt_nonneg)  # quote
+
+
+@attrs.frozen
+class Fill:
+    """One execution on the account (ours or anyone's): what the exchange's
+    trade history reports. Recovery and the rollback read these to tell
+    whether anything but the attempt's own orders moved the symbol since the
+    attempt's fill (rule 9)."""
+
+    symbol: str
+    order_id: str | None
+    client_id: str | None
+    side: Side | None
+    amount: float = attrs.field(validator=_nonneg)
+    timestamp: float | None = None  # exchange time, seconds
+
+
 def qty_eq(a: float, b: float, *, rel: float = 1e-9, abs_: float = 1e-12) -> bool:
     """Quantity equality tolerant of float representation only, not of lot
     rounding: a position of 42.9 does not "cover" 43."""
@@ -244,7 +281,14 @@ class DuplicateClientId(OrderRejected):
 
 class OrderNotFound(ExchangeError):
     """The exchange does not (yet) show this order. Right after a create this
-    means "not visible yet", never "rejected"."""
+    means "not visible yet", never "rejected". Only this error is a "miss":
+    a look-up that failed any other way (timeout, 5xx, rate limit) says
+    nothing about the order (rule 10)."""
+
+
+class UnknownSymbol(ExchangeError):
+    """The exchange lists no market under this symbol (neither the unified
+    spelling nor its own id)."""
 
 
 class TransientError(ExchangeError):
@@ -383,6 +427,33 @@ class ExchangePort(Protocol):
         """Look an order up by exchange id, or by our client id when the id is
         not known. Raises :class:`OrderNotFound` when the exchange does not
         show it (yet)."""
+        ...
+
+    @property
+    def receive_window(self) -> float | None:
+        """Seconds after a write's timestamp beyond which the exchange refuses
+        to execute it (Bybit ``recv_window``, Binance ``recvWindow``): the
+        adapter stamps every write and sends this window explicitly. ``None``
+        when the venue has no such window; then a lost request can never be
+        proven absent, and the engine stays on its conservative path."""
+        ...
+
+    @property
+    def lookup_lag(self) -> float:
+        """Seconds an accepted order may stay invisible to :meth:`fetch_order`
+        (the venue's visibility window). A not-found answer to a look-up sent
+        later than the receive window plus this lag is authoritative."""
+        ...
+
+    async def market(self, symbol: str) -> Market:
+        """The market for ``symbol`` in either spelling (unified or the
+        exchange's id). Raises :class:`UnknownSymbol` when there is none."""
+        ...
+
+    async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        """Executions on ``symbol`` at or after exchange time ``since``
+        (seconds), everyone's. Raises on failure; never returns a partial
+        list as if it were whole."""
         ...
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:

@@ -13,7 +13,20 @@ What it models (one-way netting, market orders, reduce-only stop-markets):
 * a reduce-only order that would increase or flip a position is rejected,
   as on real exchanges, and one larger than the position fills only what
   reduces it;
-* client order ids are unique: a duplicate is rejected, as on real exchanges;
+* client order ids are unique per account (Bybit) or only among *open*
+  orders (Binance: a duplicate of a filled market order executes again),
+  per :attr:`SimConfig.client_id_scope`;
+* a shared account: positions held before the run (``initial_positions``)
+  and an operator trading by hand on the same symbols at scheduled times
+  (:attr:`SimConfig.operator`), whose executions show in
+  :meth:`SimulatedExchange.fetch_fills` like everyone's;
+* markets with a tick, a lot step and minimums, found by their unified or
+  native spelling (``"AVLUSDT"``), as ccxt's ``market()`` does;
+* a receive window: a write that arrives later than ``receive_window`` after
+  it was sent is refused unexecuted (a ``DELAYED`` fault makes the client
+  time out and the request arrive late);
+* REST position views with or without an exchange timestamp
+  (``rest_timestamps=False`` is what ccxt reports);
 * faults, each a knob of :class:`SimConfig`: minimal (Bybit v5) or NEW/0
   (Binance) acknowledgements, order visibility lag, REST position lag,
   stream absent / present / lagging, per-call fault schedules (timeouts before
@@ -28,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import enum
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +52,8 @@ import attrs
 from adapters.port import (
     AmbiguousError,
     DuplicateClientId,
+    Fill,
+    Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
@@ -49,11 +65,24 @@ from adapters.port import (
     Source,
     StopSnapshot,
     TransientError,
+    UnknownSymbol,
 )
 
 T = TypeVar("T")
 
-__all__ = ["AckStyle", "Fault", "SentOrder", "SimConfig", "SimulatedExchange", "StreamMode"]
+__all__ = [
+    "DEFAULT_MARKETS",
+    "AckStyle",
+    "ClientIdScope",
+    "Fault",
+    "OperatorMove",
+    "SentOrder",
+    "SimConfig",
+    "SimFill",
+    "SimMarket",
+    "SimulatedExchange",
+    "StreamMode",
+]
 
 
 class AckStyle(enum.Enum):
@@ -76,11 +105,54 @@ class Fault(enum.Enum):
     TIMEOUT_AFTER = "timeout_after"  # took effect, reply lost
     RATE_LIMIT = "rate_limit"  # refused before taking effect
     UNAVAILABLE = "unavailable"  # 503: refused before taking effect
+    #: The client times out; the request reaches the exchange only after
+    #: ``SimConfig.delayed_arrival`` seconds, and is executed only if that is
+    #: within the receive window.
+    DELAYED = "delayed"
+
+
+class ClientIdScope(enum.Enum):
+    """Where an exchange enforces client-order-id uniqueness."""
+
+    ACCOUNT = "account"  # Bybit orderLinkId: unique per account, always
+    OPEN = "open"  # Binance clientOrderId: unique among open orders only
+
+
+@attrs.frozen
+class OperatorMove:
+    """Someone else on the account trades by hand: a market order for the
+    signed ``delta`` on ``symbol`` (positive buys, negative sells; it may
+    flip the position), executed ``at`` seconds after the exchange's first
+    request."""
+
+    at: float
+    symbol: str
+    delta: float
+
+
+@attrs.frozen
+class SimMarket:
+    """Trading rules of one simulated market."""
+
+    price_step: float | None = None
+    amount_step: float | None = None
+    min_amount: float | None = None
+    min_notional: float | None = None
+
+
+#: Default markets: real grids (Bybit's AVLUSDT, BTCUSDT, ETHUSDT linear
+#: perpetuals), so requests must respect them. Minimum notionals are left to
+#: the worlds that test them.
+DEFAULT_MARKETS: Mapping[str, SimMarket] = {
+    "AVL/USDT:USDT": SimMarket(price_step=0.0001, amount_step=1.0, min_amount=1.0),
+    "BTC/USDT:USDT": SimMarket(price_step=0.1, amount_step=0.001, min_amount=0.001),
+    "ETH/USDT:USDT": SimMarket(price_step=0.01, amount_step=0.01, min_amount=0.01),
+}
 
 
 #: Call kinds that fault schedules are keyed by.
 CALLS = ("create", "close", "fetch_order", "fetch_positions", "place_stop", "fetch_stops",
-         "cancel", "fetch_price")
+         "cancel", "fetch_price", "fetch_fills", "market")
 
 
 @attrs.frozen
@@ -115,6 +187,34 @@ class SimConfig:
     faults: Mapping[str, tuple[Fault, ...]] = attrs.field(factory=dict)
     prices: Mapping[str, float] = attrs.field(factory=lambda: {"AVL/USDT:USDT": 0.1358})
     default_price: float = 100.0
+    #: unified symbol -> trading rules; a symbol not listed has no grid
+    markets: Mapping[str, SimMarket] = attrs.field(factory=lambda: dict(DEFAULT_MARKETS))
+    #: only symbols in ``prices`` or ``markets`` exist (as on a real venue)
+    strict_symbols: bool = False
+    #: seconds after sending beyond which a write is refused unexecuted;
+    #: ``None``: the venue has no receive window
+    receive_window: float | None = 5.0
+    #: how long a DELAYED request takes to reach the exchange
+    delayed_arrival: float = 10.0
+    #: REST position views carry the exchange time of the view (False: none,
+    #: exactly as ccxt reports Bybit's and Binance's REST positions)
+    rest_timestamps: bool = True
+    client_id_scope: ClientIdScope = ClientIdScope.ACCOUNT
+    #: an operator trading by hand on the same account
+    operator: tuple[OperatorMove, ...] = ()
+
+
+@attrs.frozen
+class SimFill:
+    """Ground truth: one execution, by anyone."""
+
+    at: float
+    symbol: str
+    order_id: str
+    client_id: str | None
+    side: Side
+    amount: float
+    actor: str  # "client" (this exchange's caller) or "operator"
 
 
 @attrs.frozen
@@ -165,7 +265,15 @@ class SimulatedExchange:
         self._fault_pos: dict[str, int] = {}
         self._next_id = 1
         self.log: list[SentOrder] = []
+        #: every execution, the operator's included
+        self.fills: list[SimFill] = []
         self.calls: dict[str, int] = {}
+        #: Called with the call kind when a request reaches the exchange (a
+        #: request lost on the way, refused at the gateway or delayed past its
+        #: receive window never does), in the sender's task, so the sender's
+        #: context variables are visible to it.
+        self.on_arrival: Callable[[str], None] | None = None
+        self._operator_started = False
         self._cache = PositionCache() if config.stream is not StreamMode.ABSENT else None
         for sym, net in config.initial_positions.items():
             self._net[sym] = net
@@ -209,15 +317,58 @@ class SimulatedExchange:
 
     # -- the port -------------------------------------------------------------------------
 
+    @property
+    def receive_window(self) -> float | None:
+        return self.config.receive_window
+
+    @property
+    def lookup_lag(self) -> float:
+        return self.config.order_visibility_lag
+
+    def canonical(self, symbol: str) -> str:
+        """The unified spelling of ``symbol`` (unified or native id), as
+        ccxt's ``market()`` resolves it; raises :class:`UnknownSymbol`."""
+        known = {*self.config.prices, *self.config.markets, *self.config.initial_positions}
+        if symbol in known:
+            return symbol
+        for unified in sorted(known):
+            if _native(unified) == symbol:
+                return unified
+        if self.config.strict_symbols or "/" not in symbol:
+            raise UnknownSymbol(f"no market {symbol!r}")
+        return symbol
+
+    async def market(self, symbol: str) -> Market:
+        def look() -> Market:
+            unified = self.canonical(symbol)
+            m = self.config.markets.get(unified, SimMarket())
+            return Market(symbol=unified, native_id=_native(unified), price_step=m.price_step,
+                          amount_step=m.amount_step, min_amount=m.min_amount,
+                          min_notional=m.min_notional)
+
+        return await self._call("market", look, write=False)
+
+    async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        def look() -> list[Fill]:
+            unified = self.canonical(symbol)
+            return [Fill(symbol=f.symbol, order_id=f.order_id, client_id=f.client_id,
+                         side=f.side, amount=f.amount, timestamp=f.at)
+                    for f in self.fills
+                    if f.symbol == unified and (since is None or f.at >= since)]
+
+        return await self._call("fetch_fills", look, write=False)
+
     async def fetch_price(self, symbol: str) -> float | None:
-        return await self._call("fetch_price", lambda: self.price(symbol), write=False)
+        return await self._call("fetch_price", lambda: self.price(self.canonical(symbol)),
+                                write=False)
 
     async def create_order(
         self, *, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
     ) -> OrderSnapshot:
         kind = "close" if reduce_only else "create"
         return await self._call(
-            kind, lambda: self._create(symbol, side, amount, client_id, reduce_only), write=True
+            kind, lambda: self._create(self.canonical(symbol), side, amount, client_id,
+                                       reduce_only), write=True
         )
 
     async def fetch_order(
@@ -227,7 +378,7 @@ class SimulatedExchange:
             o = self._find(order_id, client_id)
             now = self._now()
             hidden = o is not None and now < o.created_at + self.config.order_visibility_lag
-            if o is None or o.symbol != symbol or hidden:
+            if o is None or o.symbol != self.canonical(symbol) or hidden:
                 raise OrderNotFound(f"order {order_id or client_id} not found")
             return self._snapshot(o)
 
@@ -238,11 +389,13 @@ class SimulatedExchange:
             now = self._now()
             as_of = now - self.config.rest_position_lag
             out = []
-            names = symbols if symbols is not None else sorted(self._net_history)
+            names = ([self.canonical(x) for x in symbols] if symbols is not None
+                     else sorted(self._net_history))
             for sym in names:
                 net = self._net_at(sym, as_of)
                 if net != 0:
-                    out.append(self._position(sym, net, Source.REST, now, as_of))
+                    stamp = as_of if self.config.rest_timestamps else None
+                    out.append(self._position(sym, net, Source.REST, now, stamp))
             return out
 
         return await self._call("fetch_positions", view, write=False)
@@ -251,12 +404,16 @@ class SimulatedExchange:
         self, *, symbol: str, side: Side, amount: float, trigger_price: float, client_id: str
     ) -> StopSnapshot:
         return await self._call(
-            "place_stop", lambda: self._place_stop(symbol, side, amount, trigger_price, client_id),
+            "place_stop", lambda: self._place_stop(self.canonical(symbol), side, amount,
+                                                   trigger_price, client_id),
             write=True,
         )
 
     async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
-        return await self._call("fetch_stops", lambda: self.resting_stops(symbol), write=False)
+        return await self._call(
+            "fetch_stops",
+            lambda: self.resting_stops(None if symbol is None else self.canonical(symbol)),
+            write=False)
 
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
@@ -276,7 +433,7 @@ class SimulatedExchange:
     ) -> OrderSnapshot:
         now = self._now()
         cfg = self.config
-        if client_id in self._by_client:
+        if self._duplicate(client_id):
             self._record(now, "market", symbol, side, amount, reduce_only, client_id, False, 0,
                          "duplicate client id")
             raise DuplicateClientId(f"duplicate client order id {client_id}")
@@ -296,14 +453,56 @@ class SimulatedExchange:
                 self._record(now, "market", symbol, side, amount, False, client_id, False, 0,
                              "insufficient margin (fault)")
                 raise OrderRejected("insufficient available balance (simulated)")
-            fill = 0.0 if cfg.entry_unfilled else amount * cfg.fill_ratio
+            fill = 0.0 if cfg.entry_unfilled else self._whole_lots(symbol, amount * cfg.fill_ratio)
         status = OrderStatus.CLOSED if fill == amount else OrderStatus.CANCELED
         order = self._new_order(symbol, side, amount, fill, status, reduce_only, client_id, now)
         self._record(now, "market", symbol, side, amount, reduce_only, client_id, True, fill)
         if fill > 0:
             self._move(symbol, side, fill, now)
+            self.fills.append(SimFill(now, symbol, order.order_id, client_id, side, fill,
+                                      "client"))
         self._push_order(order)
         return self._ack(order)
+
+    def _whole_lots(self, symbol: str, qty: float) -> float:
+        """A partial fill is whole lots, as on a real venue."""
+        step = self.config.markets.get(symbol, SimMarket()).amount_step
+        if not step:
+            return qty
+        return round(int(qty / step + 1e-9) * step, 12)
+
+    def _duplicate(self, client_id: str) -> bool:
+        held = self._by_client.get(client_id)
+        if held is None:
+            return False
+        if self.config.client_id_scope is ClientIdScope.OPEN:
+            return held.status is OrderStatus.OPEN
+        return True
+
+    def operate(self, move: OperatorMove) -> None:
+        """The operator trades now (``move.at`` is ignored): a market order
+        that executes in full and may flip the position."""
+        self._operate(move)
+
+    def _operate(self, move: OperatorMove) -> None:
+        """The operator's market order: executes in full, may flip."""
+        if move.delta == 0:
+            return
+        now = self._now()
+        sym = self.canonical(move.symbol)
+        side = Side.BUY if move.delta > 0 else Side.SELL
+        qty = abs(move.delta)
+        o = self._new_order(sym, side, qty, qty, OrderStatus.CLOSED, False, None, now)
+        self._move(sym, side, qty, now)
+        self.fills.append(SimFill(now, sym, o.order_id, None, side, qty, "operator"))
+
+    def _start_operator(self) -> None:
+        if self._operator_started:
+            return
+        self._operator_started = True
+        loop = asyncio.get_running_loop()
+        for move in self.config.operator:
+            loop.call_later(max(0.0, move.at), self._operate, move)
 
     def _place_stop(
         self, symbol: str, side: Side, amount: float, trigger: float, client_id: str
@@ -311,7 +510,7 @@ class SimulatedExchange:
         now = self._now()
         price = self.price(symbol)
         reason = ""
-        if client_id in self._by_client:
+        if self._duplicate(client_id):
             reason = "duplicate client id"
         elif self.config.stop_rejected:
             reason = "stop rejected (fault)"
@@ -379,9 +578,22 @@ class SimulatedExchange:
     async def _call(self, kind: str, effect: Callable[[], T], *, write: bool) -> T:
         """One request: travel, fate from the fault schedule, effect on
         arrival, travel back (errors travel back too)."""
+        self._start_operator()
         self.calls[kind] = self.calls.get(kind, 0) + 1
         fate = self._fault(kind)
+        sent = self._now()
+        if fate is Fault.DELAYED:
+            self._deliver_late(kind, effect, sent, write=write)
+            await asyncio.sleep(max(self.config.client_timeout, self._latency()))
+            if write:
+                raise AmbiguousError(f"{kind}: request timed out")
+            raise TransientError(f"{kind}: request timed out")
         await asyncio.sleep(self._latency())
+        if write and self._expired(sent):
+            await asyncio.sleep(self._latency())
+            raise OrderRejected(f"{kind}: request outside the receive window")
+        if fate is not Fault.TIMEOUT_BEFORE and self.on_arrival is not None:
+            self.on_arrival(kind)
         if fate is Fault.TIMEOUT_BEFORE:
             await asyncio.sleep(max(0.0, self.config.client_timeout - self.config.rtt / 2))
             if write:
@@ -403,6 +615,29 @@ class SimulatedExchange:
             raise TransientError(f"{kind}: reply lost")
         await asyncio.sleep(self._latency())
         return result
+
+    def _expired(self, sent: float) -> bool:
+        window = self.config.receive_window
+        return window is not None and self._now() > sent + window
+
+    def _deliver_late(self, kind: str, effect: Callable[[], object], sent: float, *,
+                      write: bool) -> None:
+        """A request that reaches the exchange ``delayed_arrival`` after it was
+        sent: a write executes then, unless the receive window has passed."""
+        if not write:
+            return
+
+        def arrive() -> None:
+            if self._expired(sent):
+                return  # refused at the gateway, unexecuted; nobody hears of it
+            if self.on_arrival is not None:
+                self.on_arrival(kind)
+            # A refusal travels back to a client that stopped listening.
+            with contextlib.suppress(Exception):
+                effect()
+
+        asyncio.get_running_loop().call_later(
+            max(0.0, self.config.delayed_arrival), arrive)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -472,7 +707,13 @@ class SimulatedExchange:
                             reduce_only=True, status=o.status)
 
     def _position(self, symbol: str, net: float, source: Source, received: float,
-                  as_of: float) -> PositionSnapshot:
+                  as_of: float | None) -> PositionSnapshot:
         side = None if net == 0 else (PositionSide.LONG if net > 0 else PositionSide.SHORT)
         return PositionSnapshot(symbol=symbol, side=side, size=abs(net), source=source,
                                 received_at=received, as_of=as_of)
+
+
+def _native(unified: str) -> str:
+    """The exchange-id spelling of a unified symbol: ``AVL/USDT:USDT`` ->
+    ``AVLUSDT`` (Bybit and Binance USDⓈ-M linear perpetuals)."""
+    return unified.split(":")[0].replace("/", "")

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries[profile.name][driver] = s = summarize(runs)
             print(f"{profile.name:>15} {driver:>9}: p50 {s.p50_ms} ms, p99 {s.p99_ms} ms, "
                   f"max {s.max_ms} ms, false rollbacks {s.false_rollbacks}, doubled "
-                  f"{s.doubled}, {s.requests_per_attempt} req  "
+                  f"{s.doubled}, false alarms {s.false_alarms}, foreign touched "
+                  f"{s.foreign_touched}, {s.requests_per_attempt} req  "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
 
     engine_us, hand_us = cost.cpu_per_attempt(cpu_n, cpu_rounds)
@@ -65,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     print("memory per live attempt: " + ", ".join(f"{n}: {b:,.0f} B" for n, b in mem.items()),
           flush=True)
     rate = cost.sim_attempts_per_s(sim_n, PROFILES[0], seed=args.seed)
-    rate_no_stream = cost.sim_attempts_per_s(sim_n, PROFILES[-1], seed=args.seed)
+    no_stream = next(p for p in PROFILES if p.name == "calm-no-stream")
+    rate_no_stream = cost.sim_attempts_per_s(sim_n, no_stream, seed=args.seed)
     print(f"simulated attempts per CPU second: {rate:,.0f} ({PROFILES[0].name}), "
-          f"{rate_no_stream:,.0f} ({PROFILES[-1].name})", flush=True)
+          f"{rate_no_stream:,.0f} ({no_stream.name})", flush=True)
 
     engine = {
         "cpu_us_per_attempt": round(engine_us, 2),

@@ -25,6 +25,8 @@ import tracemalloc
 from collections.abc import Sequence
 
 from adapters.port import (
+    Fill,
+    Market,
     OrderSnapshot,
     OrderStatus,
     PositionCache,
@@ -55,8 +57,17 @@ class InstantExchange:
     name = "instant"
     position_cache: PositionCache | None = None
 
+    receive_window: float | None = 5.0
+    lookup_lag: float = 0.0
+
     def __init__(self) -> None:
         self._n = 0
+
+    async def market(self, symbol: str) -> Market:
+        return Market(symbol=symbol)
+
+    async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        return []
 
     async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
                            reduce_only: bool) -> OrderSnapshot:

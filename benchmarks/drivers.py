@@ -27,10 +27,11 @@ import attrs
 from adapters.port import ExchangeError, OrderSnapshot, OrderStatus, Side
 from adapters.simulated import SimulatedExchange
 from benchmarks.profiles import Profile
-from fsm import OpenRequest, PositionOpener, State
+from fsm import OpenRequest, PositionOpener, State, client_ids
+from fsm.request import BadRequest
 from specs.legacy import legacy_open
 
-__all__ = ["DRIVERS", "Run", "engine", "legacy", "limit", "seed_plan"]
+__all__ = ["DRIVERS", "Run", "client_ids_of", "engine", "legacy", "limit", "seed_plan"]
 
 
 @attrs.frozen
@@ -40,6 +41,18 @@ class Run:
     #: The driver concluded the entry had failed and set out to undo it
     #: (a false rollback when the entry in fact filled).
     rolled_back: bool
+    #: The driver raised the alarm: the exposure may be open and nobody
+    #: protects it (the engine's ORPHANED; the seed plan's aborted or
+    #: unverified rollback; the legacy code's failed close).
+    alarmed: bool = False
+
+
+def client_ids_of(driver: str, index: int) -> tuple[str, str, str]:
+    """The (entry, stop, close) client ids ``driver`` uses in world ``index``."""
+    if driver == "engine":
+        return client_ids(f"{index:024x}")
+    prefix = {"seed_plan": "seed", "legacy": "legacy", "limit": "limit"}[driver]
+    return f"{prefix}{index}e", f"{prefix}{index}s", f"{prefix}{index}c"
 
 
 Driver = Callable[[SimulatedExchange, OpenRequest, Profile, int], Awaitable[Run]]
@@ -51,8 +64,12 @@ Driver = Callable[[SimulatedExchange, OpenRequest, Profile, int], Awaitable[Run]
 async def engine(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
                  index: int) -> Run:
     opener = PositionOpener(sim, ids=lambda: f"{index:024x}")
-    attempt = await opener.open(request)
-    return Run(rolled_back=any(t.dest is State.ROLLING_BACK for t in attempt.history))
+    try:
+        attempt = await opener.open(request)
+    except BadRequest:
+        return Run(rolled_back=False)  # refused, nothing sent (an opposite position held)
+    return Run(rolled_back=any(t.dest is State.ROLLING_BACK for t in attempt.history),
+               alarmed=attempt.state is State.ORPHANED)
 
 
 # -- legacy -------------------------------------------------------------------------------
@@ -61,7 +78,7 @@ async def engine(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
 async def legacy(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
                  index: int) -> Run:
     result = await legacy_open(sim, request, client_prefix=f"legacy{index}")
-    return Run(rolled_back=result.close_side is not None)
+    return Run(rolled_back=result.close_side is not None, alarmed=result.state == "failed")
 
 
 # -- seed plan ----------------------------------------------------------------------------
@@ -105,8 +122,8 @@ async def seed_plan(sim: SimulatedExchange, request: OpenRequest, profile: Profi
                              trigger_price=request.stop_loss, client_id=prefix + "s")
         return Run(rolled_back=False)
     except (_AtomicPositionError, ExchangeError):
-        await _seed_rollback(sim, request, entry, prefix)
-        return Run(rolled_back=True)
+        verified = await _seed_rollback(sim, request, entry, prefix)
+        return Run(rolled_back=True, alarmed=not verified)
 
 
 async def _seed_verify(sim: SimulatedExchange, request: OpenRequest,
@@ -155,44 +172,46 @@ async def _seed_verify(sim: SimulatedExchange, request: OpenRequest,
 
 
 async def _seed_rollback(sim: SimulatedExchange, request: OpenRequest,
-                         entry: OrderSnapshot, prefix: str) -> None:
+                         entry: OrderSnapshot, prefix: str) -> bool:
     """FIX #1.3 (close side from the entry, else from the position, else
     abort) and FIX #2.2 (1 s wait, then up to 10 checks a second apart).
-    The plan's close is a plain market order, not reduce-only."""
+    The plan's close is a plain market order, not reduce-only. Returns
+    whether the plan considers the rollback done (False: its alert)."""
     sym = request.symbol
     try:
         positions = await sim.fetch_positions([sym])
     except ExchangeError:
-        return
+        return False
     ours = next((p for p in positions if p.symbol == sym and p.size > 0), None)
     if ours is None:
-        return  # "if our_position:": nothing seen, nothing closed
+        return True  # "if our_position:": nothing seen, nothing closed
     if entry.side is not None:
         close_side = entry.side.opposite
     elif ours.side is not None:
         close_side = ours.side.closing_side
     else:
-        return  # "CATASTROPHIC": abort, position stays open
+        return False  # "CATASTROPHIC": abort, position stays open
     try:
         await sim.create_order(symbol=sym, side=close_side, amount=request.amount,
                                client_id=prefix + "c", reduce_only=False)
     except ExchangeError:
-        return
+        return False
     await asyncio.sleep(1.0)
     cache = sim.position_cache
     for i in range(10):
         if cache is not None:
             ws = cache.latest(sym)
             if ws is None or ws.size == 0:
-                return
+                return True
         try:
             positions = await sim.fetch_positions([sym])
             if not any(p.symbol == sym and p.size > 0 for p in positions):
-                return
+                return True
         except ExchangeError:
             pass
         if i < 9:
             await asyncio.sleep(1.0)
+    return False
 
 
 # -- limit --------------------------------------------------------------------------------
@@ -222,7 +241,8 @@ async def limit(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     if pushed is not None and not pushed.done():
         pushed.cancel()
-    net = sim.net_position(sym)  # ground truth: what filled, on which side
+    # ground truth: what filled, on which side (net of a position held before)
+    net = sim.net_position(sym) - sim.config.initial_positions.get(sym, 0.0)
     if net != 0:
         side = Side.SELL if net > 0 else Side.BUY
         with contextlib.suppress(ExchangeError):

@@ -16,7 +16,15 @@ from collections.abc import Callable
 
 import attrs
 
-from adapters.simulated import AckStyle, SimConfig, StreamMode
+from adapters.simulated import (
+    CALLS,
+    AckStyle,
+    ClientIdScope,
+    Fault,
+    OperatorMove,
+    SimConfig,
+    StreamMode,
+)
 
 __all__ = ["PROFILES", "Profile"]
 
@@ -96,6 +104,59 @@ def _incident(rng: random.Random, seed: int) -> SimConfig:
     )
 
 
+#: The faulty profile's account is drawn around the benchmark's request
+#: (``timing.REQUEST``: buy 43 AVL/USDT perpetual, lot 1).
+_AVL, _LOTS = "AVL/USDT:USDT", 43
+
+
+def _faulty(rng: random.Random, seed: int) -> SimConfig:
+    # The specs' world (specs/worlds.py), sampled with a seeded generator:
+    # per-call fault schedules (timeouts before/after taking effect, rate
+    # limits, 503s, requests delayed to either side of the receive window),
+    # rejections, partial fills, terse acks, lagging or untimestamped REST,
+    # either client-id scope, and a shared account: a position held before
+    # (none, same side, opposite side) and an operator making 0-3 hand trades
+    # on the symbol (open, close, flip) during the first 20 s.
+    fates = list(Fault)
+    faults = {kind: tuple(rng.choice(fates) for _ in range(rng.randint(1, 3)))
+              for kind in rng.sample(CALLS, rng.randint(0, 4))}
+    window = rng.choice([5.0, rng.uniform(0.5, 10.0), None])
+    delayed = window * rng.uniform(0.1, 2.0) if window else rng.uniform(0.0, 20.0)
+    held = rng.choice(["none", "none", "same", "opposite"])
+    pre = 0 if held == "none" else rng.randint(1, 2 * _LOTS) * (1 if held == "same" else -1)
+    moves = []
+    for _ in range(rng.randint(0, 3)):
+        at = rng.choice([rng.uniform(0.0, 0.5), rng.uniform(0.0, 3.0), rng.uniform(0.0, 20.0)])
+        m = rng.randint(1, 2 * _LOTS)
+        delta = {"open": m, "against": -m, "close_all": -(pre + _LOTS),
+                 "flip": -(pre + _LOTS + m), "close_pre": -pre}[
+            rng.choice(["open", "against", "close_all", "flip", "close_pre"])]
+        if delta:
+            moves.append(OperatorMove(at=at, symbol=_AVL, delta=float(delta)))
+    return SimConfig(
+        seed=seed,
+        rtt=0.050,
+        jitter=0.020,
+        ack=rng.choice(list(AckStyle)),
+        stream=rng.choice(list(StreamMode)),
+        stream_lag=rng.uniform(0.02, 0.5),
+        order_visibility_lag=rng.choice([0.0, rng.uniform(0.0, 1.0), rng.uniform(0.0, 5.0)]),
+        rest_position_lag=rng.uniform(0.0, 5.0),
+        rest_timestamps=rng.random() < 1 / 3,
+        client_id_scope=rng.choice(list(ClientIdScope)),
+        reject_entry=rng.random() < 0.05,
+        entry_unfilled=rng.random() < 0.05,
+        fill_ratio=1.0 if rng.random() < 0.8 else float(rng.randint(1, _LOTS)) / _LOTS,
+        stop_rejected=rng.random() < 0.1,
+        close_rejected=rng.random() < 0.05,
+        faults=faults,
+        receive_window=window,
+        delayed_arrival=delayed,
+        initial_positions={_AVL: float(pre)} if pre else {},
+        operator=tuple(sorted(moves, key=lambda mv: mv.at)),
+    )
+
+
 PROFILES: tuple[Profile, ...] = (
     Profile("calm", "RTT 30 ms ± 4 ms, stream 15-35 ms, REST lag ≤ 0.5 s", "bybit", _calm),
     Profile("loaded", "RTT 50 ms + Pareto(1.5) tail per leg, stream 50-500 ms, "
@@ -104,4 +165,6 @@ PROFILES: tuple[Profile, ...] = (
             _incident),
     Profile("calm-no-stream", "calm without a WebSocket: every fact fetched", "bybit",
             _calm_no_stream),
+    Profile("faulty", "the specs' fault schedules in a shared account (positions held "
+            "before, an operator trading)", "bybit", _faulty),
 )

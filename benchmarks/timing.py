@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 import attrs
 
-from adapters.simulated import SimulatedExchange
+from adapters.port import qty_eq
 from adapters.virtual_time import run_virtual
-from benchmarks.drivers import DRIVERS, Driver, Run
+from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
-from specs.worlds import quiet_engine_log
+from specs.ledger import GroundTruthExchange, Own, ledger
+from specs.worlds import quiet_engine_log, settle_time
 
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 
@@ -40,6 +41,11 @@ class Sample:
     false_rollback: bool
     doubled: bool
     requests: int
+    #: alarmed (ORPHANED) while ground truth shows the attempt's exposure flat
+    #: or protected by its own exact stop
+    false_alarm: bool = False
+    #: exposure the attempt did not create that its orders reduced (L11)
+    foreign_touched: float = 0.0
 
 
 @attrs.frozen
@@ -52,11 +58,22 @@ class Summary:
     false_rollbacks: int
     doubled: int
     requests_per_attempt: float
+    false_alarms: int
+    foreign_touched: int  # attempts that touched foreign exposure
 
 
-def measure(sim: SimulatedExchange, request: OpenRequest, run: Run) -> Sample:
+def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
+            ids: tuple[str, str, str]) -> Sample:
+    entry_cid, stop_cid, close_cid = ids
+    sym = request.symbol
+    led = ledger(sim.fills, Own(sym, request.side, request.amount, entry_cid, stop_cid,
+                                close_cid),
+                 initial=sim.config.initial_positions.get(sym, 0.0), arrivals=sim.arrivals)
+    covered = any(s.client_id == stop_cid and s.side is request.side.opposite
+                  and qty_eq(s.amount or 0.0, led.exposure)
+                  for s in sim.resting_stops(sym))
     entry = next((o for o in sim.log if o.kind == "market" and not o.reduce_only
-                  and o.accepted and o.filled > 0), None)
+                  and o.accepted and o.filled > 0 and o.client_id == entry_cid), None)
     stop = None
     if entry is not None:
         stop = next((o for o in sim.log if o.kind == "stop" and o.accepted
@@ -67,27 +84,30 @@ def measure(sim: SimulatedExchange, request: OpenRequest, run: Run) -> Sample:
         ttp=ttp,
         filled=entry is not None,
         false_rollback=entry is not None and run.rolled_back,
-        doubled=sim.max_abs_position(request.symbol) > amount * (1 + 1e-9),
+        doubled=led.own_max_abs > amount * (1 + 1e-9),
         requests=sim.total_calls,
+        false_alarm=run.alarmed and (led.exposure == 0 or covered),
+        foreign_touched=led.foreign_touched,
     )
 
 
-async def _run(profile: Profile, driver: Driver, n: int, seed: int) -> list[Sample]:
+async def _run(profile: Profile, name: str, driver: Driver, n: int, seed: int
+               ) -> list[Sample]:
     out = []
     for i in range(n):
-        sim = SimulatedExchange(profile.world(i, seed))
+        sim = GroundTruthExchange(profile.world(i, seed))
         run = await driver(sim, REQUEST, profile, i)
         # Let anything the exchange still has in flight for this world land
-        # (a stream push after the attempt ended) before reading the truth.
-        await asyncio.sleep(1.0)
-        out.append(measure(sim, REQUEST, run))
+        # (a stream push, a delayed request) before reading the truth.
+        await asyncio.sleep(settle_time(sim.config))
+        out.append(measure(sim, REQUEST, run, client_ids_of(name, i)))
     return out
 
 
 def run_driver(profile: Profile, driver: str, n: int, seed: int = 0) -> list[Sample]:
     """Run ``driver`` on worlds 0..n-1 of ``profile``, in virtual time."""
     with quiet_engine_log():
-        return run_virtual(_run(profile, DRIVERS[driver], n, seed))
+        return run_virtual(_run(profile, driver, DRIVERS[driver], n, seed))
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -112,4 +132,6 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         false_rollbacks=sum(s.false_rollback for s in samples),
         doubled=sum(s.doubled for s in samples),
         requests_per_attempt=round(sum(s.requests for s in samples) / max(1, len(samples)), 3),
+        false_alarms=sum(s.false_alarm for s in samples),
+        foreign_touched=sum(s.foreign_touched > 1e-9 for s in samples),
     )

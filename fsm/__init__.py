@@ -10,13 +10,14 @@ The public contract::
     attempt.history  # every transition: time, trigger, guards, evidence
 """
 
+from fsm.alerts import AlertSink
 from fsm.attempt import Alert, Attempt, Transition
-from fsm.driver import PositionOpener, client_ids
+from fsm.driver import JournalFailed, PositionOpener, client_ids
 from fsm.evidence import Facts
 from fsm.journal import Journal, JournalLog, JournalSink, MemoryJournal
 from fsm.policy import Policy
 from fsm.reconcile import ReconcilePolicy, Reconciler, ReconcileReport
-from fsm.request import BadRequest, OpenRequest
+from fsm.request import BadRequest, OpenRequest, OppositePosition
 from fsm.table import (
     TABLE,
     TERMINAL,
@@ -31,16 +32,19 @@ __all__ = [
     "TABLE",
     "TERMINAL",
     "Alert",
+    "AlertSink",
     "Attempt",
     "BadRequest",
     "Facts",
     "GuardsFailed",
     "InvalidTransition",
     "Journal",
+    "JournalFailed",
     "JournalLog",
     "JournalSink",
     "MemoryJournal",
     "OpenRequest",
+    "OppositePosition",
     "Policy",
     "PositionOpener",
     "ReconcilePolicy",

@@ -6,12 +6,40 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-__all__ = ["main"]
+__all__ = ["OneLineParser", "main", "run_handler"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (and ``--help`` to ask)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Run a subcommand's handler; any error it lets escape is one redacted
+    line on stderr and exit code 2 (with ``-v``, the traceback goes to the
+    log, redacted too), never a bare traceback."""
+    from fsm.redact import redact
+
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if getattr(args, "verbose", False):
+            logging.getLogger("fsm").exception("the command failed")
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(redact(f"error: {text}"), file=sys.stderr)
+        return 2
+    return code
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m fsm",
         description="Open futures positions safely: demo, diagrams, journal and reconciliation.",
     )
@@ -41,9 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # transitions logs every callback at INFO; our own log says what matters.
     logging.getLogger("transitions").setLevel(logging.WARNING)
-    handler = args.handler
-    code: int = handler(args)
-    return code
+    from fsm.redact import RedactingFilter
+
+    for h in logging.getLogger().handlers:  # every logger's lines, ccxt's too
+        h.addFilter(RedactingFilter())
+    return run_handler(args)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,14 @@ class Transition:
 
 @attrs.frozen
 class Alert:
-    """Sent once per ORPHANED attempt to the opener's ``alerts`` callable."""
+    """Sent to the opener's ``alerts`` callable: once per ORPHANED attempt
+    (``reason="orphaned"``), and once when the journal failed while the
+    attempt was live (``reason="journal"``).
+
+    Delivery is at least once: a crash during delivery makes ``recover()``
+    deliver it again. ``alert_id`` (the attempt id and the reason) is stable
+    across those deliveries, so a receiver de-duplicates by it.
+    """
 
     attempt_id: str
     symbol: str
@@ -67,6 +74,11 @@ class Alert:
     state: State
     at: float
     history: tuple[Transition, ...]
+    reason: str = "orphaned"
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.attempt_id}:{self.reason}"
 
 
 class _Model:
@@ -91,16 +103,24 @@ class Attempt:
         "alert",
         "attempt_id",
         "client_id",
+        "created_at",
         "facts",
+        "journal_error",
         "request",
+        "requests",
     )
 
     def __init__(self, attempt_id: str, request: OpenRequest, client_id: str, now: float) -> None:
         self.attempt_id = attempt_id
         self.request = request
         self.client_id = client_id  # the entry's client order id
+        self.created_at = now  # loop time, after the pre-entry reads
         self.facts = Facts(request=request, now=now)
         self.alert: Alert | None = None
+        #: the first journal write that failed after the entry may have left
+        self.journal_error: BaseException | None = None
+        #: exchange requests made for this attempt, its pre-entry reads included
+        self.requests = 0
         self._history: list[Transition] = []
         self._state = State.NEW
 

@@ -82,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     except diagrams.DotFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"error: cannot write {out}/: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     for path in report.written:
         print(f"wrote {path}")
     print(f"{len(report.unchanged)} file(s) already up to date")
@@ -97,29 +100,24 @@ def _run_attempt(args: argparse.Namespace) -> int:
     """Render the path one journalled attempt took: ``attempt-<id>.md``,
     ``.dot`` and (with Graphviz) ``.svg`` in ``--out``."""
     from fsm import diagrams
-    from fsm.journal import Journal, JournalError
+    from fsm.cli_journal import OPEN_ERRORS, fail
+    from fsm.journal import Journal
 
     if not args.journal or not args.attempt:
-        print("error: --journal and --attempt go together", file=sys.stderr)
-        return 2
-    if not Path(args.journal).exists():
-        print(f"error: no journal at {args.journal}", file=sys.stderr)
-        return 2
+        return fail("--journal and --attempt go together")
     try:
-        journal = Journal(args.journal, create=False)
-    except JournalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        ids = sorted({r.attempt_id for r in journal.read()
-                      if r.attempt_id.startswith(args.attempt)})
-        if len(ids) != 1:
-            what = "no attempt" if not ids else f"{len(ids)} attempts"
-            print(f"error: {what} in {args.journal} match {args.attempt!r}", file=sys.stderr)
-            return 2
-        steps = diagrams.steps_from_records(journal.read(ids[0]))
-    finally:
-        journal.close()
+        # Read-only (SQLite mode=ro): the file is left exactly as it was.
+        with Journal(args.journal, read_only=True) as journal:
+            ids = sorted({r.attempt_id for r in journal.read()
+                          if r.attempt_id.startswith(args.attempt)})
+            if len(ids) != 1:
+                what = "no attempt" if not ids else f"{len(ids)} attempts"
+                return fail(f"{what} in {args.journal} match {args.attempt!r}")
+            steps = diagrams.steps_from_records(journal.read(ids[0]))
+    except FileNotFoundError:
+        return fail(f"no journal at {args.journal}")
+    except OPEN_ERRORS as exc:
+        return fail(exc)
     if not steps:
         print(f"error: attempt {ids[0]} has no transitions yet", file=sys.stderr)
         return 2

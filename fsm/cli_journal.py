@@ -11,9 +11,10 @@ Wired into :mod:`fsm.__main__` by one line, next to ``diagrams``::
 
 ``journal show [--attempt ID] [--db PATH]`` prints every attempt in a journal
 (or one, by id or unique prefix) with its history: intents, transitions with
-their guards and evidence, recoveries, resolutions and the outcome. It never
-creates a journal and appends nothing (opening a file of an older schema
-migrates it, as any open does).
+their guards and evidence, recoveries, resolutions and the outcome. It is
+read-only: SQLite opens the file with ``mode=ro``, so it never creates,
+migrates, chmods or switches the journal mode of what it is pointed at, and
+refuses a file that is not a journal in one line, leaving it as it was.
 
 ``reconcile --exchange NAME [--demo | --testnet] --db PATH`` runs one
 read-only check of a real account against the journal and prints the
@@ -21,7 +22,12 @@ report: API keys come from ``<NAME>_API_KEY`` and ``<NAME>_API_SECRET`` (and
 ``<NAME>_API_PASSWORD`` where the exchange has one), e.g. ``BYBIT_API_KEY``.
 Nothing is sent to the exchange but reads, and nothing is written to the
 journal unless ``--record`` is given (then ORPHANED attempts found flat are
-recorded as resolved). Exit code: 0 clean, 1 findings, 2 a query failed.
+recorded as resolved; only then is the journal opened for writing).
+Exit code: 0 clean, 1 findings, 2 a query failed or the command could not
+run.
+
+Every error is one line on stderr and a non-zero exit, never a traceback;
+everything printed passes through :func:`fsm.redact.redact`.
 """
 
 from __future__ import annotations
@@ -29,23 +35,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import math
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from fsm.journal import AttemptSummary, Journal, JournalRecord, summarize
+from fsm.journal import AttemptSummary, Journal, JournalError, JournalRecord, summarize
+from fsm.redact import redact
 
 __all__ = [
     "DEFAULT_DB",
     "ExchangeFactory",
     "add_parsers",
     "build_exchange",
+    "fail",
     "format_attempt",
     "run_journal_show",
     "run_reconcile",
+    "settle_seconds",
 ]
 
 #: Default journal path: ``$FSM_JOURNAL`` or ``journal.sqlite3`` here.
@@ -84,11 +95,33 @@ def add_parsers(subparsers: Any) -> None:
     mode.add_argument("--demo", action="store_true", help="the exchange's demo trading")
     mode.add_argument("--testnet", action="store_true", help="the exchange's testnet")
     rec.add_argument("--db", type=Path, required=True, metavar="PATH", help="journal file")
-    rec.add_argument("--settle", type=float, default=60.0, metavar="SECONDS",
+    rec.add_argument("--settle", type=settle_seconds, default=60.0, metavar="SECONDS",
                      help="ignore attempts with a journal record newer than this (default 60)")
     rec.add_argument("--record", action="store_true",
                      help="record ORPHANED attempts found flat as resolved in the journal")
     rec.set_defaults(handler=run_reconcile, func=run_reconcile)
+
+
+def settle_seconds(text: str) -> float:
+    """``--settle``: a finite number of seconds, 0 to 86400."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 86400):
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, got {text!r}")
+    return value
+
+
+def fail(message: object) -> int:
+    """Print one redacted line on stderr; the exit code for "could not run"."""
+    text = " ".join(str(message).split())
+    print(redact(f"error: {text}"), file=sys.stderr)
+    return 2
+
+
+#: What opening or reading a journal can raise: each is one line, not a traceback.
+OPEN_ERRORS: tuple[type[BaseException], ...] = (JournalError, OSError, sqlite3.Error, ValueError)
 
 
 # -- journal show ---------------------------------------------------------------------------------
@@ -97,26 +130,26 @@ def add_parsers(subparsers: Any) -> None:
 def run_journal_show(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     try:
-        journal = Journal(args.db, create=False)
+        with Journal(args.db, read_only=True) as journal:
+            attempts = summarize(journal.read())
     except FileNotFoundError:
-        print(f"no journal at {args.db}", file=sys.stderr)
-        return 2
-    with journal:
-        attempts = summarize(journal.read())
+        return fail(f"no journal at {args.db}")
+    except OPEN_ERRORS as exc:
+        return fail(exc)
     wanted: str | None = getattr(args, "attempt", None)
     if wanted:
         exact = [s for s in attempts if s.attempt_id == wanted]
         attempts = exact or [s for s in attempts if s.attempt_id.startswith(wanted)]
         if len(attempts) != 1:
             what = "no attempt" if not attempts else f"{len(attempts)} attempts"
-            print(f"{what} matching {wanted!r} in {args.db}", file=sys.stderr)
+            print(redact(f"{what} matching {wanted!r} in {args.db}"), file=sys.stderr)
             return 1
     if not attempts:
         print(f"{args.db}: no attempts", file=out)
     for i, s in enumerate(attempts):
         if i:
             print(file=out)
-        print(format_attempt(s), file=out)
+        print(redact(format_attempt(s)), file=out)
     return 0
 
 
@@ -206,28 +239,44 @@ def run_reconcile(
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
 ) -> int:
+    from fsm.reconcile import ReconcilePolicy
+
     out = out if out is not None else sys.stdout
-    if not args.db.exists():
-        print(f"no journal at {args.db}", file=sys.stderr)
-        return 2
+    try:
+        policy = ReconcilePolicy(settle_time=args.settle, record_resolutions=args.record)
+    except ValueError as exc:
+        return fail(exc)
+    # The journal first: a wrong --db is reported before any exchange is
+    # built. Read-only unless --record asks to write resolutions.
+    try:
+        journal = (Journal(args.db, create=False) if args.record
+                   else Journal(args.db, read_only=True))
+    except FileNotFoundError:
+        return fail(f"no journal at {args.db}")
+    except OPEN_ERRORS as exc:
+        return fail(exc)
     mode = "demo" if args.demo else "testnet" if args.testnet else None
     factory = exchange_factory if exchange_factory is not None else build_exchange
-    return asyncio.run(_reconcile(args, mode, factory, env if env is not None else os.environ,
-                                  out))
+    with journal:
+        try:
+            return asyncio.run(_reconcile(args, mode, factory,
+                                          env if env is not None else os.environ,
+                                          journal, policy, out))
+        except (JournalError, sqlite3.Error) as exc:
+            return fail(exc)
 
 
 async def _reconcile(args: argparse.Namespace, mode: str | None, factory: ExchangeFactory,
-                     env: Mapping[str, str], out: TextIO) -> int:
+                     env: Mapping[str, str], journal: Journal, policy: Any,
+                     out: TextIO) -> int:
     from adapters.ccxt import CcxtAdapter
-    from fsm.reconcile import ReconcilePolicy, Reconciler
+    from fsm.reconcile import Reconciler
 
     exchange = factory(args.exchange, mode, env)
     if inspect.isawaitable(exchange):
         exchange = await exchange
     try:
-        with Journal(args.db, create=False) as journal:
-            policy = ReconcilePolicy(settle_time=args.settle, record_resolutions=args.record)
-            report = await Reconciler(CcxtAdapter(exchange), journal, policy=policy).check_once()
+        report = await Reconciler(CcxtAdapter(exchange), journal, policy=policy).check_once()
     finally:
         await exchange.close()
     print(report.render(), file=out)
@@ -239,11 +288,12 @@ async def _reconcile(args: argparse.Namespace, mode: str | None, factory: Exchan
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``python -m fsm.cli_journal``), for when the
     subcommands are not wired into ``python -m fsm``."""
-    parser = argparse.ArgumentParser(prog="python -m fsm.cli_journal")
+    from fsm.__main__ import OneLineParser, run_handler
+
+    parser = OneLineParser(prog="python -m fsm.cli_journal")
     add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    code: int = args.handler(args)
-    return code
+    return run_handler(args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ by a deadline from :class:`~fsm.policy.Policy`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import operator
@@ -27,36 +28,44 @@ from adapters.port import (
     AmbiguousError,
     DuplicateClientId,
     ExchangePort,
+    Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
     PositionCache,
     PositionSnapshot,
+    Side,
     Source,
     StopSnapshot,
     TransientError,
+    UnknownSymbol,
 )
 from fsm import guards as G
+from fsm.alerts import AlertSink, alert_record, deliver_alert
 from fsm.attempt import Alert, Attempt, Recorder, Transition
 from fsm.evidence import CloseIntent, Facts, StopIntent
-from fsm.journal import JournalSink
+from fsm.journal import JournalError, JournalLog, JournalSink
 from fsm.policy import Policy
-from fsm.request import BadRequest, OpenRequest, check_stop_side
+from fsm.redact import redact
+from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
 from fsm.table import State, Trigger
 
-__all__ = ["AlertSink", "PositionOpener", "client_ids"]
+__all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver", "client_ids"]
 
 log = logging.getLogger("fsm")
 
 T = TypeVar("T")
 
-AlertSink = Callable[[Alert], Awaitable[None] | None]
 
 #: Client order ids: "sp" + 24 hex chars + one role letter = 27 characters.
 #: Alphanumeric only, so every exchange accepts it (OKX allows no dashes,
 #: Bybit and Binance cap at 36), and derived from the attempt id so a
 #: recovered attempt looks up exactly the ids it sent before.
 _ID_PREFIX = "sp"
+
+
+#: ``PositionOpener(on_transition=...)``: called with the attempt and the step.
+TransitionObserver = Callable[[Attempt, Transition], Awaitable[None] | None]
 
 
 def client_ids(attempt_id: str) -> tuple[str, str, str]:
@@ -72,10 +81,15 @@ def _new_attempt_id() -> str:
 class PositionOpener:
     """Opens positions safely through one exchange adapter.
 
-    ``alerts`` is called exactly once per ORPHANED attempt with an
-    :class:`~fsm.attempt.Alert` (sync or async callable). ``journal``, when
-    given, records every intent before its side effect. ``ids`` makes attempt
-    ids deterministic (simulation); by default they are random.
+    ``alerts`` is called once per ORPHANED attempt with an
+    :class:`~fsm.attempt.Alert` (sync or async callable; at least once across
+    a crash, de-duplicate by ``alert_id``; see :mod:`fsm.sinks` for ready
+    ones). ``journal``, when given, records every intent before its side
+    effect. ``ids`` makes attempt ids deterministic (simulation); by default
+    they are random. ``on_transition(attempt, step)``, when given, is called
+    after every transition (sync, or async and then bounded by
+    ``Policy.alert_timeout`` and never awaited by the attempt): the hook for
+    metrics (:class:`fsm.metrics.Metrics`) and dashboards.
 
     Attempts on the same symbol through one opener run one after another:
     with one-way netting, a fill can only be attributed to an attempt if no
@@ -90,16 +104,22 @@ class PositionOpener:
         alerts: AlertSink | None = None,
         journal: JournalSink | None = None,
         ids: Callable[[], str] | None = None,
+        on_transition: TransitionObserver | None = None,
     ) -> None:
         self.adapter = adapter
         self.policy = policy if policy is not None else Policy()
         self.alerts = alerts
         self.journal = journal
+        self.on_transition = on_transition
+        self._observing: set[asyncio.Future[None]] = set()
         self._ids = ids or _new_attempt_id
         self._recorder = Recorder()
         self._locks: dict[str, asyncio.Lock] = {}
         #: create replies still in flight after the stream answered first
         self._replies: dict[str, asyncio.Future[OrderSnapshot]] = {}
+        #: markets by the spelling asked for; a venue's rules change rarely,
+        #: and ccxt itself loads them once
+        self._markets: dict[str, Market] = {}
 
     # -- public ------------------------------------------------------------------
 
@@ -107,8 +127,14 @@ class PositionOpener:
         """Run one attempt to a terminal state and return it.
 
         Raises :class:`~fsm.request.BadRequest` (nothing sent) when the
-        request cannot be sent safely. Every other outcome, including
-        exchange failures, is a terminal state of the returned attempt.
+        request cannot be sent safely: bad input, a symbol the exchange does
+        not list, an amount off its grid, an account it cannot read, or
+        (:class:`~fsm.request.OppositePosition`) a position on the other
+        side. Raises :class:`JournalFailed` when the journal fails: before
+        the entry, with nothing sent; after it, only once the attempt was
+        driven to a terminal state from memory and alerted (the attempt is
+        ``exc.attempt``). Every other outcome, including exchange failures,
+        is a terminal state of the returned attempt.
 
         Do not wrap this in a timeout of your own: :class:`Policy` bounds it
         (``Policy.max_duration``). Cancelling it abandons the attempt where
@@ -121,13 +147,54 @@ class PositionOpener:
         entry_cid, _, _ = client_ids(attempt_id)
         if len(entry_cid) > 36 or not entry_cid.isalnum():
             raise BadRequest(f"attempt id {attempt_id!r} makes an invalid client order id")
-        async with self._symbol_lock(request.symbol):
+        tally = _Tally()
+        token = _CALLER.set(tally)
+        try:
+            return await self._open(request, attempt_id, entry_cid, tally)
+        finally:
+            _CALLER.reset(token)
+
+    async def _open(self, request: OpenRequest, attempt_id: str, entry_cid: str,
+                    tally: _Tally) -> Attempt:
+        market = await self._market(request.symbol)
+        async with self._symbol_lock(market.symbol):
             if request.reference_price is None:
-                await self._check_stop_against_market(request)
-            attempt = Attempt(attempt_id, request, entry_cid, self._now())
+                # Two reads at once: neither depends on the other.
+                got_price, got_view = await asyncio.gather(
+                    self._market_price(market.symbol),
+                    self._account_before_entry(market.symbol, request.side),
+                    return_exceptions=True)
+                if isinstance(got_price, BaseException):
+                    raise got_price
+                if isinstance(got_view, BaseException):
+                    raise got_view
+                price, baseline = got_price, got_view
+            else:
+                price = request.reference_price
+                baseline = await self._account_before_entry(market.symbol, request.side)
+            prepared = fit_to_market(request, market, price)
+            if prepared.symbol != request.symbol or prepared.amount != request.amount \
+                    or prepared.stop_loss != request.stop_loss:
+                log.info("attempt %s: sending %s %g %s with stop %g (asked: %s %g, stop %g) to "
+                         "fit the market's grid", attempt_id, prepared.side.value,
+                         prepared.amount, prepared.symbol, prepared.stop_loss, request.symbol,
+                         request.amount, request.stop_loss,
+                         extra={"attempt_id": attempt_id, "state": State.NEW.value})
+            attempt = Attempt(attempt_id, prepared, entry_cid, self._now())
+            attempt.facts = _evolve(attempt.facts, baseline=baseline)
+            attempt.requests = tally.requests
+            _CALLER.set(attempt)
             if self.journal is not None:
-                self.journal.begin(attempt_id, request, entry_cid, self._now())
+                try:
+                    self.journal.begin(attempt_id, prepared, entry_cid, self._now())
+                except Exception as exc:
+                    raise JournalFailed(f"attempt {attempt_id}: the journal failed before "
+                                        f"anything was sent ({_said(exc, True)}). Nothing was "
+                                        "sent.", attempt) from exc
             await self._drive(attempt)
+        # Outside the symbol lock: a slow alert receiver never holds up the
+        # next attempt on the symbol.
+        await self._conclude(attempt)
         return attempt
 
     async def recover(self) -> list[Attempt]:
@@ -141,8 +208,13 @@ class PositionOpener:
     async def resume(self, attempt: Attempt) -> Attempt:
         """Drive an attempt rebuilt from the journal to a terminal state, under
         the same rules (used by recovery)."""
-        async with self._symbol_lock(attempt.request.symbol):
-            await self._drive(attempt)
+        token = _CALLER.set(attempt)
+        try:
+            async with self._symbol_lock(attempt.request.symbol):
+                await self._drive(attempt)
+            await self._conclude(attempt)
+        finally:
+            _CALLER.reset(token)
         return attempt
 
     def _symbol_lock(self, symbol: str) -> asyncio.Lock:
@@ -172,10 +244,6 @@ class PositionOpener:
             reply = self._replies.pop(a.attempt_id, None)
             if reply is not None:
                 await self._settle_reply(a, reply)
-            if self.journal is not None:
-                self.journal.end(a.attempt_id, a.state, self._now())
-            if a.state is State.ORPHANED:
-                await self._alert(a)
         finally:
             self._recorder.untrack(a)
             reply = self._replies.pop(a.attempt_id, None)
@@ -192,7 +260,8 @@ class PositionOpener:
         sent_at = self._now()
         window = self.policy.verify_timeout
         base = _evolve(a.facts, fetch_deadline=sent_at + window,
-                       verify_deadline=sent_at + window)
+                       verify_deadline=sent_at + window,
+                       entry_absent_after=self._absent_after(sent_at))
         def create() -> Awaitable[OrderSnapshot]:
             return self._call(self.adapter.create_order(
                 symbol=r.symbol, side=r.side, amount=r.amount,
@@ -222,25 +291,26 @@ class PositionOpener:
         try:
             ack = await reply
         except OrderRejected as exc:
-            self._fire(a, Trigger.REJECT, _evolve(base, create_error=str(exc)),
-                       Source.ACK, f"create refused: {exc}")
+            self._fire(a, Trigger.REJECT, _evolve(base, create_error=_said(exc)),
+                       Source.ACK, f"create refused: {_said(exc)}")
             return
         except AmbiguousError as exc:
             self._fire(a, Trigger.SUBMIT, _evolve(base, create_ambiguous=True),
-                       Source.ACK, f"create outcome unknown ({exc}); will look up "
+                       Source.ACK, f"create outcome unknown ({_said(exc)}); will look up "
                        f"client id {a.client_id}, never resend")
             return
         except TransientError as exc:
             # Rate limits and the like are refused before matching: nothing
             # was placed. Adapters raise AmbiguousError when that is not sure.
-            self._fire(a, Trigger.REJECT, _evolve(base, create_error=str(exc)),
-                       Source.ACK, f"create refused before matching: {exc}")
+            self._fire(a, Trigger.REJECT, _evolve(base, create_error=_said(exc)),
+                       Source.ACK, f"create refused before matching: {_said(exc)}")
             return
         except Exception as exc:  # unknown failure of a write: assume it may exist
             log.exception("attempt %s: unexpected error from create_order", a.attempt_id,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value})
             self._fire(a, Trigger.SUBMIT, _evolve(base, create_ambiguous=True),
-                       Source.ACK, f"create failed unexpectedly ({exc!r}); treated as ambiguous")
+                       Source.ACK,
+                       f"create failed unexpectedly ({_said(exc, True)}); treated as ambiguous")
             return
         facts = _evolve(base, ack=ack, entry=ack, entry_source=Source.ACK)
         self._fire(a, Trigger.SUBMIT, facts, Source.ACK, f"acknowledged {_order_words(ack)}")
@@ -264,17 +334,22 @@ class PositionOpener:
                 self._fire(a, Trigger.NOT_FILLED, f, f.entry_source,
                            f"entry ended with nothing filled: {_order_words(f.entry)}")
                 return
+            if G.entry_never_arrived(f):
+                self._fire(a, Trigger.NOT_FILLED, f, Source.ORDER, _never_arrived_words(a, f))
+                return
             if G.fetch_deadline_passed(f):
                 self._fire(a, Trigger.FETCH_FAILED, f, Source.CLOCK,
                            f"no terminal entry order within {self.policy.verify_timeout:g}s"
                            f" (last seen: {_order_words(f.entry)})")
                 return
-            snap, source = await self._observe_order(
+            snap, source, missed = await self._observe_order(
                 a, a.client_id, _order_id(a.facts.ack), polls, a.facts.fetch_deadline
             )
             polls += 1
             if snap is not None:
                 a.facts = _evolve(a.facts, entry=snap, entry_source=source)
+            else:
+                self._note_entry_miss(a, missed)
 
     # -- FETCHED: verify the position, first evidence wins --------------------------------
 
@@ -326,9 +401,23 @@ class PositionOpener:
             a.facts = _evolve(a.facts, stop_intent=intent,
                               protect_deadline=now + self.policy.protect_timeout)
         polls = 0
-        lookup = resumed  # after an ambiguous placement or a recovery, look before sending
+        # After an ambiguous placement, or a recovery that found a stop intent,
+        # the stop may rest already: from then on it is only looked up, never
+        # sent again (rule 10: client-id uniqueness is no safety net, and a
+        # second reduce-only stop would, once triggered, close exposure that
+        # is not the attempt's).
+        lookup = resumed
+        while a.facts.recovered and not a.facts.fills_checked \
+                and self._now() < _deadline(a.facts.protect_deadline):
+            await self._check_fills(a, polls, a.facts.protect_deadline)
+            polls += 1
         while True:
             f = _at(a.facts, self._now())
+            if G.exposure_unattributable(f):
+                self._fire(a, Trigger.PROTECT_FAILED, f, Source.ORDER,
+                           f"{f.foreign_fill}: the exposure may not be this attempt's any more; "
+                           "placing nothing")
+                return
             if G.stop_accepted(f) and self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
                 self._fire(a, Trigger.PROTECTED, f, Source.STOP,
                            f"stop accepted: {_stop_words(f.stop)}")
@@ -342,7 +431,6 @@ class PositionOpener:
                 return
             if lookup:
                 found = await self._find_stop(a, stop_cid)
-                lookup = False
                 if found is not None:
                     a.facts = _evolve(a.facts, stop=found)
                     continue
@@ -362,7 +450,7 @@ class PositionOpener:
                 except DuplicateClientId:
                     lookup = True  # an earlier, ambiguous placement did arrive
                 except OrderRejected as exc:
-                    a.facts = _evolve(a.facts, stop_error=f"stop refused: {exc}")
+                    a.facts = _evolve(a.facts, stop_error=f"stop refused: {_said(exc)}")
                     continue
                 except AmbiguousError:
                     lookup = True
@@ -385,19 +473,39 @@ class PositionOpener:
         if a.facts.close_deadline is None:
             a.facts = _evolve(a.facts, close_deadline=self._now() + self.policy.close_timeout)
         polls = 0
-        unsure = False  # the last close send was ambiguous
-        misses = 0  # look-ups of that close that found nothing
         while True:
             f = _at(a.facts, self._now())
             cached = self._stream_position(a)
             if cached is not None:
                 f = f.with_position(cached)
+            if G.entry_never_arrived(f):
+                self._fire(a, Trigger.NOT_FILLED, f, Source.ORDER, _never_arrived_words(a, f))
+                return
             if G.position_flat(f):
                 self._fire(a, Trigger.CLOSE_VERIFIED, f, _flat_source(f),
                            f"flat: {_flat_words(f)}")
                 await self._cancel_stop(a, stop_cid)
                 return
-            if f.close_intent is None and G.order_filled(f) and f.position is not None \
+            if f.close_intent is None and not f.fills_checked and G.order_filled(f) \
+                    and not G.close_deadline_passed(f):
+                # Rule 9: before anything is sent, and before a view of the
+                # position is trusted, only the attempt's own orders may have
+                # traded the symbol since its fill.
+                a.facts = f
+                await self._check_fills(a, polls, f.close_deadline)
+                polls += 1
+                continue
+            if G.exposure_unattributable(f):
+                self._fire(a, Trigger.CLOSE_UNVERIFIED, f, Source.ORDER,
+                           f"{f.foreign_fill}: this attempt's exposure cannot be told from "
+                           "anyone else's; nothing sent")
+                return
+            if G.close_deadline_passed(f):
+                self._fire(a, Trigger.CLOSE_UNVERIFIED, f, Source.CLOCK,
+                           f"could not prove flat within {self.policy.close_timeout:g}s "
+                           f"({_flat_words(f)})")
+                return
+            if G.no_close_in_flight(f) and G.order_filled(f) and f.position is not None \
                     and f.position.size > 0 and f.position.source in (Source.STREAM, Source.REST):
                 f = _evolve(f, close_basis=f.position)
                 if G.close_side_contradicted(f):
@@ -406,65 +514,116 @@ class PositionOpener:
                                f"exchange shows {_pos_words(f.close_basis)} but we asked to "
                                f"{r.side.value}: close side not derivable, nothing sent")
                     return
+                if not f.fills_checked:  # again, right before a close is sent again
+                    a.facts = f
+                    await self._check_fills(a, polls, f.close_deadline)
+                    polls += 1
+                    continue
                 basis = f.close_basis
                 assert basis is not None and basis.side is not None
-                intent = CloseIntent(side=basis.side.closing_side,
-                                     amount=min(basis.size, f.exposure), client_id=close_cid)
-                f = _evolve(f, close_intent=intent)
-                self._fire(a, Trigger.CLOSE_SENDING, f, basis.source,
-                           f"exchange shows {_pos_words(basis)}: sending reduce-only "
-                           f"{intent.side.value} {intent.amount:g}")
-                unsure = await self._send_close(a, intent)
-                polls = misses = 0  # fetch the close's fate at once, then back off
+                # The close is for the attempt's own fill, never for a view of
+                # the whole position: the account may hold more (another's
+                # exposure) or, in a stale view, less.
+                intent = CloseIntent(side=basis.side.closing_side, amount=f.exposure,
+                                     client_id=close_cid)
+                again = f.close_intent is not None
+                detail = (f"exchange shows {_pos_words(basis)}: sending reduce-only "
+                          f"{intent.side.value} {intent.amount:g} (this attempt's fill)")
+                if again:
+                    detail = (f"close {close_cid} proven never to have arrived (receive window "
+                              f"passed, not found): sending it again; {detail}")
+                self._fire(a, Trigger.CLOSE_SENDING, f, basis.source, detail)
+                a.facts = _evolve(a.facts, close_intent=intent, close_order=None,
+                                  close_missing=False, fills_checked=False)
+                sent_at = self._now()
+                if await self._send_close(a, intent):
+                    a.facts = _evolve(a.facts, close_absent_after=self._absent_after(sent_at))
+                polls = 0  # fetch the close's fate at once, then back off
                 continue
-            if unsure and misses >= 2 and not G.close_deadline_passed(f):
-                # Rule 7: looked up by client id and not found, so send again,
-                # with the same client id: if the first did arrive after all,
-                # the exchange refuses the second as a duplicate.
-                assert f.close_intent is not None and f.close_basis is not None
-                self._fire(a, Trigger.CLOSE_SENDING, f, Source.ORDER,
-                           f"close {f.close_intent.client_id} not found after an ambiguous "
-                           "send: sending it again under the same client id")
-                unsure = await self._send_close(a, f.close_intent)
-                polls = misses = 0
-                continue
-            if G.close_deadline_passed(f):
-                self._fire(a, Trigger.CLOSE_UNVERIFIED, f, Source.CLOCK,
-                           f"could not prove flat within {self.policy.close_timeout:g}s "
-                           f"({_flat_words(f)})")
-                return
             a.facts = f
             # Gather: the close order's fate (if sent), the entry's (while our
             # fill is unknown, nothing may be closed), and the position.
             if f.close_intent is None and not G.order_filled(f) and not G.order_terminal(f):
-                snap, src = await self._observe_order(
+                snap, src, missed = await self._observe_order(
                     a, a.client_id, _order_id(f.ack), polls, f.close_deadline,
                     also_position=True,
                 )
                 if snap is not None:
                     a.facts = _evolve(a.facts, entry=snap, entry_source=src)
-            elif f.close_intent is not None and (
-                    f.close_order is None or not f.close_order.terminal):
-                snap, _src = await self._observe_order(
+                else:
+                    self._note_entry_miss(a, missed)
+            elif f.close_in_flight:
+                snap, _src, missed = await self._observe_order(
                     a, close_cid, _order_id(f.close_order), polls, f.close_deadline,
                     also_position=True,
                 )
                 if snap is not None:
                     a.facts = _evolve(a.facts, close_order=snap)
-                    unsure = False
-                elif unsure:
-                    misses += 1
+                elif (missed is not None and a.facts.close_order is None
+                      and a.facts.close_absent_after is not None
+                      and missed >= a.facts.close_absent_after):
+                    a.facts = _evolve(a.facts, close_missing=True)
             else:
                 pos = await self._observe_position(a, polls, f.close_deadline)
                 if pos is not None:
                     a.facts = a.facts.with_position(pos)
             polls += 1
 
+    async def _check_fills(self, a: Attempt, polls: int, deadline: float | None) -> None:
+        """Read the symbol's executions since the entry's fill and record
+        whether any is not the attempt's own. A failed read records nothing
+        (absence needs proof) and waits one back-off step."""
+        f = a.facts
+        since = f.entry.timestamp if f.entry is not None else None
+        try:
+            fills = await self._call(self.adapter.fetch_fills(a.request.symbol, since),
+                                     deadline=deadline)
+        except Exception as exc:
+            log.warning("attempt %s: could not read the symbol's executions: %s", a.attempt_id,
+                        exc, extra={"attempt_id": a.attempt_id, "state": a.state.value})
+            await self._sleep_until(min(self._now() + self.policy.backoff(polls),
+                                        _deadline(deadline)))
+            return
+        foreign: str | None = None
+        if since is None:
+            foreign = "the entry's fill time is unknown, so executions since it cannot be read"
+        else:
+            cids = set(client_ids(a.attempt_id))
+            oids = {o.order_id for o in (f.ack, f.entry, f.close_order) if o is not None}
+            if f.stop is not None:
+                oids.add(f.stop.order_id)
+            oids.discard(None)
+            other = next((x for x in fills if x.order_id not in oids and x.client_id not in cids),
+                         None)
+            if other is not None:
+                side = other.side.value if other.side is not None else "?"
+                foreign = (f"an execution that is not this attempt's ({side} {other.amount:g}, "
+                           f"order {other.order_id or '?'}) traded {a.request.symbol} since the "
+                           "fill")
+        a.facts = _evolve(a.facts, fills_checked=True, foreign_fill=foreign)
+
+    def _absent_after(self, sent_at: float) -> float | None:
+        """When a not-found answer proves a request sent at ``sent_at`` never
+        executed: the exchange's receive window, plus clock skew, plus how
+        long an accepted order may stay invisible (rule 10)."""
+        window = self.adapter.receive_window
+        if window is None:
+            return None
+        return sent_at + window + self.policy.clock_skew_margin + self.adapter.lookup_lag
+
+    def _note_entry_miss(self, a: Attempt, missed: float | None) -> None:
+        """A definite not-found of the entry, from a look-up sent at
+        ``missed``: proof of absence once the receive window has passed."""
+        after = a.facts.entry_absent_after
+        if missed is not None and after is not None and missed >= after:
+            a.facts = _evolve(a.facts, entry_missing=True)
+
     async def _send_close(self, a: Attempt, intent: CloseIntent) -> bool:
-        """Send the reduce-only close. A close refused as "not executed" is
-        retried with the same client id (the exchange refuses a duplicate); an
-        ambiguous one is looked up by client id by the verify loop. Returns
-        whether the outcome is ambiguous."""
+        """Send the reduce-only close. A close the adapter reports refused
+        before matching (:class:`TransientError`: rate limit, unavailable) took
+        no effect and is retried; an ambiguous one is looked up by client id
+        by the rollback loop, and sent again only once proven never to have
+        arrived. Returns whether the outcome is ambiguous."""
         r = a.request
         self._intent(a, "close", intent.client_id, side=intent.side.value,
                      amount=intent.amount, reduce_only=True)
@@ -483,7 +642,7 @@ class PositionOpener:
             except DuplicateClientId:
                 return False  # the earlier send arrived; the verify loop fetches it
             except OrderRejected as exc:
-                a.facts = _evolve(a.facts, close_error=f"close refused: {exc}")
+                a.facts = _evolve(a.facts, close_error=f"close refused: {_said(exc)}")
                 log.error("attempt %s: reduce-only close refused: %s", a.attempt_id, exc,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value,
                                  "source": Source.CLOSE.value})
@@ -493,7 +652,7 @@ class PositionOpener:
             except TransientError as exc:
                 tries += 1
                 if self._now() >= _deadline(a.facts.close_deadline) or tries > 20:
-                    a.facts = _evolve(a.facts, close_error=f"close not placed: {exc}")
+                    a.facts = _evolve(a.facts, close_error=f"close not placed: {_said(exc)}")
                     return False
                 await self._sleep_until(min(self._now() + self.policy.backoff(tries),
                                             _deadline(a.facts.close_deadline)))
@@ -513,38 +672,45 @@ class PositionOpener:
         deadline: float | None,
         *,
         also_position: bool = False,
-    ) -> tuple[OrderSnapshot | None, Source | None]:
+    ) -> tuple[OrderSnapshot | None, Source | None, float | None]:
         """One poll round for an order: wait out the back-off step (ending
         early on stream news), then fetch it by id or client id. The first
-        poll does not wait: a fetch right after create is the point."""
+        poll does not wait: a fetch right after create is the point.
+
+        Returns the order and its source, or, when the exchange definitely
+        answered "not found", the time that look-up was sent (a look-up that
+        failed otherwise proves nothing, rule 10)."""
         cache = self.adapter.position_cache
         end = _deadline(deadline)
         if cache is not None:
             # News that arrived while we were busy with the previous request.
             hit = cache.latest_order(client_id)
             if hit is not None and hit.terminal and hit is not _order_seen(a, client_id):
-                return hit, Source.STREAM
+                return hit, Source.STREAM, None
         if polls > 0:
             wake = min(self._now() + self.policy.backoff(polls - 1), end)
             streamed = await self._stream_news(a, client_id, wake, positions=also_position)
             if streamed is not None:
-                return streamed, Source.STREAM
+                return streamed, Source.STREAM, None
         if also_position:
             pos = await self._observe_position(a, 0, deadline, wait=False)
             if pos is not None:
                 a.facts = a.facts.with_position(pos)
+        asked_at = self._now()
         try:
-            return await self._fetch_order_racing_stream(a, client_id, order_id, deadline)
+            snap, source = await self._fetch_order_racing_stream(a, client_id, order_id, deadline)
+            return snap, source, None
         except OrderNotFound:
             log.debug("attempt %s: order %s not visible yet", a.attempt_id, client_id,
                       extra={"attempt_id": a.attempt_id, "state": a.state.value})
+            return None, None, asked_at
         except TransientError as exc:
             if exc.retry_after:
                 await self._sleep_until(min(self._now() + exc.retry_after, end))
         except Exception:
             log.exception("attempt %s: unexpected error fetching order", a.attempt_id,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value})
-        return None, None
+        return None, None, None
 
     async def _stream_before_reply(
         self, a: Attempt, creating: asyncio.Future[OrderSnapshot]
@@ -735,20 +901,76 @@ class PositionOpener:
                         stop_cid, exc, extra={"attempt_id": a.attempt_id,
                                               "state": a.state.value})
 
-    async def _check_stop_against_market(self, request: OpenRequest) -> None:
+    async def _market(self, symbol: str) -> Market:
+        """The market for the request's symbol, in either spelling: every
+        comparison from here on uses its canonical symbol (rule 9: an order
+        the engine cannot recognise as its own is an order it cannot guard)."""
+        known = self._markets.get(symbol)
+        if known is not None:
+            return known
         try:
-            price = await self._call(self.adapter.fetch_price(request.symbol))
+            market = await self._call(self.adapter.market(symbol))
+            self._markets[symbol] = market
+            return market
+        except UnknownSymbol as exc:
+            raise BadRequest(f"{self.adapter.name} lists no market {symbol!r} ({_said(exc)}). "
+                             "Nothing was sent.") from exc
+        except Exception as exc:
+            raise BadRequest(f"cannot load the market {symbol!r} from {self.adapter.name} "
+                             f"({_said(exc)}). Nothing was sent.") from exc
+
+    async def _market_price(self, symbol: str) -> float:
+        try:
+            price = await self._call(self.adapter.fetch_price(symbol))
         except Exception as exc:
             raise BadRequest(
-                f"cannot check stop_loss against the market for {request.symbol} ({exc}); "
+                f"cannot check stop_loss against the market for {symbol} ({_said(exc)}); "
                 "pass reference_price to OpenRequest. Nothing was sent."
             ) from exc
         if price is None:
             raise BadRequest(
-                f"no reference price for {request.symbol}; pass reference_price to "
+                f"no reference price for {symbol}; pass reference_price to "
                 "OpenRequest. Nothing was sent."
             )
-        check_stop_side(request.side, request.stop_loss, price)
+        return price
+
+    async def _account_before_entry(self, sym: str, side: Side) -> PositionSnapshot:
+        """One read of the symbol's position before the entry (rule 9). An
+        opposite-side position refuses the request: the entry would net
+        against exposure that is not the attempt's. A same-side one is
+        allowed; the attempt then answers for its own fill only. Transient
+        failures are retried within one request timeout; then the request is
+        refused, since an account it cannot see is one it must not trade."""
+        give_up = self._now() + self.policy.request_timeout
+        tries = 0
+        while True:
+            try:
+                snaps = await self._call(self.adapter.fetch_positions([sym]))
+                break
+            except TransientError as exc:
+                if self._now() >= give_up:
+                    raise BadRequest(f"cannot read the account's {sym} position before the "
+                                     f"entry ({_said(exc)}). Nothing was sent.") from exc
+                await self._sleep_until(min(self._now() + self.policy.backoff(tries), give_up))
+                tries += 1
+            except Exception as exc:
+                raise BadRequest(f"cannot read the account's {sym} position before the entry "
+                                 f"({_said(exc)}). Nothing was sent.") from exc
+        views = [p for p in snaps if p.symbol == sym and p.size > 0]
+        cache = self.adapter.position_cache
+        streamed = cache.latest(sym) if cache is not None else None
+        if streamed is not None and streamed.size > 0:
+            views.append(streamed)
+        for p in views:
+            if p.side is not side.opens:
+                raise OppositePosition(
+                    f"the account holds {_pos_words(p)} on {sym}; a {side.value} would net "
+                    "against exposure that is not this attempt's. Close it first. Nothing was "
+                    "sent.", p)
+        if views:
+            return views[0]
+        return PositionSnapshot(symbol=sym, side=None, size=0.0, source=Source.REST,
+                                received_at=self._now())
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -764,6 +986,9 @@ class PositionOpener:
         """Await one exchange call, bounded by the request timeout and, if
         given, the phase deadline. Exceeding it raises AmbiguousError: for a
         write we cannot know whether it reached the exchange."""
+        attempt = _CALLER.get()
+        if attempt is not None:
+            attempt.requests += 1
         limit = self.policy.request_timeout
         if deadline is not None:
             # Never cut a request shorter than a tenth of the request timeout:
@@ -781,43 +1006,139 @@ class PositionOpener:
         if facts.now != now:  # most callers built ``facts`` this very tick
             facts = _at(facts, now)
         step = self._recorder.fire(a, trigger, facts, evidence=evidence, detail=detail)
-        if self.journal is not None:
-            self.journal.transition(a.attempt_id, step.at, _step_record(step, a.facts))
+        journal = self.journal
+        if journal is not None:
+            self._write(a, lambda: journal.transition(a.attempt_id, step.at,
+                                                      _step_record(step, a.facts)))
+        if self.on_transition is not None:
+            self._notify(a, step)
         return step
+
+    def _notify(self, a: Attempt, step: Transition) -> None:
+        """Hand one step to ``on_transition``; its failure or slowness never
+        touches the attempt."""
+        assert self.on_transition is not None
+        try:
+            result = self.on_transition(a, step)
+        except Exception:
+            log.exception("attempt %s: on_transition failed", a.attempt_id,
+                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._bounded(a, result))
+            self._observing.add(task)
+            task.add_done_callback(self._observing.discard)
+
+    async def _bounded(self, a: Attempt, aw: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(self.policy.alert_timeout):
+                await aw
+        except Exception:
+            log.exception("attempt %s: on_transition failed or took longer than %gs",
+                          a.attempt_id, self.policy.alert_timeout,
+                          extra={"attempt_id": a.attempt_id})
+
+    def _write(self, a: Attempt, write: Callable[[], None]) -> None:
+        """One journal write of a live attempt. Once the entry may have left,
+        a failing journal must not stop the engine from protecting or rolling
+        back: the failure is logged, remembered, and alerted and raised only
+        when the attempt is safe (:meth:`_conclude`)."""
+        try:
+            write()
+        except Exception as exc:
+            if a.journal_error is None:
+                a.journal_error = exc
+                log.critical("attempt %s: the journal failed (%r); driving the attempt to a "
+                             "safe state from memory", a.attempt_id, exc,
+                             extra={"attempt_id": a.attempt_id, "state": a.state.value})
 
     def _intent(self, a: Attempt, action: str, client_id: str, **data: Any) -> None:
         if log.isEnabledFor(logging.INFO):
             log.info("attempt %s: about to send %s %s", a.attempt_id, action, client_id,
                      extra={"attempt_id": a.attempt_id, "state": a.state.value,
                             "action": action})
-        if self.journal is not None:
-            self.journal.intent(a.attempt_id, action, client_id, self._now(), data)
+        journal = self.journal
+        if journal is None:
+            return
+        at = self._now()
+        if action != "entry":
+            self._write(a, lambda: journal.intent(a.attempt_id, action, client_id, at, data))
+            return
+        try:  # rule 8: no entry leaves unless its intent is durable
+            journal.intent(a.attempt_id, action, client_id, at, data)
+        except Exception as exc:
+            raise JournalFailed(f"attempt {a.attempt_id}: the journal failed before the entry "
+                                f"was sent ({_said(exc, True)}). Nothing was sent.", a) from exc
 
-    async def _alert(self, a: Attempt) -> None:
-        if a.alert is not None:
-            return
-        last = a.history[-1]
-        alert = Alert(
-            attempt_id=a.attempt_id,
-            symbol=a.request.symbol,
-            message=(f"ORPHANED {a.request.side.value} {a.request.amount:g} "
-                     f"{a.request.symbol}: {last.detail}. Exposure may be open without a "
-                     "stop-loss; check the account."),
-            state=a.state,
-            at=last.at,
-            history=a.history,
-        )
-        a.alert = alert
-        log.critical(alert.message, extra={"attempt_id": a.attempt_id, "state": a.state.value})
-        if self.alerts is None:
-            return
-        try:
-            result = self.alerts(alert)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("attempt %s: the alert callback failed", a.attempt_id,
-                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
+    async def _conclude(self, a: Attempt) -> None:
+        """After the terminal transition: alert (queued in the journal before
+        delivery, so a crash during delivery is delivered again by
+        ``recover()``), then write the end record. A journal that failed while
+        the attempt was live is alerted and raised only now, with the
+        exposure protected, closed or alerted."""
+        failed = a.journal_error
+        if a.state is State.ORPHANED:
+            extra = (f" The journal also failed ({_said(failed, True)}): a restart cannot "
+                     "recover this attempt from it." if failed is not None else "")
+            last = a.history[-1]
+            a.alert = Alert(
+                attempt_id=a.attempt_id, symbol=a.request.symbol,
+                message=(f"ORPHANED {a.request.side.value} {a.request.amount:g} "
+                         f"{a.request.symbol}: {last.detail}. Exposure may be open without a "
+                         f"stop-loss; check the account.{extra}"),
+                state=a.state, at=last.at, history=a.history)
+            await self._deliver(a, a.alert)
+        elif failed is not None:
+            await self._deliver(a, Alert(
+                attempt_id=a.attempt_id, symbol=a.request.symbol,
+                message=(f"the journal failed ({_said(failed, True)}) while attempt {a.attempt_id} "
+                         f"({a.request.side.value} {a.request.amount:g} {a.request.symbol}) was "
+                         f"live; it was driven to {a.state.value} from memory, and a restart "
+                         "cannot recover it from the journal. Check the journal's disk."),
+                state=a.state, at=self._now(), history=a.history, reason="journal"))
+        journal = self.journal
+        if journal is not None:
+            self._write(a, lambda: journal.end(a.attempt_id, a.state, self._now()))
+        if failed is not None:
+            raise JournalFailed(f"attempt {a.attempt_id} ended {a.state.value}, but its "
+                                f"journal failed ({_said(failed, True)}); see the attempt and "
+                                "the alert", a) from failed
+
+    async def _deliver(self, a: Attempt, alert: Alert) -> None:
+        journal = self.journal
+        queued = isinstance(journal, JournalLog)
+        if queued:
+            assert isinstance(journal, JournalLog)
+            self._write(a, lambda: journal.note(a.attempt_id, "alert", self._now(),
+                                                alert_record(alert)))
+        if await deliver_alert(self.alerts, alert, self.policy.alert_timeout) and queued:
+            assert isinstance(journal, JournalLog)
+            self._write(a, lambda: journal.note(a.attempt_id, "alert_delivered", self._now(),
+                                                {"alert_id": alert.alert_id}))
+
+
+class JournalFailed(JournalError):
+    """The journal failed while an attempt was live. Before the entry left,
+    nothing was sent (``attempt.state`` is ``NEW``). After, the engine drove
+    the attempt to a terminal state from memory and alerted; ``attempt`` is
+    that attempt. A restart cannot recover it from the journal."""
+
+    def __init__(self, message: str, attempt: Attempt) -> None:
+        super().__init__(message)
+        self.attempt = attempt
+
+
+#: The attempt on whose behalf this task calls the exchange (for
+#: ``Attempt.requests``): set once per attempt, inherited by every task the
+#: attempt starts, so no call site has to pass it along.
+class _Tally:
+    """Counts the pre-entry reads until the attempt exists."""
+
+    requests = 0
+
+
+_CALLER: contextvars.ContextVar[Attempt | _Tally | None] = contextvars.ContextVar(
+    "_CALLER", default=None)
 
 
 # -- small pure helpers --------------------------------------------------------------------------
@@ -932,6 +1253,18 @@ def _stop_words(s: StopSnapshot | None) -> str:
     side = s.side.value if s.side else "?"
     amt = f"{s.amount:g}" if s.amount is not None else "?"
     return f"id={s.order_id or '?'} {side} {amt} @ {s.trigger_price} reduce_only={s.reduce_only}"
+
+
+def _said(exc: BaseException, kind: bool = False) -> str:
+    """An exception in words for a history detail, an alert or an error we
+    raise, with any signed query string or credential redacted (a ccxt error
+    can quote the whole signed URL)."""
+    return redact(repr(exc) if kind else str(exc))
+
+
+def _never_arrived_words(a: Attempt, f: Facts) -> str:
+    return (f"the create {a.client_id} never reached the exchange: its receive window has "
+            "passed and the look-up by client id says no such order, so it can never execute")
 
 
 def _flat_source(f: Facts) -> Source:

@@ -49,6 +49,16 @@ class Facts:
     entry: OrderSnapshot | None = None  # latest observation of the entry order
     entry_source: Source | None = None
     fetch_deadline: float | None = None
+    #: loop time after which a not-found answer proves the entry never
+    #: executed: sent + receive window + clock skew + visibility lag (rule
+    #: 10); ``None`` when the venue has no receive window
+    entry_absent_after: float | None = None
+    entry_missing: bool = False  # a look-up sent after that answered not-found
+    # the account
+    baseline: PositionSnapshot | None = None  # the symbol's position before the entry
+    recovered: bool = False  # rebuilt from the journal after a crash
+    fills_checked: bool = False  # the symbol's executions since our fill were read
+    foreign_fill: str | None = None  # an execution since our fill that is not ours
     # position
     position: PositionSnapshot | None = None  # latest observation, any source
     seen_open_by: frozenset[Source] = frozenset()  # sources that showed our exposure
@@ -64,6 +74,8 @@ class Facts:
     close_order: OrderSnapshot | None = None
     close_error: str | None = None
     close_deadline: float | None = None
+    close_absent_after: float | None = None  # as entry_absent_after, for the close
+    close_missing: bool = False  # the close is proven never to have executed
 
     def at(self, now: float) -> Facts:
         return attrs.evolve(self, now=now)
@@ -77,6 +89,17 @@ class Facts:
         if snap.side is self.request.side.opens and snap.size > 0:
             seen = seen | {snap.source}
         return attrs.evolve(self, position=snap, seen_open_by=seen)
+
+    @property
+    def close_in_flight(self) -> bool:
+        """A close of ours was sent and may still execute: it is neither seen
+        terminal, nor refused, nor proven never to have arrived."""
+        ci, c = self.close_intent, self.close_order
+        if ci is None:
+            return False
+        if c is None:
+            return not self.close_missing and self.close_error is None
+        return not c.terminal
 
     @property
     def exposure(self) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from adapters.port import OrderStatus, Source, qty_eq
+from adapters.port import OrderStatus, qty_eq
 from fsm.evidence import Facts
 
 __all__ = ["GUARDS", "Guard", "evaluate"]
@@ -32,6 +32,15 @@ def entry_may_exist(f: Facts) -> bool:
     """The create was acknowledged with an id, or its outcome is unknown."""
     acked = f.ack is not None and (f.ack.order_id is not None or f.ack.client_id is not None)
     return acked or f.create_ambiguous
+
+
+def entry_never_arrived(f: Facts) -> bool:
+    """The create's outcome was unknown, nothing ever showed the order, and a
+    look-up by client id sent after the exchange's receive window (plus clock
+    skew and visibility lag) answered "no such order": the request can never
+    execute, so there is no exposure (rule 10)."""
+    acked = f.ack is not None and (f.ack.order_id is not None or f.ack.client_id is not None)
+    return f.create_ambiguous and not acked and f.entry is None and f.entry_missing
 
 
 def entry_refused(f: Facts) -> bool:
@@ -160,6 +169,26 @@ def close_side_derivable(f: Facts) -> bool:
     )
 
 
+def exposure_attributable(f: Facts) -> bool:
+    """The symbol's executions since our fill were read, and every one is
+    the attempt's own: the exposure to close is still the attempt's (rule 9)."""
+    return f.fills_checked and f.foreign_fill is None
+
+
+def exposure_unattributable(f: Facts) -> bool:
+    """Something other than the attempt's own orders traded the symbol since
+    its fill (the operator, another process): the attempt can no longer tell
+    its exposure from anyone else's, so it must send nothing (rule 9)."""
+    return f.foreign_fill is not None
+
+
+def no_close_in_flight(f: Facts) -> bool:
+    """No close of ours may still execute: none sent, or the one sent is
+    proven never to have arrived. A close is never re-sent on the strength of
+    client-id uniqueness (rule 10)."""
+    return f.close_intent is None or (f.close_order is None and f.close_missing)
+
+
 def close_side_contradicted(f: Facts) -> bool:
     """Our entry filled, yet the exchange's position is on the other side
     from our request."""
@@ -173,16 +202,20 @@ def close_side_contradicted(f: Facts) -> bool:
 
 
 def position_flat(f: Facts) -> bool:
-    """Flat is proven by any of:
+    """The attempt's own exposure is proven gone, by any of:
 
-    * our reduce-only close is terminal and filled for its whole amount,
-      and that amount covers all the exposure this attempt may have added
-      (a close sized from a stale, smaller view of the position undoes only
-      part of it: law L5);
-    * a source that had shown our exposure now shows none (it has caught up);
-    * a flat view whose exchange time is strictly after the entry's fill time;
     * the entry, found at last, ended with nothing filled: this attempt holds
-      nothing, whatever the account holds.
+      nothing, whatever the account holds;
+    * our reduce-only close is terminal and filled for its whole amount, and
+      that amount covers all the exposure this attempt added;
+    * a flat view whose exchange time is strictly after the entry's fill,
+      with no close of ours still able to execute: nothing is open on the
+      symbol, so nothing of ours is. A view without a timestamp (ccxt's REST
+      positions) is never newer than a fill, and a flat account says nothing
+      while our close may still arrive and reduce what someone opens next.
+
+    In a shared account "a source that had shown our exposure now shows none"
+    proves nothing: the exposure it showed may have been anyone's.
     """
     if order_terminal(f) and nothing_filled(f):
         return True
@@ -197,10 +230,8 @@ def position_flat(f: Facts) -> bool:
     ):
         return True
     p = f.position
-    if p is None or p.size > 0:
+    if p is None or p.size > 0 or f.close_in_flight:
         return False
-    if p.source in f.seen_open_by and p.source is not Source.ORDER:
-        return True
     fill_time = f.entry.timestamp if f.entry is not None else None
     # Strictly after: a view stamped the same instant as the fill may have been
     # taken just before it (a move of the same instant sequenced earlier).
@@ -217,6 +248,7 @@ GUARDS: Mapping[str, Guard] = {
     for g in (
         entry_may_exist,
         entry_refused,
+        entry_never_arrived,
         order_terminal,
         order_filled,
         nothing_filled,
@@ -233,6 +265,9 @@ GUARDS: Mapping[str, Guard] = {
         stop_refused,
         close_side_derivable,
         close_side_contradicted,
+        exposure_attributable,
+        exposure_unattributable,
+        no_close_in_flight,
         position_flat,
         close_deadline_passed,
     )

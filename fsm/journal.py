@@ -32,12 +32,14 @@ import os
 import sqlite3
 import stat
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
+from fsm.redact import redact
 from fsm.request import OpenRequest
 from fsm.table import State
 
@@ -65,8 +67,13 @@ log = logging.getLogger("fsm.journal")
 #: recovery when it takes an unfinished attempt over, ``resolve`` by the
 #: reconciliation monitor when an ORPHANED attempt is found flat, ``reconcile``
 #: for the monitor's own intents (a protective stop or close it sends).
+#: ``alert`` queues an alert (durably, before it is delivered) and
+#: ``alert_delivered`` records that the callback returned: recovery delivers
+#: again every queued alert without the second (at least once, by
+#: ``alert_id``).
 KINDS: Final = frozenset(
-    {"begin", "intent", "transition", "end", "recover", "resolve", "reconcile"}
+    {"begin", "intent", "transition", "end", "recover", "resolve", "reconcile", "alert",
+     "alert_delivered"}
 )
 
 
@@ -311,6 +318,13 @@ class SQLiteStore:
       commit, so a returned :meth:`append` survives power loss, not only a
       crash of the process (``NORMAL`` would keep only the latter).
     * ``create=False`` opens an existing journal only.
+    * ``read_only=True`` (what ``journal show`` and a read-only monitor use)
+      opens an existing file through SQLite's ``mode=ro``: it never creates
+      the file, never changes its permissions or journal mode, never
+      migrates it, and refuses anything that is not a journal (a directory,
+      a file that is not SQLite, another program's database) with a
+      :class:`JournalError` before reading a record. :meth:`append` then
+      raises :class:`JournalError`.
     """
 
     def __init__(
@@ -321,13 +335,20 @@ class SQLiteStore:
         create: bool = True,
         busy_timeout: float = 5.0,
         migrations: Sequence[Migration] = MIGRATIONS,
+        read_only: bool = False,
     ) -> None:
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}")
         self.path = Path(path)
         self._sync = synchronous.upper()
         self._migrations = tuple(migrations)
+        self.read_only = read_only
         _check_migrations(self._migrations)
+        if read_only:
+            self._conn: sqlite3.Connection | None = None
+            self._version = 0
+            self._open_read_only(busy_timeout)
+            return
         _prepare_file(self.path, create=create)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         try:
@@ -339,7 +360,39 @@ class SQLiteStore:
         except BaseException:
             conn.close()
             raise
-        self._conn: sqlite3.Connection | None = conn
+        self._conn = conn
+
+    def _open_read_only(self, busy_timeout: float) -> None:
+        path = self.path
+        if not path.exists():
+            raise FileNotFoundError(f"no journal at {path}")
+        if not path.is_file():
+            raise JournalError(f"{path} is not a journal: not a regular file")
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{path}: cannot open read-only: {exc}") from exc
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise JournalError(f"{path} is not a journal: {exc}") from exc
+        latest = self._migrations[-1].version if self._migrations else 0
+        problem = None
+        if app_id != _APPLICATION_ID:
+            problem = (f"{path} is not a journal (an empty file or another program's "
+                       f"SQLite database: application_id {app_id:#x})")
+        elif version > latest:
+            problem = (f"{path} has journal schema version {version}, newer than this "
+                       f"code knows ({latest}): upgrade the library")
+        elif version < 1:
+            problem = f"{path} is a journal with no schema yet"
+        if problem is not None:
+            conn.close()
+            raise JournalError(problem)
+        self._conn, self._version = conn, int(version)
 
     @property
     def durable(self) -> bool:
@@ -350,6 +403,8 @@ class SQLiteStore:
         return self._version
 
     def append(self, records: Sequence[NewRecord]) -> list[int]:
+        if self.read_only:
+            raise JournalError(f"{self.path}: the journal is open read-only")
         conn = self._open()
         seqs: list[int] = []
         with self._transaction(conn):
@@ -393,10 +448,13 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (a full disk does): a second
+            # ROLLBACK would then raise and hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _migrate(self, conn: sqlite3.Connection) -> int:
         latest = self._migrations[-1].version if self._migrations else 0
@@ -471,7 +529,8 @@ def _prepare_file(path: Path, *, create: bool) -> None:
 
 class Journal:
     """The durable :class:`JournalLog`: ``Journal(path)`` opens (or creates)
-    an SQLite journal; ``Journal(store=...)`` uses any :class:`JournalStore`.
+    an SQLite journal (``read_only=True``: see :class:`SQLiteStore`);
+    ``Journal(store=...)`` uses any :class:`JournalStore`.
 
     Every call appends one record in its own transaction and returns only
     once it is durable, so an intent is on disk before the request it
@@ -488,11 +547,13 @@ class Journal:
         create: bool = True,
         synchronous: str = "FULL",
         wall_clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         if store is None:
             if path is None:
                 raise TypeError("Journal needs a path or a store")
-            store = SQLiteStore(path, create=create, synchronous=synchronous)
+            store = SQLiteStore(path, create=create, synchronous=synchronous,
+                                read_only=read_only)
         elif path is not None:
             raise TypeError("give a path or a store, not both")
         self.store: JournalStore = store
@@ -541,8 +602,10 @@ class Journal:
         self.close()
 
     def _append(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
-        text = json.dumps(data, default=_json_default, allow_nan=False, sort_keys=True,
-                          separators=(",", ":"))
+        # Secrets never reach the disk: a detail may quote an exchange error,
+        # and a ccxt error may quote a signed URL.
+        text = redact(json.dumps(data, default=_json_default, allow_nan=False,
+                                 sort_keys=True, separators=(",", ":")))
         self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(), text)])
 
 
@@ -620,6 +683,8 @@ class AttemptSummary:
     began_wall: float | None
     last_wall: float | None
     records: tuple[JournalRecord, ...]
+    #: queued alerts (their ``alert`` records' data) not yet recorded delivered
+    alerts_pending: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -654,7 +719,12 @@ def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
         rolled_back = resolved = False
         recovered = 0
         ids: dict[str, Any] = {}
+        queued: dict[str, Mapping[str, Any]] = {}
         for r in recs:
+            if r.kind == "alert":
+                queued[str(r.data["alert_id"])] = r.data
+            elif r.kind == "alert_delivered":
+                queued.pop(str(r.data["alert_id"]), None)
             if r.kind == "transition":
                 state = State(r.data["dest"])
                 rolled_back = rolled_back or state is State.ROLLING_BACK
@@ -677,6 +747,6 @@ def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
             filled=float(filled) if filled is not None else None,
             stop_order_id=ids.get("stop_order_id"), close_order_id=ids.get("close_order_id"),
             resolved=resolved, recovered=recovered, began_at=begin.at, began_wall=begin.wall,
-            last_wall=recs[-1].wall, records=tuple(recs),
+            last_wall=recs[-1].wall, records=tuple(recs), alerts_pending=tuple(queued.values()),
         ))
     return out

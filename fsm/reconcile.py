@@ -37,7 +37,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -52,6 +52,9 @@ from adapters.port import (
 )
 from fsm.driver import client_ids
 from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.policy import MAX_WAIT, MIN_REQUEST_TIMEOUT, seconds_in
+from fsm.redact import install as _install_redaction
+from fsm.redact import redact
 from fsm.table import State
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "LeftoverStop",
     "OrphanAction",
     "PositionFinding",
+    "PositionLegs",
     "QueryStatus",
     "ReconcileAlert",
     "ReconcilePolicy",
@@ -70,6 +74,21 @@ __all__ = [
 ]
 
 log = logging.getLogger("fsm")
+# Exchange errors quote signed requests; every "fsm" log line is redacted.
+_install_redaction(log)
+
+
+@runtime_checkable
+class PositionLegs(Protocol):
+    """An adapter that can list hedge-mode position legs one by one
+    (:meth:`adapters.ccxt.CcxtAdapter.fetch_position_legs`). The monitor
+    prefers it to ``fetch_positions``, which nets a symbol's legs: an
+    account long 10 and short 10 nets to flat, yet holds two exposures, each
+    needing its own stop."""
+
+    async def fetch_position_legs(
+        self, symbols: Sequence[str] | None = None
+    ) -> list[PositionSnapshot]: ...
 
 
 class OrphanAction(enum.Enum):
@@ -80,29 +99,45 @@ class OrphanAction(enum.Enum):
     CLOSE = "close"  # close the uncovered size with a reduce-only market order
 
 
-def _nonneg(_i: object, a: attrs.Attribute[float], v: float) -> None:
-    if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"ReconcilePolicy.{a.name} must be a finite number >= 0, got {v!r}")
+def _instance(name: str, cls: type) -> Callable[[object, object, object], None]:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if not isinstance(value, cls):
+            raise ValueError(
+                f"ReconcilePolicy.{name} must be of type {cls.__name__}, got {value!r}")
+
+    return check
 
 
 @attrs.frozen
 class ReconcilePolicy:
-    """What the monitor may do. The defaults write nothing to the exchange."""
+    """What the monitor may do. The defaults write nothing to the exchange.
+
+    Numbers are real numbers of seconds (a bool, NaN or an infinity is
+    refused) within the range their comment states; flags are bools. A
+    value outside raises ``ValueError`` naming the field.
+    """
 
     #: Uncovered positions of our attempts: alert only, protect, or close.
-    orphans: OrphanAction = OrphanAction.ALERT
+    orphans: OrphanAction = attrs.field(default=OrphanAction.ALERT,
+                                        validator=_instance("orphans", OrphanAction))
     #: Cancel stops of ours that rest for a flat position (they would act on
     #: a future position). Stops we did not place are never cancelled.
-    cancel_leftover_stops: bool = False
+    cancel_leftover_stops: bool = attrs.field(default=False,
+                                              validator=_instance("cancel_leftover_stops", bool))
     #: Record "resolved" in the journal for ORPHANED attempts found flat
     #: (a journal write, not an exchange write).
-    record_resolutions: bool = True
+    record_resolutions: bool = attrs.field(default=True,
+                                           validator=_instance("record_resolutions", bool))
     #: Seconds after an attempt's last journal record before the monitor
     #: draws conclusions about it: longer than one attempt can take
     #: (``Policy.max_duration``, 50 s by default) and than REST lags.
-    settle_time: float = attrs.field(default=60.0, validator=_nonneg)
-    #: Bound on each exchange call.
-    request_timeout: float = attrs.field(default=10.0, validator=_nonneg)
+    #: Range: 0 to 86400 s (0: conclude at once, for tests and one-off checks).
+    settle_time: float = attrs.field(default=60.0,
+                                     validator=seconds_in("ReconcilePolicy", 0.0, 86400.0))
+    #: Bound on each exchange call. Range: 0.05 to 3600 s (as
+    #: ``Policy.request_timeout``: below that every call times out unsent).
+    request_timeout: float = attrs.field(
+        default=10.0, validator=seconds_in("ReconcilePolicy", MIN_REQUEST_TIMEOUT, MAX_WAIT))
 
     @property
     def read_only(self) -> bool:
@@ -213,6 +248,9 @@ class ReconcileReport:
     leftover_stops: tuple[LeftoverStop, ...]
     actions: tuple[ActionTaken, ...]
     alerts: tuple[ReconcileAlert, ...]  # raised by this check (new ones)
+    #: Symbols whose stops were listed one by one, because the exchange
+    #: refused an all-symbols query (Binance); ``None``: all in one call.
+    stops_scope: tuple[str, ...] | None = None
 
     @property
     def complete(self) -> bool:
@@ -241,6 +279,9 @@ class ReconcileReport:
         for what, status, err in (("positions", self.positions_status, self.positions_error),
                                   ("stops", self.stops_status, self.stops_error)):
             lines.append(f"  {what}: {status.value}" + (f" ({err})" if err else ""))
+        if self.stops_scope is not None and self.stops_status is QueryStatus.OK:
+            lines.append("  stops listed per symbol (the exchange refuses all at once): "
+                         + (", ".join(self.stops_scope) or "no symbol of interest"))
         if self.positions_status is QueryStatus.FAILED:
             lines.append("  positions UNKNOWN: nothing concluded (a failed query is not flat)")
         for p in self.positions:
@@ -274,7 +315,7 @@ class ReconcileReport:
         for al in self.alerts:
             lines.append(f"  ALERT {al.kind.value}: {al.message}")
         lines.append("  clean" if self.clean else "  needs attention")
-        return "\n".join(lines)
+        return redact("\n".join(lines))
 
 
 AlertSink = Callable[[ReconcileAlert], Awaitable[None] | None]
@@ -306,8 +347,34 @@ class Reconciler:
         self.alerts = alerts
         self._clock = clock
         self._alerted: set[tuple[Any, ...]] = set()
+        self._symbols: dict[str, str] = {}  # journalled spelling -> canonical
+        self._unresolvable: set[str] = set()
 
     # -- one check -----------------------------------------------------------------
+
+    async def _canonical(self, attempts: list[AttemptSummary]) -> list[AttemptSummary]:
+        """The attempts with their symbols in the exchange's canonical
+        spelling, so that a journal written with ``"AVLUSDT"`` is compared
+        with positions reported as ``"AVL/USDT:USDT"``. A symbol the exchange
+        cannot resolve now keeps its spelling; it then matches no position,
+        so its attempts are never called resolved (see ``_unresolvable``)."""
+        out = []
+        for s in attempts:
+            sym = s.request.symbol
+            if sym not in self._symbols:
+                try:
+                    self._symbols[sym] = (await self._call(self.adapter.market(sym))).symbol
+                    self._unresolvable.discard(sym)
+                except Exception as exc:
+                    log.warning("reconcile: cannot resolve the symbol %r of attempt %s: %s",
+                                sym, s.attempt_id, _words(exc))
+                    self._unresolvable.add(sym)
+                    out.append(s)
+                    continue
+            canon = self._symbols[sym]
+            out.append(s if canon == sym else
+                       attrs.evolve(s, request=attrs.evolve(s.request, symbol=canon)))
+        return out
 
     async def check_once(self) -> ReconcileReport:
         """Query the exchange once, compare, act only as the policy allows."""
@@ -317,14 +384,15 @@ class Reconciler:
         stops: list[StopSnapshot] | None = None
         pos_err = stop_err = None
         try:
-            positions = await self._call(self.adapter.fetch_positions(None))
+            positions = await self._fetch_positions()
         except Exception as exc:
             pos_err = _words(exc)
         # Read the journal after the positions: an attempt that finished in
         # between is then known, and settle_time covers its lagging views.
-        attempts = summarize(self.journal.read())
+        attempts = await self._canonical(summarize(self.journal.read()))
+        scope: list[str] | None = None
         try:
-            stops = await self._fetch_stops(positions, attempts)
+            stops, scope = await self._fetch_stops(positions, attempts)
         except Exception as exc:
             stop_err = _words(exc)
         settled = {s.attempt_id: _settled(s, now, pol.settle_time) for s in attempts}
@@ -368,7 +436,8 @@ class Reconciler:
         for s in attempts:
             if s.ended is not State.ORPHANED or s.resolved:
                 continue
-            if positions is None or not settled[s.attempt_id] or s.request.symbol in open_symbols:
+            if positions is None or not settled[s.attempt_id] or s.request.symbol in open_symbols \
+                    or s.request.symbol in self._unresolvable:
                 still.append(s.attempt_id)
                 continue
             resolved.append(s.attempt_id)
@@ -407,7 +476,12 @@ class Reconciler:
                     cancelled = act.ok
                 leftovers.append(LeftoverStop(st, owner, cancelled))
 
-        self._alerted &= keys  # a finding that went away alerts again if it returns
+        # A finding that went away alerts again if it returns; one this check
+        # could not judge (a query failed, an opener is busy on the symbol)
+        # has not gone away, so a flapping exchange does not re-alert it.
+        in_flight = {f.symbol for f in findings if f.unsettled}
+        self._alerted = {k for k in self._alerted
+                         if k in keys or not _judged(k, positions, stops, in_flight)}
         await self._deliver(raised)
         return ReconcileReport(
             checked_at=now, read_only=pol.read_only,
@@ -417,29 +491,38 @@ class Reconciler:
             stops_error=stop_err,
             positions=tuple(findings), resolved=tuple(resolved), still_orphaned=tuple(still),
             stale=tuple(stale), leftover_stops=tuple(leftovers), actions=tuple(actions),
-            alerts=tuple(raised),
+            alerts=tuple(raised), stops_scope=None if scope is None else tuple(scope),
         )
 
-    async def _fetch_stops(self, positions: list[PositionSnapshot] | None,
-                           attempts: Sequence[AttemptSummary]) -> list[StopSnapshot]:
-        """Every open stop: in one call, or, where the exchange refuses an
-        all-symbols query (Binance does by default), per symbol of interest:
-        open positions and attempts that may hold exposure or a stop."""
+    async def _fetch_positions(self) -> list[PositionSnapshot]:
+        """Every open position, hedge-mode legs one by one when the adapter
+        can list them (see :class:`PositionLegs`)."""
+        if isinstance(self.adapter, PositionLegs):
+            return list(await self._call(self.adapter.fetch_position_legs(None)))
+        return list(await self._call(self.adapter.fetch_positions(None)))
+
+    async def _fetch_stops(
+        self, positions: list[PositionSnapshot] | None, attempts: Sequence[AttemptSummary]
+    ) -> tuple[list[StopSnapshot], list[str] | None]:
+        """Every open stop that matters, and the symbols listed one by one
+        (``None``: all in one call). Where the exchange refuses an
+        all-symbols query (Binance USD-M always does through ccxt), per
+        symbol: every symbol with an open position, and every symbol on which
+        the journal says a stop of ours may rest: an attempt that sent (or
+        may have sent) one, finished or not, since a stop outlives the
+        attempt that placed it and a leftover one would act on a future
+        position."""
         try:
-            return list(await self._call(self.adapter.fetch_stops(None)))
+            return list(await self._call(self.adapter.fetch_stops(None))), None
         except Exception as exc:
-            first = exc
+            first = _words(exc)
         symbols = {p.symbol for p in positions or [] if p.size > 0}
-        symbols |= {s.request.symbol for s in attempts
-                    if not s.finished or s.ended is State.PROTECTED
-                    or (s.ended is State.ORPHANED and not s.resolved)}
-        if not symbols:
-            raise first
-        log.info("fetching stops per symbol (%d): %s", len(symbols), first)
+        symbols |= {s.request.symbol for s in attempts if _may_have_a_stop(s)}
+        log.info("fetching stops per symbol (%d), all at once failed: %s", len(symbols), first)
         out: list[StopSnapshot] = []
         for sym in sorted(symbols):
             out.extend(await self._call(self.adapter.fetch_stops(sym)))
-        return out
+        return out, sorted(symbols)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -448,14 +531,17 @@ class Reconciler:
         interval: float = 30.0,
         *,
         max_backoff: float = 600.0,
-        on_report: Callable[[ReconcileReport], object] | None = None,
+        on_report: Callable[[ReconcileReport], Awaitable[object] | object] | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
         """Check every ``interval`` seconds until ``stop`` is set (or the task
         is cancelled). After a check that failed (an exception, or a query
         that did not answer) the wait doubles, up to ``max_backoff``, so a
         rate-limited or unreachable exchange is not hammered; one complete
-        check resets it."""
+        check resets it. Nothing stops the loop but ``stop`` and
+        cancellation: an exception from a check (the exchange, the journal)
+        or from ``on_report`` (sync or async) is logged and the loop goes
+        on."""
         if not (math.isfinite(interval) and interval > 0):
             raise ValueError(f"interval must be a finite number > 0, got {interval!r}")
         failures = 0
@@ -468,7 +554,7 @@ class Reconciler:
             else:
                 failures = 0 if report.complete else failures + 1
                 if on_report is not None:
-                    on_report(report)
+                    await _survive(on_report, report)
             delay = min(interval * 2 ** failures, max(max_backoff, interval))
             if stop is None:
                 await asyncio.sleep(delay)
@@ -518,7 +604,7 @@ class Reconciler:
                     symbol=f.symbol, side=side, amount=amount, client_id=cid, reduce_only=True))
                 detail = f"reduce-only {side.value} close {amount:g}"
         except Exception as exc:
-            log.error("reconcile %s of %s failed: %s", kind.value, f.symbol, exc)
+            log.error("reconcile %s of %s failed: %s", kind.value, f.symbol, _words(exc))
             return ActionTaken(kind, f.symbol, cid, owner.attempt_id, False,
                                f"failed: {_words(exc)}")
         log.warning("reconcile: %s for %s (attempt %s)", detail, f.symbol, owner.attempt_id,
@@ -637,7 +723,38 @@ def _client_id(role: str) -> str:
 
 
 def _words(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """An exception in one line, secrets redacted: for reports and logs."""
+    return redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+def _may_have_a_stop(s: AttemptSummary) -> bool:
+    """Whether a stop of this attempt may rest on the exchange: it journalled
+    a stop intent (the engine's or the monitor's), or it is unfinished and
+    may send one."""
+    if not s.finished or "stop" in s.intents:
+        return True
+    return any(r.kind == "reconcile" and r.data.get("action") == "stop" for r in s.records)
+
+
+def _judged(key: tuple[Any, ...], positions: object, stops: object, busy: set[str]) -> bool:
+    """Whether a check could have seen the finding ``key`` (so that its
+    absence means it went away)."""
+    if key[0] in ("orphan", "unknown"):
+        if positions is None or key[1] in busy:
+            return False
+        if key[0] == "orphan" and stops is None:
+            return False
+    return True
+
+
+async def _survive(on_report: Callable[[ReconcileReport], object],
+                   report: ReconcileReport) -> None:
+    try:
+        result = on_report(report)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("the reconciliation on_report callback failed; the monitor goes on")
 
 
 def _loop_time() -> float:

@@ -23,9 +23,16 @@ been *sent*, and asks the exchange for the rest:
   and the ``fetch_failed`` row, its deadline marked spent by the crash).
   Recovery first looks up the entry (its fill and time let a flat view prove
   flatness) and, if a close intent is on record, the close; a close that is
-  found is not sent again, one that is not found is re-derived from the
-  exchange's position and sent under the *same* client id, which the exchange
-  refuses if the first did arrive.
+  found is not sent again, and one that is not found is sent again only once
+  it is proven never to have arrived (the exchange's receive window, counted
+  from the start of recovery, has passed and a look-up by client id says no
+  such order). Client-id uniqueness is never the safety net: Binance keeps
+  client ids unique only among open orders.
+* **Current evidence only.** The process was down; the operator may have
+  traded meanwhile. Before a recovered attempt sends a stop or a close, it
+  reads the symbol's executions since its fill: one that is not its own
+  means the exposure may not be the attempt's any more, and it ends
+  ``ORPHANED`` with one alert and nothing sent (rule 9).
 * **A terminal transition without its end record** (the process died in the
   last step, e.g. while cancelling a leftover stop): the attempt is finished;
   recovery finishes that step (cancels the leftover stop after a verified
@@ -42,7 +49,6 @@ mean nothing in this one.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -50,6 +56,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from adapters.port import OrderNotFound, OrderSnapshot, Side, Source
+from fsm.alerts import alert_record, deliver_alert
 from fsm.attempt import Alert, Attempt, Recorder
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import AttemptSummary, JournalLog, summarize
@@ -82,7 +89,11 @@ async def recover(opener: PositionOpener) -> list[Attempt]:
         raise TypeError(
             "recovery needs a journal that can be read back (fsm.Journal or "
             f"fsm.MemoryJournal), not {type(journal).__name__}")
-    pending = unfinished(journal)
+    summaries = summarize(journal.read())
+    for s in summaries:
+        if s.finished and s.alerts_pending:
+            await _redeliver(opener, journal, s)
+    pending = [s for s in summaries if not s.finished]
     if pending:
         log.warning("recovering %d unfinished attempt(s): %s", len(pending),
                     ", ".join(f"{s.attempt_id} ({s.state.value})" for s in pending))
@@ -150,9 +161,12 @@ async def _to_placed(opener: PositionOpener, journal: JournalLog, recorder: Reco
         stop_intent = StopIntent(side=Side(stop["side"]), amount=float(stop["amount"]),
                                  trigger_price=float(stop["trigger_price"]),
                                  client_id=str(stop["client_id"]))
+    # The entry, if it was sent at all, was sent before this process started:
+    # a not-found answer after the receive window counted from now is proof.
     facts = attrs.evolve(a.facts, now=now, create_ambiguous=True, ack=ack,
                          fetch_deadline=now + window, verify_deadline=now + window,
-                         stop_intent=stop_intent)
+                         stop_intent=stop_intent, recovered=True,
+                         entry_absent_after=opener._absent_after(now))
     _fire(journal, recorder, a, Trigger.SUBMIT, facts,
           f"recovered from {s.state.value}: the entry {s.client_id} may exist; looking it up "
           "by client id, never sending it again")
@@ -176,11 +190,15 @@ async def _to_rolling_back(opener: PositionOpener, journal: JournalLog, recorder
           "recovered: the journal shows a rollback had begun; resuming it "
           f"(entry {'found' if entry else 'not found'} by client id"
           + (f", close {'found' if close else 'not found'}" if close_data else "") + ")")
-    if close_data is not None and close is not None:
-        # The close exists: never send it again, follow it to its end.
+    if close_data is not None:
+        # A close may have been sent: never send it again unless it is proven
+        # never to have arrived (rule 10). Found: follow it to its end. Not
+        # found: keep looking it up; a not-found answer after the receive
+        # window, counted from now (it was sent before the crash), is proof.
         intent = CloseIntent(side=Side(close_data["side"]), amount=float(close_data["amount"]),
                              client_id=str(close_data["client_id"]))
-        a.facts = attrs.evolve(a.facts, close_intent=intent, close_order=close)
+        a.facts = attrs.evolve(a.facts, close_intent=intent, close_order=close,
+                               close_absent_after=opener._absent_after(now))
 
 
 async def _finish(opener: PositionOpener, journal: JournalLog, s: AttemptSummary) -> None:
@@ -199,33 +217,43 @@ async def _finish(opener: PositionOpener, journal: JournalLog, s: AttemptSummary
             log.warning("attempt %s: could not cancel leftover stop %s: %s (the monitor "
                         "will)", s.attempt_id, stop_cid, exc,
                         extra={"attempt_id": s.attempt_id, "state": s.state.value})
+    if s.state is State.ORPHANED:
+        # Alert before the end record, as the driver does: a crash in
+        # between is delivered again. An alert already queued is delivered
+        # again (at least once, same alert_id); one recorded delivered is not.
+        queued = any(rec.kind == "alert" for rec in s.records)
+        if s.alerts_pending:
+            await _redeliver(opener, journal, s)
+        elif not queued:
+            last = next((rec for rec in reversed(s.records) if rec.kind == "transition"), None)
+            detail = str(last.data.get("detail", "")) if last is not None else ""
+            await _deliver(opener, journal, Alert(
+                attempt_id=s.attempt_id, symbol=r.symbol,
+                message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {detail}. Exposure "
+                         "may be open without a stop-loss; check the account. (Found by "
+                         "recovery.)"),
+                state=State.ORPHANED, at=_now(), history=()))
     journal.end(s.attempt_id, s.state, _now())
     log.warning("attempt %s had reached %s; end record written by recovery", s.attempt_id,
                 s.state.value, extra={"attempt_id": s.attempt_id, "state": s.state.value})
-    if s.state is State.ORPHANED:
-        await _alert(opener, s)
 
 
-async def _alert(opener: PositionOpener, s: AttemptSummary) -> None:
-    r = s.request
-    last = next((rec for rec in reversed(s.records) if rec.kind == "transition"), None)
-    detail = str(last.data.get("detail", "")) if last is not None else ""
-    alert = Alert(
-        attempt_id=s.attempt_id, symbol=r.symbol,
-        message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {detail}. Exposure may be "
-                 "open without a stop-loss; check the account. (Found by recovery.)"),
-        state=State.ORPHANED, at=_now(), history=(),
-    )
-    log.critical(alert.message, extra={"attempt_id": s.attempt_id, "state": "ORPHANED"})
-    if opener.alerts is None:
-        return
-    try:
-        result = opener.alerts(alert)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        log.exception("attempt %s: the alert callback failed", s.attempt_id,
-                      extra={"attempt_id": s.attempt_id, "state": "ORPHANED"})
+async def _redeliver(opener: PositionOpener, journal: JournalLog, s: AttemptSummary) -> None:
+    """Deliver again every alert the journal queued and never recorded
+    delivered (the process died during delivery, or the receiver failed)."""
+    for data in s.alerts_pending:
+        alert = Alert(attempt_id=s.attempt_id, symbol=str(data.get("symbol", s.request.symbol)),
+                      message=str(data["message"]),
+                      state=State(data.get("state", s.state.value)), at=_now(), history=(),
+                      reason=str(data.get("reason", "orphaned")))
+        if await deliver_alert(opener.alerts, alert, opener.policy.alert_timeout):
+            journal.note(s.attempt_id, "alert_delivered", _now(), {"alert_id": alert.alert_id})
+
+
+async def _deliver(opener: PositionOpener, journal: JournalLog, alert: Alert) -> None:
+    journal.note(alert.attempt_id, "alert", _now(), alert_record(alert))
+    if await deliver_alert(opener.alerts, alert, opener.policy.alert_timeout):
+        journal.note(alert.attempt_id, "alert_delivered", _now(), {"alert_id": alert.alert_id})
 
 
 async def _lookup(opener: PositionOpener, symbol: str, client_id: str,

@@ -19,14 +19,20 @@ against). Sometimes recovery itself is crashed and recovered again.
 Checked after recovery, against the simulator's ground truth:
 
 * exactly one entry order at most was ever sent, and none after the crash;
-* L1 the net position never exceeded the requested amount;
+* L1' the attempt's own fills never moved the net by more than the amount;
 * L2 every order other than the entry was reduce-only;
 * L3 the attempt ended in a terminal state, within a bound from the policy;
-* L4 ``PROTECTED`` ⇒ the position exists and exactly one reduce-only stop on
-  the opposite side covers exactly its size;
-* L5 ``CLOSE_VERIFIED`` ⇒ flat; ``REJECTED`` ⇒ flat and nothing filled;
+* L4' ``PROTECTED`` ⇒ exactly one own reduce-only stop on the opposite side
+  covers exactly the entry's true fill;
+* L5' ``CLOSE_VERIFIED`` ⇒ the attempt's own exposure is 0;
+  ``REJECTED`` ⇒ the entry filled nothing;
 * L6 ``ORPHANED`` ⇒ exactly one alert (across the crash), and the journal
-  records the attempt as ended ``ORPHANED``.
+  records the attempt as ended ``ORPHANED``;
+* L11 the attempt never reduced exposure it did not create.
+
+The account is shared (``specs/ledger.py`` judges whose exposure is whose):
+a position may be held before, the operator trades while the attempt runs
+and, sometimes, while the process is down.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from hypothesis import currently_in_test_context, event, example, given
 from hypothesis import strategies as st
 
 from adapters.port import (
+    Fill,
+    Market,
     OrderSnapshot,
     PositionCache,
     PositionSnapshot,
@@ -50,12 +58,21 @@ from adapters.port import (
     StopSnapshot,
     qty_eq,
 )
-from adapters.simulated import AckStyle, Fault, SimConfig, SimulatedExchange, StreamMode
+from adapters.simulated import AckStyle, Fault, OperatorMove, SimConfig, StreamMode
 from adapters.virtual_time import run_virtual
 from fsm import Alert, OpenRequest, Policy, PositionOpener, State, client_ids
 from fsm.journal import Journal, summarize
 from fsm.request import BadRequest
-from specs.worlds import policies, quiet_engine_log, requests, sim_configs
+from specs.ledger import GroundTruthExchange, Own, ledger
+from specs.worlds import (
+    World,
+    canonical,
+    held_before,
+    lots,
+    quiet_engine_log,
+    settle_time,
+    worlds,
+)
 
 T = TypeVar("T")
 
@@ -82,7 +99,7 @@ class CrashingExchange:
     """The simulated exchange as the doomed process sees it: every call is
     counted, and the chosen one cancels the calling task (the crash)."""
 
-    def __init__(self, inner: SimulatedExchange, crash: Crash | None) -> None:
+    def __init__(self, inner: GroundTruthExchange, crash: Crash | None) -> None:
         self.inner = inner
         self.crash = crash
         self.calls: list[str] = []
@@ -95,6 +112,24 @@ class CrashingExchange:
     @property
     def position_cache(self) -> PositionCache | None:
         return self.inner.position_cache
+
+    @property
+    def receive_window(self) -> float | None:
+        return self.inner.receive_window
+
+    @property
+    def lookup_lag(self) -> float:
+        return self.inner.lookup_lag
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else of the simulator that is not a call (e.g. ``canonical``).
+        return getattr(self.inner, name)
+
+    async def market(self, symbol: str) -> Market:
+        return await self._through("market", lambda: self.inner.market(symbol))
+
+    async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        return await self._through("fetch_fills", lambda: self.inner.fetch_fills(symbol, since))
 
     async def _through(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
         self.calls.append(kind)
@@ -160,7 +195,7 @@ class Baseline:
 
 @attrs.define
 class Result:
-    exchange: SimulatedExchange
+    exchange: GroundTruthExchange
     alerts: list[Alert]
     crashed: bool
     crashed_at: float  # loop time of the (first) crash, or the end of the run
@@ -185,7 +220,7 @@ def baseline(config: SimConfig, policy: Policy, req: OpenRequest) -> Baseline:
         from fsm import MemoryJournal
 
         loop = asyncio.get_running_loop()
-        ex = CrashingExchange(SimulatedExchange(config), None)
+        ex = CrashingExchange(GroundTruthExchange(config), None)
         opener = _opener(ex, policy, [], MemoryJournal())
         t0 = loop.time()
         with contextlib.suppress(BadRequest):
@@ -198,8 +233,12 @@ def baseline(config: SimConfig, policy: Policy, req: OpenRequest) -> Baseline:
 
 def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash: Crash,
                       downtime: float, second: Crash | None, path: Path,
-                      synchronous: str = "FULL") -> Result:
+                      synchronous: str = "FULL",
+                      while_down: tuple[tuple[float, float], ...] = ()) -> Result:
     """Run, crash, drop everything but the journal file, recover.
+
+    ``while_down``: the operator's hand trades while the process is down,
+    each (fraction of the downtime, signed amount).
 
     ``synchronous="NORMAL"`` (the Hypothesis runs) skips the fsync per
     commit: in WAL mode a committed record still survives the death of the
@@ -211,7 +250,7 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
 
     async def go() -> Result:
         loop = asyncio.get_running_loop()
-        sim = SimulatedExchange(config)
+        sim = GroundTruthExchange(config)
         alerts: list[Alert] = []
         journal = journal_()
         doomed = CrashingExchange(sim, crash)
@@ -233,6 +272,10 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
         journal.close()
         opener = None
         del task
+        for frac, delta in while_down:
+            # Simulator hook wanted: a public way to trade as the operator now.
+            loop.call_later(frac * downtime, sim.operate,
+                            OperatorMove(at=0.0, symbol=canonical(req.symbol), delta=delta))
         await asyncio.sleep(downtime)
 
         recovered: list[State] = []
@@ -251,6 +294,7 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
         r0 = loop.time()
         recovered += [a.state for a in await _opener(sim, policy, alerts, j3).recover()]
         r1 = loop.time()
+        await asyncio.sleep(settle_time(config))  # let every delayed request land
         summaries = summarize(j3.read())
         ends = sum(1 for r in j3.read() if r.kind == "end")
         j3.close()
@@ -272,13 +316,16 @@ def _event(text: str) -> None:
 
 def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
     sim = res.exchange
-    sym = req.symbol
+    sym = canonical(req.symbol)
     log = sim.log
+    cfg = sim.config
     entries = [o for o in log if o.kind == "market" and not o.reduce_only]
-    # Exactly one entry order at most, with our client id, and none after the crash.
+    # Exactly one entry order at most, with our client id, and none after the crash
+    # (one sent before it may still land late: a DELAYED create).
     assert len(entries) <= 1, f"{len(entries)} entry orders sent: {entries}"
     assert all(o.client_id == ENTRY_CID for o in entries)
-    assert all(o.at <= res.crashed_at for o in entries), "recovery sent an entry"
+    late = cfg.delayed_arrival if Fault.DELAYED in cfg.faults.get("create", ()) else 0.0
+    assert all(o.at <= res.crashed_at + late for o in entries), "recovery sent an entry"
 
     if res.final is None:
         # The attempt never began (refused before anything was journalled).
@@ -286,11 +333,16 @@ def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
         return
     assert res.ends == 1, f"{res.ends} end records"
     state = res.final
+    own = Own(sym, req.side, req.amount, ENTRY_CID, STOP_CID, CLOSE_CID)
+    led = ledger(sim.fills, own, initial=cfg.initial_positions.get(sym, 0.0),
+                 arrivals=sim.arrivals)
+    _event(f"held before: {held_before(cfg, req)}")
+    _event(f"operator traded: {bool(led.operator_fills)}")
 
-    # L1: the net position never exceeds the requested amount.
+    # L1': the attempt's own fills never moved the net beyond the amount.
     bound = req.amount * (1 + 1e-9) + 1e-12
-    assert sim.max_abs_position(sym) <= bound, (
-        f"L1: position reached {sim.max_abs_position(sym)} for a request of {req.amount}")
+    assert led.own_max_abs <= bound, (
+        f"L1: own fills reached |net| {led.own_max_abs} for a request of {req.amount}")
     # L2: only the entry can increase exposure; every other order is reduce-only.
     others = [o for o in log if o.client_id != ENTRY_CID]
     assert all(o.reduce_only for o in others), f"L2: non-reduce-only order in {others}"
@@ -301,21 +353,28 @@ def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
     took = res.recovery_ended - res.recovery_started
     assert took <= limit, f"L3: recovery took {took:g}s (bound {limit:g}s)"
     net = sim.net_position(sym)
-    stops = sim.resting_stops(sym)
+    alone = not cfg.initial_positions.get(sym) and not led.operator_fills
     if state is State.PROTECTED:
-        # L4
-        want = 1.0 if req.side is Side.BUY else -1.0
-        assert net * want > 0, f"L4: PROTECTED but net position is {net}"
-        assert len(stops) == 1, f"L4: {len(stops)} resting stops: {stops}"
+        # L4'
+        stops = [s for s in sim.resting_stops(sym) if s.client_id == STOP_CID]
+        assert led.entry_filled > 0, "L4: PROTECTED but the entry filled nothing"
+        assert len(stops) == 1, f"L4: {len(stops)} own resting stops: {stops}"
         stop = stops[0]
         assert stop.reduce_only and stop.side is req.side.opposite
-        assert stop.amount is not None and qty_eq(stop.amount, abs(net)), (
-            f"L4: stop for {stop.amount} on a position of {net}")
+        assert stop.amount is not None and qty_eq(stop.amount, led.entry_filled), (
+            f"L4: stop for {stop.amount}, the entry filled {led.entry_filled}")
+        if alone:
+            assert qty_eq(abs(net), led.entry_filled), f"L4: PROTECTED, net {net}"
     if state is State.CLOSE_VERIFIED:
-        assert net == 0, f"L5: CLOSE_VERIFIED but net position is {net}"
+        assert qty_eq(led.exposure, 0.0, abs_=1e-9), (
+            f"L5: CLOSE_VERIFIED but the attempt's own exposure is {led.exposure}")
+        if alone:
+            assert net == 0, f"L5: CLOSE_VERIFIED but net position is {net}"
     if state is State.REJECTED:
-        assert net == 0, f"L5: REJECTED but net position is {net}"
-        assert all(o.filled == 0 for o in entries), f"L5: REJECTED but the entry filled {entries}"
+        assert led.entry_filled == 0, f"L5: REJECTED but the entry filled {led.entry_filled}"
+    # L11: never reduces exposure it did not create, across the crash.
+    assert led.foreign_touched == 0, (
+        f"L11: reduced {led.foreign_touched} of exposure it did not create: {led.touches}")
     # Nothing sent twice: one accepted stop and one accepted close at most
     # (the exchange refuses a second under the same client id, so count the
     # refusals too: recovery looks before it sends).
@@ -345,6 +404,9 @@ class Plan:
     phase: str = "before"
     downtime: float = 0.0
     again: Crash | None = None  # a crash during the first recovery
+    #: the operator's hand trades while the process is down: (fraction of the
+    #: downtime, signed lots in the request's direction)
+    while_down: tuple[tuple[float, int], ...] = ()
 
     def crash(self, base: Baseline, *, writes_only: bool = False) -> Crash:
         calls = [i + 1 for i, k in enumerate(base.calls) if not writes_only or k in WRITES]
@@ -370,6 +432,11 @@ plans = st.builds(
                   phase=st.sampled_from(["before", "after"])),
         st.builds(Crash, at=st.floats(min_value=0.0, max_value=10.0)),
     ),
+    while_down=st.one_of(
+        st.just(()),
+        st.lists(st.tuples(_fraction, st.integers(min_value=-100, max_value=100)),
+                 max_size=2).map(tuple),
+    ),
 )
 
 
@@ -379,9 +446,12 @@ def _run(config: SimConfig, policy: Policy, req: OpenRequest, plan: Plan,
     if writes_only and not any(k in WRITES for k in base.calls):
         writes_only = False
     crash = plan.crash(base, writes_only=writes_only)
+    d = 1 if req.side is Side.BUY else -1
+    down = tuple((f, lots(req.symbol, k * d)) for f, k in plan.while_down if k)
     with tempfile.TemporaryDirectory() as tmp:
         res = crash_and_recover(config, policy, req, crash, plan.downtime, plan.again,
-                                Path(tmp) / "journal.sqlite3", synchronous="NORMAL")
+                                Path(tmp) / "journal.sqlite3", synchronous="NORMAL",
+                                while_down=down)
     check_laws(req, policy, res)
     _event(f"crashed={res.crashed} final={res.final.value if res.final else None}")
     return res
@@ -394,32 +464,44 @@ _AVL = OpenRequest(symbol="AVL/USDT:USDT", side="buy", amount=43, stop_loss=0.12
                    reference_price=0.1358)
 
 
-@given(config=sim_configs(), policy=policies(), req=requests(), plan=plans)
-@example(config=attrs.evolve(_CALM, ack=AckStyle.MINIMAL, order_visibility_lag=3.0,
-                             rest_position_lag=4.0),
-         policy=Policy(), req=_AVL, plan=Plan(where=0.0, phase="after", downtime=1.0))
-@example(config=attrs.evolve(_CALM, stream=StreamMode.PRESENT,
-                             faults={"place_stop": (Fault.TIMEOUT_AFTER,)}),
-         policy=Policy(), req=_AVL, plan=Plan(by_call=False, where=0.5))
-@example(config=attrs.evolve(_CALM, stop_rejected=True), policy=Policy(), req=_AVL,
+def _w(config: SimConfig, req: OpenRequest = _AVL) -> World:
+    return World(config, Policy(), (req,))
+
+
+#: Issue 10, reproduction 3: crashed mid-rollback (the stop refused, died after the close
+#: was sent), the operator then closed the 43 by hand and opened 20 of their own while the
+#: process was down; recovery must not sell those 20.
+_RECOVERY_ON_OLD_FILL = (
+    _w(attrs.evolve(_CALM, stop_rejected=True, rest_timestamps=False)),
+    Plan(where=0.6, phase="before", downtime=5.0, while_down=((0.2, -43), (0.4, 20))),
+)
+
+
+@given(world=worlds(), plan=plans)
+@example(world=_w(attrs.evolve(_CALM, ack=AckStyle.MINIMAL, order_visibility_lag=3.0,
+                                rest_position_lag=4.0)),
+         plan=Plan(where=0.0, phase="after", downtime=1.0))
+@example(world=_w(attrs.evolve(_CALM, stream=StreamMode.PRESENT,
+                                faults={"place_stop": (Fault.TIMEOUT_AFTER,)})),
+         plan=Plan(by_call=False, where=0.5))
+@example(world=_w(attrs.evolve(_CALM, stop_rejected=True)),
          plan=Plan(where=0.7, phase="after", again=Crash(call=2, phase="after")))
-def test_crash_at_any_step_then_recovery_keeps_the_laws(
-    config: SimConfig, policy: Policy, req: OpenRequest, plan: Plan
-) -> None:
-    """L10: a crash at any exchange call or any instant, followed by recovery
-    from the journal alone, keeps L1–L6 and never sends a second entry."""
-    _run(config, policy, req, plan)
+@example(world=_RECOVERY_ON_OLD_FILL[0], plan=_RECOVERY_ON_OLD_FILL[1])
+def test_crash_at_any_step_then_recovery_keeps_the_laws(world: World, plan: Plan) -> None:
+    """L10 and L11: a crash at any exchange call or any instant, followed by recovery from
+    the journal alone, in a shared account (the operator may trade while the process is
+    down), keeps L1–L6, never sends a second entry and never reduces exposure the attempt
+    did not create."""
+    _run(world.config, world.policy, world.request, plan)
 
 
-@given(config=sim_configs(), policy=policies(), req=requests(), plan=plans)
-@example(config=_CALM, policy=Policy(), req=_AVL, plan=Plan(where=0.0))
-def test_torn_write_between_intent_and_request(
-    config: SimConfig, policy: Policy, req: OpenRequest, plan: Plan
-) -> None:
+@given(world=worlds(), plan=plans)
+@example(world=_w(_CALM), plan=Plan(where=0.0))
+def test_torn_write_between_intent_and_request(world: World, plan: Plan) -> None:
     """L10, torn write: the process dies after an intent is durable and before
     its request leaves (entry, stop, close or cancel); recovery keeps L1–L6
-    and sends nothing twice."""
-    _run(config, policy, req, plan, writes_only=True)
+    and L11 and sends nothing twice."""
+    _run(world.config, world.policy, world.request, plan, writes_only=True)
 
 
 def _pinned(crash: Crash, config: SimConfig = _CALM, downtime: float = 0.0) -> Result:
@@ -433,28 +515,47 @@ def _pinned(crash: Crash, config: SimConfig = _CALM, downtime: float = 0.0) -> R
 def test_entry_sent_reply_lost_then_crash_recovers_to_protected() -> None:
     """The create reached the exchange, the process died before the reply:
     recovery finds the entry by client id and protects it; one entry order."""
-    res = _pinned(Crash(call=1, phase="after"))
+    res = _pinned(Crash(call=_entry_call(_CALM), phase="after"))
     assert res.crashed and res.final is State.PROTECTED
     assert [o.kind for o in res.exchange.log] == ["market", "stop"]
 
 
+def _entry_call(config: SimConfig) -> int:
+    base = baseline(config, Policy(), _AVL)
+    return base.calls.index("create_order") + 1
+
+
 def test_torn_entry_write_ends_without_sending_it() -> None:
-    """The entry's intent is durable but the request never left: recovery
-    looks it up, never sends it, and ends without exposure (ORPHANED with one
-    alert, since "not found" never proves "never sent")."""
-    res = _pinned(Crash(call=1, phase="before"))
+    """The entry's intent is durable but the request never left, on a venue with a
+    receive window: recovery looks it up after the window, never sends it, and ends
+    REJECTED with that proof (rule 10), no alert."""
+    res = _pinned(Crash(call=_entry_call(_CALM), phase="before"))
+    assert res.crashed and not res.exchange.log
+    assert res.final is State.REJECTED and not res.alerts
+
+
+def test_torn_entry_write_without_a_receive_window_is_orphaned() -> None:
+    """The same torn entry on a venue without a receive window: "not found" never
+    proves "never sent", so ORPHANED with one alert, nothing sent."""
+    cfg = attrs.evolve(_CALM, receive_window=None)
+    res = _pinned(Crash(call=_entry_call(cfg), phase="before"), cfg)
     assert res.crashed and not res.exchange.log
     assert res.final is State.ORPHANED and len(res.alerts) == 1
 
 
-def test_torn_stop_write_places_the_stop_once() -> None:
-    """Died between the stop's intent and its request: recovery looks the stop
-    up by client id, finds none, places it once."""
+def test_torn_stop_write_never_places_a_stop_it_cannot_prove_absent() -> None:
+    """Died between the stop's intent and its request: the stop may be out.
+    Not finding it in the listing proves nothing (rule 10: a stop that left
+    may arrive late, and two reduce-only stops would, once triggered, close
+    exposure that is not the attempt's), and the protection window ends
+    before the receive window could prove it absent. So recovery never
+    places a second stop: it rolls the attempt's own fill back."""
     base = baseline(_CALM, Policy(), _AVL)
     k = base.calls.index("place_stop") + 1
     res = _pinned(Crash(call=k, phase="before"))
-    assert res.final is State.PROTECTED
-    assert [o.kind for o in res.exchange.log] == ["market", "stop"]
+    assert res.final is State.CLOSE_VERIFIED
+    assert [(o.kind, o.reduce_only) for o in res.exchange.log] == [("market", False),
+                                                                  ("market", True)]
 
 
 def test_stop_placed_reply_lost_is_found_not_duplicated() -> None:

@@ -1,13 +1,16 @@
 """The laws of ``DESIGN.md``, one spec each, checked on drawn worlds.
 
 Every spec runs the real engine (:class:`fsm.PositionOpener`) against the
-simulated exchange in virtual time and judges the result by the simulator's
-ground truth (``net_position``, ``max_abs_position``, ``resting_stops``,
-``log``), never by what the engine believes. The ``check_*`` functions are
-the laws as code; the legacy witness runs the same exposure check against the
-incident's rules.
+simulated exchange in virtual time, in a **shared account** (a position held
+before the run, an operator trading by hand on the same symbol, other
+attempts), and judges the result by the simulator's ground truth, never by
+what the engine believes: per attempt, by the ledger of ``specs/ledger.py``
+(its live exposure, its entry's true fill, its own signed net, the foreign
+exposure it touched), and by ``resting_stops`` and the order ``log``. The
+``check_*`` functions are the laws as code; the legacy witness runs the same
+exposure check against the incident's rules.
 
-Law L10 (crash and recovery) is specified with the journal, elsewhere.
+Law L10 (crash and recovery) is specified in ``test_crash_recovery.py``.
 """
 
 from __future__ import annotations
@@ -18,22 +21,37 @@ from hypothesis import assume, event, example, given, note, settings
 from hypothesis import strategies as st
 
 from adapters.port import Side, qty_eq
-from adapters.simulated import AckStyle, Fault, SimConfig, SimulatedExchange, StreamMode
+from adapters.simulated import (
+    DEFAULT_MARKETS,
+    AckStyle,
+    ClientIdScope,
+    Fault,
+    OperatorMove,
+    SimConfig,
+    SimulatedExchange,
+    StreamMode,
+)
 from fsm import Attempt, OpenRequest, Policy, State, client_ids
 from fsm.attempt import Transition
 from fsm.evidence import Facts
 from fsm.guards import GUARDS
 from fsm.table import TABLE, TERMINAL, Row
+from specs.ledger import Ledger, describe
 from specs.worlds import (
     SYMBOLS,
     Outcome,
+    Run,
     World,
     answers_within_deadlines,
+    canonical,
+    held_before,
     run_many,
     run_world,
     timely_worlds,
     worlds,
 )
+
+__all__ = ["ClientIdScope", "OperatorMove"]  # for pasting drawn worlds into @example
 
 _TOL = 1e-9
 
@@ -47,41 +65,66 @@ def _signed(side: Side, qty: float) -> float:
 
 
 def entry_fill(exchange: SimulatedExchange, attempt: Attempt) -> float:
-    """Ground truth: what the entry order (our client id) actually filled."""
-    return sum(o.filled for o in exchange.log
-               if o.accepted and o.client_id == attempt.client_id and not o.reduce_only)
+    """Ground truth: what the entry order (our client id) actually filled,
+    every execution of it included (a duplicate that executed again too)."""
+    return sum(f.amount for f in exchange.fills if f.client_id == attempt.client_id)
 
 
 def _describe(o: Outcome) -> str:
     lines = [f"world: {o.world!r}"]
     for r in o.runs:
         a = r.attempt
-        lines.append(f"run {r.request!r}: {a!r} in {r.duration:.6g}s"
+        lines.append(f"run {r.request!r}: {a!r} in {r.duration:.6g}s "
+                     f"[{r.started:.6f}, {r.ended:.6f}]"
                      + (f" refused: {r.refused}" if r.refused else ""))
         if a is not None:
             lines += [f"  {s.at:.6f} {s.describe()}" for s in a.history]
+            lines.append(f"  ledger: {o.ledger(r)!r}")
     lines.append("exchange log:")
     lines += [f"  {s!r}" for s in o.exchange.log]
+    for sym in sorted({r.symbol for r in o.runs}):
+        lines.append(f"executions on {sym} (held before: "
+                     f"{o.world.config.initial_positions.get(sym, 0.0):g}):")
+        lines += describe(o.exchange.fills, sym)
+    lines.append("fetch_fills arrivals: " + ", ".join(
+        f"{a.at:.6f}@{a.tag}" for a in o.exchange.arrivals if a.kind == "fetch_fills"))
     lines.append(f"alerts: {[al.message for al in o.alerts]}")
     return "\n".join(lines)
 
 
 def _observe(o: Outcome) -> None:
-    """Attach the run to the example (printed if it fails) and tally its ending."""
+    """Attach the run to the example (printed if it fails) and tally, for
+    ``--hypothesis-show-statistics``: the ending, the position held before,
+    and whether the operator traded while the attempt ran."""
     note(_describe(o))
     for r in o.runs:
         event("ending", r.attempt.state.value if r.attempt else "refused before sending")
+        event("held before the attempt", held_before(o.world.config, r.request))
+        event("operator traded during the attempt", str(o.operator_during(r)))
+
+
+def _alone(o: Outcome, run: Run) -> bool:
+    """The attempt was alone on its symbol: nothing held before, no operator,
+    no other attempt. The laws then read as before the account was shared."""
+    c = o.world.config
+    sym = run.symbol
+    return (c.initial_positions.get(sym, 0.0) == 0
+            and not any(canonical(m.symbol) == sym for m in c.operator)
+            and sum(r.symbol == sym for r in o.runs) == 1)
 
 
 # -- the laws as checks over ground truth ------------------------------------------------------
 
 
-def check_l1(exchange: SimulatedExchange, request: OpenRequest) -> None:
-    """L1: |net| never exceeded the requested amount, in either direction."""
-    worst = exchange.max_abs_position(request.symbol)
-    assert _le(worst, request.amount), (
-        f"L1 broken: {request.symbol} reached |net| = {worst:g} for a request of "
-        f"{request.amount:g} (final net {exchange.net_position(request.symbol):g})")
+def check_l1(led: Ledger | None, request: OpenRequest) -> None:
+    """L1': the attempt's own fills never moved the account's net position by
+    more than the requested amount, in either direction (|own signed net| <=
+    amount at every point)."""
+    if led is None:
+        return
+    assert _le(led.own_max_abs, request.amount), (
+        f"L1 broken: the attempt's own fills reached |net| = {led.own_max_abs:g} for a "
+        f"request of {request.amount:g} (own net at the end {led.own_net:g})")
 
 
 def check_l2(exchange: SimulatedExchange, attempts: Sequence[Attempt]) -> None:
@@ -122,39 +165,89 @@ def check_l3(o: Outcome) -> None:
             f"L3 broken: open() took {r.duration:.6g}s of virtual time, bound {bound:.6g}s")
 
 
-def check_l4(exchange: SimulatedExchange, attempt: Attempt) -> None:
-    """L4: PROTECTED => the position is our entry's fill, on our side, and the
-    resting reduce-only stops on the opposite side sum exactly to it."""
-    if attempt.state is not State.PROTECTED:
+def _tick(symbol: str) -> float:
+    return DEFAULT_MARKETS[canonical(symbol)].price_step or 0.0
+
+
+def check_l4(exchange: SimulatedExchange, run: Run, led: Ledger | None) -> None:
+    """L4': PROTECTED => the attempt's own reduce-only stop rests on the
+    opposite side, at the requested price (rounded at most one tick away from
+    the market), for exactly the attempt's true entry fill."""
+    attempt = run.attempt
+    if attempt is None or attempt.state is not State.PROTECTED:
         return
-    r = attempt.request
-    fill = entry_fill(exchange, attempt)
+    assert led is not None
+    r = run.request
+    fill = led.entry_filled
     assert fill > 0, "L4 broken: PROTECTED but the entry filled nothing"
-    net = exchange.net_position(r.symbol)
-    assert qty_eq(net, _signed(r.side, fill)), (
-        f"L4 broken: PROTECTED but net is {net:g}, entry filled {r.side.value} {fill:g}")
-    stops = exchange.resting_stops(r.symbol)
-    assert stops, "L4 broken: PROTECTED with no resting stop"
-    for s in stops:
-        assert s.reduce_only, f"L4 broken: stop {s} is not reduce-only"
-        assert s.side is r.side.opposite, f"L4 broken: stop {s} is not on the opposite side"
-        assert s.trigger_price == r.stop_loss, f"L4 broken: stop {s} not at {r.stop_loss}"
-    total = sum(s.amount or 0.0 for s in stops)
-    assert qty_eq(total, fill), f"L4 broken: stops cover {total:g}, position is {fill:g}"
+    stop_cid = client_ids(attempt.attempt_id)[1]
+    mine = [s for s in exchange.resting_stops(run.symbol) if s.client_id == stop_cid]
+    assert len(mine) == 1, f"L4 broken: PROTECTED with own resting stops {mine}"
+    s = mine[0]
+    assert s.reduce_only, f"L4 broken: stop {s} is not reduce-only"
+    assert s.side is r.side.opposite, f"L4 broken: stop {s} is not on the opposite side"
+    assert s.trigger_price is not None
+    tick, eps = _tick(r.symbol), 1e-9 * r.stop_loss
+    away = (r.stop_loss - s.trigger_price if r.side is Side.BUY
+            else s.trigger_price - r.stop_loss)
+    assert -eps <= away < tick + eps or qty_eq(away, 0.0), (
+        f"L4 broken: stop at {s.trigger_price}, asked {r.stop_loss} (tick {tick:g})")
+    assert qty_eq(s.amount or 0.0, fill), (
+        f"L4 broken: own stop covers {s.amount}, the entry filled {fill:g}")
 
 
-def check_l5(exchange: SimulatedExchange, attempt: Attempt) -> None:
-    """L5: CLOSE_VERIFIED => flat; REJECTED => flat and nothing filled."""
-    sym = attempt.request.symbol
+def check_l5(exchange: SimulatedExchange, run: Run, led: Ledger | None) -> None:
+    """L5': CLOSE_VERIFIED => the attempt's own exposure is 0 (once every
+    request still on its way has landed); REJECTED => its entry never filled
+    anything."""
+    attempt = run.attempt
+    if attempt is None or led is None:
+        return
     if attempt.state is State.CLOSE_VERIFIED:
-        net = exchange.net_position(sym)
-        assert qty_eq(net, 0.0), f"L5 broken: CLOSE_VERIFIED but net is {net:g}"
+        assert qty_eq(led.exposure, 0.0, abs_=1e-9), (
+            f"L5 broken: CLOSE_VERIFIED but the attempt's own exposure is {led.exposure:g}")
     if attempt.state is State.REJECTED:
-        net = exchange.net_position(sym)
-        assert qty_eq(net, 0.0), f"L5 broken: REJECTED but net is {net:g}"
-        fill = entry_fill(exchange, attempt)
-        assert fill == 0, f"L5 broken: REJECTED but the entry filled {fill:g}"
-        assert exchange.max_abs_position(sym) == 0, "L5 broken: REJECTED after exposure"
+        assert led.entry_filled == 0, (
+            f"L5 broken: REJECTED but the entry filled {led.entry_filled:g}")
+
+
+def check_l11(run: Run, led: Ledger | None) -> None:
+    """L11: the attempt never reduced exposure it did not create (an operator
+    trade between its last fetch_fills and its close's arrival excused)."""
+    if led is None:
+        return
+    if led.touches:
+        event("L11: foreign exposure touched, excused by the race", str(led.foreign_touched == 0))
+    assert led.foreign_touched == 0, (
+        f"L11 broken: {run.attempt!r} reduced {led.foreign_touched:g} of exposure it did "
+        f"not create: {led.touches}")
+
+
+def check_alone(exchange: SimulatedExchange, run: Run, led: Ledger | None) -> None:
+    """Alone on an empty account, L1, L4 and L5 read as before: the net is the
+    attempt's own, PROTECTED means net = fill, CLOSE_VERIFIED and REJECTED flat."""
+    a = run.attempt
+    if a is None or led is None:
+        return
+    net = exchange.net_position(run.symbol)
+    assert qty_eq(net, led.own_net * (1 if run.request.side is Side.BUY else -1),
+                  abs_=1e-9), f"alone, yet net {net:g} != own net {led.own_net:g}"
+    if a.state in (State.CLOSE_VERIFIED, State.REJECTED):
+        assert qty_eq(net, 0.0, abs_=1e-9), f"L5 broken: {a.state.value} but net is {net:g}"
+    if a.state is State.PROTECTED:
+        assert qty_eq(abs(net), led.entry_filled), (
+            f"L4 broken: PROTECTED but net is {net:g}, entry filled {led.entry_filled:g}")
+
+
+def check_attempt(o: Outcome, run: Run) -> None:
+    """L1', L4', L5' and L11 for one attempt (and the alone reading)."""
+    led = o.ledger(run)
+    check_l1(led, run.request)
+    check_l4(o.exchange, run, led)
+    check_l5(o.exchange, run, led)
+    check_l11(run, led)
+    if _alone(o, run):
+        check_alone(o.exchange, run, led)
 
 
 def check_l6(o: Outcome) -> None:
@@ -165,7 +258,7 @@ def check_l6(o: Outcome) -> None:
         if a.state is State.ORPHANED:
             assert len(mine) == 1, f"L6 broken: ORPHANED with {len(mine)} alerts"
             al = mine[0]
-            assert al.symbol == a.request.symbol and al.message
+            assert al.symbol in (a.request.symbol, canonical(a.request.symbol)) and al.message
             recs = [rec for rec in o.journal.records if rec.attempt_id == a.attempt_id]
             kinds = [rec.kind for rec in recs]
             assert kinds[:1] == ["begin"], f"L6 broken: journal begins with {kinds[:1]}"
@@ -249,14 +342,40 @@ _BACKOFF_OVERFLOW = World(
            protect_timeout=0.5, request_timeout=4.747198313798766,
            backoff_initial=0.3899533391890516, backoff_factor=2.2737522840758055,
            backoff_max=1.9522108087235002),
-    (OpenRequest(AVL, "buy", 1.0, 0.08155990224682795, reference_price=SYMBOLS[AVL]),),
+    (OpenRequest(AVL, "buy", 40.0, 0.08155990224682795, reference_price=SYMBOLS[AVL]),),
 )
 #: The same overflow in an ordinary world: the entry is never visible to
 #: fetch_order, and a 10 ms back-off cap polls ~1,800 times in 20 s.
 _TIGHT_POLLING = World(
     SimConfig(rtt=0.001, ack=AckStyle.MINIMAL, order_visibility_lag=30.0, prices=dict(SYMBOLS)),
     Policy(verify_timeout=20.0, backoff_initial=0.01, backoff_max=0.01, backoff_factor=3.0),
-    (OpenRequest(AVL, "buy", 1.0, 0.1, reference_price=SYMBOLS[AVL]),),
+    (OpenRequest(AVL, "buy", 40.0, 0.1, reference_price=SYMBOLS[AVL]),),
+)
+
+
+#: Issue 10, reproduction 2: account long 10 before, open long 43, the stop refused, REST
+#: views without a timestamp (as ccxt reports them). The rollback sized its close from the
+#: stale "long 10" and sold the pre-existing 10, leaving its own 43 without a stop.
+_SAME_SIDE_STALE_CLOSE = World(
+    SimConfig(rest_position_lag=4.0, rest_timestamps=False, stop_rejected=True,
+              initial_positions={AVL: 10.0}, prices=dict(SYMBOLS)),
+    Policy(),
+    (OpenRequest(AVL, "buy", 43.0, 0.1290, reference_price=SYMBOLS[AVL]),),
+)
+#: Issue 10, reproduction 5: account short 10, buy 43. Opening nets the user's short away.
+_OPPOSITE_HELD = World(
+    SimConfig(initial_positions={AVL: -10.0}, prices=dict(SYMBOLS)),
+    Policy(),
+    (OpenRequest(AVL, "buy", 43.0, 0.1290, reference_price=SYMBOLS[AVL]),),
+)
+#: L8 in a shared account: long 10 already held, REST without timestamps and 4 s behind,
+#: minimal ack; the operator buys 5 more while the attempt runs. Still PROTECTED.
+_SAME_SIDE_UNSTAMPED = World(
+    SimConfig(ack=AckStyle.MINIMAL, rest_position_lag=4.0, rest_timestamps=False,
+              initial_positions={AVL: 10.0},
+              operator=(OperatorMove(at=0.01, symbol=AVL, delta=5.0),), prices=dict(SYMBOLS)),
+    Policy(),
+    (OpenRequest("AVLUSDT", "buy", 43.0, 0.1290, reference_price=SYMBOLS[AVL]),),
 )
 
 
@@ -264,10 +383,13 @@ _TIGHT_POLLING = World(
 @example(_INCIDENT)
 @example(_AMBIGUOUS_CREATE)
 def test_l1_net_position_never_exceeds_requested_amount(world: World) -> None:
-    """L1: the net position never exceeds the requested amount, in either direction."""
+    """L1': the attempt's own orders never move the account's net position by more than the
+    requested amount, in either direction."""
     o = run_world(world)
     _observe(o)
-    check_l1(o.exchange, world.request)
+    check_l1(o.ledger(o.run), world.request)
+    if _alone(o, o.run):
+        check_alone(o.exchange, o.run, o.ledger(o.run))
 
 
 @given(worlds())
@@ -297,22 +419,27 @@ def test_l3_attempt_terminates_within_policy_bound(world: World) -> None:
 @given(worlds())
 @example(_INCIDENT)
 def test_l4_protected_means_an_exact_reduce_only_stop(world: World) -> None:
-    """L4: PROTECTED => the position exists and a reduce-only stop on the opposite side
-    covers exactly its size."""
+    """L4': PROTECTED => the attempt's own reduce-only stop, on the opposite side, covers
+    exactly the attempt's verified fill."""
     o = run_world(world)
     _observe(o)
-    if o.attempt is not None:
-        check_l4(o.exchange, o.attempt)
+    led = o.ledger(o.run)
+    check_l4(o.exchange, o.run, led)
+    if _alone(o, o.run):
+        check_alone(o.exchange, o.run, led)
 
 
 @given(worlds())
 @example(_AMBIGUOUS_CREATE)
 def test_l5_close_verified_and_rejected_mean_flat(world: World) -> None:
-    """L5: CLOSE_VERIFIED => flat; REJECTED => flat and nothing filled."""
+    """L5': CLOSE_VERIFIED => the attempt's own fill is closed; REJECTED => nothing of the
+    attempt filled, even once every delayed request has landed."""
     o = run_world(world)
     _observe(o)
-    if o.attempt is not None:
-        check_l5(o.exchange, o.attempt)
+    led = o.ledger(o.run)
+    check_l5(o.exchange, o.run, led)
+    if _alone(o, o.run):
+        check_alone(o.exchange, o.run, led)
 
 
 @given(worlds())
@@ -335,13 +462,19 @@ def test_l7_history_is_a_path_in_the_table_with_guards_that_held(world: World) -
 
 @given(timely_worlds())
 @example(_INCIDENT)
+@example(_SAME_SIDE_UNSTAMPED)
 def test_l8_no_false_rollback_when_the_exchange_answers_in_time(world: World) -> None:
     """L8: when the entry fills and the exchange answers within the deadlines, however
-    late its REST view, the attempt ends PROTECTED."""
+    late its REST view (timestamped or not), and nothing on the account works against the
+    attempt (no opposite position, the operator only adds to its side), it ends
+    PROTECTED."""
     assume(answers_within_deadlines(world))
     o = run_world(world)
     _observe(o)
     assert o.attempt is not None, f"refused: {o.run.refused}"
+    # A partial fill is whole lots: a fraction of one lot fills nothing, and
+    # REJECTED is then the truth, not a false rollback.
+    assume(o.ledger(o.run).entry_filled > 0)
     assert o.attempt.state is State.PROTECTED, (
         f"L8 broken: {o.attempt.state.value} in a timely world")
 
@@ -360,7 +493,20 @@ def test_l9_same_world_same_seed_same_history(world: World) -> None:
 
     assert trace(first) == trace(second), "L9 broken: histories differ"
     assert first.exchange.log == second.exchange.log, "L9 broken: exchange logs differ"
+    assert first.exchange.fills == second.exchange.fills, "L9 broken: executions differ"
     assert first.run.duration == second.run.duration
+
+
+@given(worlds())
+@example(_INCIDENT)
+@example(_SAME_SIDE_STALE_CLOSE)
+@example(_OPPOSITE_HELD)
+def test_l11_never_reduces_exposure_it_did_not_create(world: World) -> None:
+    """L11: the attempt never reduces exposure it did not create, whatever the operator
+    does."""
+    o = run_world(world)
+    _observe(o)
+    check_l11(o.run, o.ledger(o.run))
 
 
 def _check_all_single(o: Outcome) -> None:
@@ -370,10 +516,7 @@ def _check_all_single(o: Outcome) -> None:
     attempts = [r.attempt for r in o.runs if r.attempt is not None]
     check_l2(o.exchange, attempts)
     for r in o.runs:
-        check_l1(o.exchange, r.request)
-        if r.attempt is not None:
-            check_l4(o.exchange, r.attempt)
-            check_l5(o.exchange, r.attempt)
+        check_attempt(o, r)
 
 
 _CONCURRENT = max(20, settings().max_examples // 2)
@@ -383,8 +526,8 @@ _CONCURRENT = max(20, settings().max_examples // 2)
 @given(st.integers(min_value=2, max_value=3).flatmap(
     lambda n: worlds(attempts=n, same_symbol=False)))
 def test_concurrent_attempts_on_different_symbols_keep_every_law(world: World) -> None:
-    """Concurrent attempts on different symbols through one opener each keep L1-L7,
-    as if alone."""
+    """Concurrent attempts on different symbols through one opener each keep L1-L7 and
+    L11, as if alone."""
     o = run_many(world)
     _observe(o)
     _check_all_single(o)
@@ -401,8 +544,8 @@ _STALE_STREAM_CLOSE = World(
               stream_lag=0.5, stop_rejected=True,
               faults={"fetch_order": (Fault.RATE_LIMIT,)}, prices=dict(SYMBOLS)),
     Policy(),
-    (OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL]),
-     OpenRequest(AVL, "buy", 2.0, 0.0679, reference_price=SYMBOLS[AVL])),
+    (OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL]),
+     OpenRequest(AVL, "buy", 80.0, 0.0679, reference_price=SYMBOLS[AVL])),
 )
 
 
@@ -414,8 +557,8 @@ _STALE_REST_CLOSE = World(
     SimConfig(jitter=0.25, client_timeout=1.0, rest_position_lag=2.0, stop_rejected=True,
               prices=dict(SYMBOLS)),
     Policy(),
-    (OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL]),
-     OpenRequest(AVL, "buy", 2.0, 0.0679, reference_price=SYMBOLS[AVL])),
+    (OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL]),
+     OpenRequest(AVL, "buy", 80.0, 0.0679, reference_price=SYMBOLS[AVL])),
 )
 
 
@@ -429,8 +572,8 @@ _SAME_INSTANT = World(
     SimConfig(rtt=0.0, client_timeout=1.0, rest_position_lag=1.0, stream=StreamMode.PRESENT,
               stream_lag=1.0, stop_rejected=True, prices=dict(SYMBOLS)),
     Policy(),
-    (OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL]),
-     OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL])),
+    (OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL]),
+     OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL])),
 )
 
 
@@ -441,33 +584,26 @@ _SAME_INSTANT = World(
 @example(_STALE_REST_CLOSE)
 @example(_SAME_INSTANT)
 def test_concurrent_attempts_on_the_same_symbol_keep_the_laws(world: World) -> None:
-    """Concurrent attempts on one symbol keep the laws summed over the symbol: |net| never
-    exceeds the sum of the requested amounts, only entries add exposure, each attempt
-    ends within its bound after the ones queued before it, one alert per ORPHANED, every
-    history is a table path, each PROTECTED attempt's own stop rests for exactly its fill;
-    and when none is ORPHANED, the net position is exactly the PROTECTED attempts' fills.
+    """Concurrent attempts on one symbol each keep the laws per attempt: own net within its
+    amount (L1'), only entries add exposure (L2), each ends within its bound after the ones
+    queued before it (L3), its own stop covers exactly its fill (L4'), closed means its own
+    exposure is 0 (L5'), one alert per ORPHANED (L6), every history a table path (L7), no
+    foreign exposure touched (L11); and alone on the account with none ORPHANED, the net
+    position is exactly the PROTECTED attempts' fills.
 
     World narrowed: the attempts share one side. In one-way (netting) mode an attempt on
-    the other side would reduce, not open, a position another attempt protects; its stop
-    would then over-cover by construction of the account, not by any act of the engine.
-
-    Outcome set aside (and specified, failing, by
-    ``test_a_rollback_never_closes_another_attempts_position``): a rollback that sends a
-    close while its own entry's fill is unknown, after another attempt on the symbol was
-    PROTECTED, cannot tell its exposure from the other attempt's.
+    the other side would reduce, not open, a position another attempt protects (the engine
+    refuses it: an opposite position is held).
 
     Stops left by CLOSE_VERIFIED attempts whose best-effort cancel failed are allowed
     (the reconciliation monitor's job); they must still be reduce-only and opposite.
     """
     o = run_many(world)
     _observe(o)
-    sym = world.request.symbol
+    sym = canonical(world.request.symbol)
     side = world.request.side
     runs = [r for r in o.runs if r.attempt is not None]
     attempts = [r.attempt for r in runs if r.attempt is not None]
-    total = sum(r.request.amount for r in o.runs)
-    worst = o.exchange.max_abs_position(sym)
-    assert _le(worst, total), f"L1 broken: |net| reached {worst:g}, requested {total:g}"
     check_l2(o.exchange, attempts)
     for r in runs:
         assert r.attempt is not None and r.attempt.state in TERMINAL
@@ -475,65 +611,75 @@ def test_concurrent_attempts_on_the_same_symbol_keep_the_laws(world: World) -> N
             "L3 broken: an attempt did not end within the bounds of the queue")
     check_l6(o)
     check_l7(o)
-    for a in attempts:
-        if a.state is State.REJECTED:
-            assert entry_fill(o.exchange, a) == 0, "L5 broken: REJECTED but filled"
-    stops = o.exchange.resting_stops(sym)
+    for r in o.runs:
+        check_attempt(o, r)
+    ours = {client_ids(a.attempt_id)[1] for a in attempts}
+    stops = [s for s in o.exchange.resting_stops(sym) if s.client_id in ours]
     assert all(s.reduce_only and s.side is side.opposite for s in stops), (
         "L4 broken: a resting stop is not reduce-only on the opposite side")
-    protected = [a for a in attempts if a.state is State.PROTECTED]
-    if any(a.state is State.ORPHANED for a in attempts) or _blind_close(attempts):
+    c = world.config
+    if (any(a.state is State.ORPHANED for a in attempts) or c.initial_positions.get(sym)
+            or c.operator):
         return
-    for a in protected:
-        own = [s for s in stops if s.client_id == client_ids(a.attempt_id)[1]]
-        fill = entry_fill(o.exchange, a)
-        assert len(own) == 1 and qty_eq(own[0].amount or 0.0, fill), (
-            f"L4 broken: {a.attempt_id} PROTECTED with stops {own}, fill {fill:g}")
+    protected = [a for a in attempts if a.state is State.PROTECTED]
     held = sum(entry_fill(o.exchange, a) for a in protected)
     net = o.exchange.net_position(sym)
     assert qty_eq(net, _signed(side, held), abs_=1e-9), (
         f"L4/L5 broken: net {net:g}, PROTECTED fills {held:g}")
 
 
-def _blind_close(attempts: Sequence[Attempt]) -> bool:
-    """Some attempt sent a close without knowing its own entry's fill, while another
-    attempt on the symbol was PROTECTED."""
-    protected = any(a.state is State.PROTECTED for a in attempts)
-    return protected and any(
-        a.facts.close_intent is not None
-        and (a.facts.entry is None or a.facts.entry.filled is None)
-        for a in attempts)
-
-
 #: Found by the same-symbol spec. The second attempt's create timed out before reaching
 #: the exchange; its order was (rightly) never found, so it rolled back with exposure
-#: unknown, saw the FIRST attempt's protected long 1 in REST, and closed it with a
+#: unknown, saw the FIRST attempt's protected long in REST, and closed it with a
 #: reduce-only sell. The first attempt reported PROTECTED over a flat account, its stop
 #: resting on nothing. Fixed: close_side_derivable requires the attempt's own fill.
 _FOREIGN_CLOSE = World(
     SimConfig(client_timeout=1.0, faults={"create": (Fault.OK, Fault.TIMEOUT_BEFORE)},
               prices=dict(SYMBOLS)),
     Policy(),
-    (OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL]),
-     OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL])),
+    (OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL]),
+     OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL])),
+)
+
+#: Issue 10, reproduction 8 (found by this spec at random, Hypothesis 6.170.17 blob
+#: ``AXicc2RwBEIN+w8MYODI6MiI4DBoODDAmMiQAaToAUQGwXDggIl8IMiAmoQwBoMLAOF0E5o=`` on the
+#: pre-shared strategies; amounts scaled from 1 to 40 for the AVL grid): two attempts on
+#: one symbol, minimal ack, orders invisible for 1 s, REST 2 s behind, no stream. The
+#: second attempt's fetch deadline passed before its fill was visible, and a REST view
+#: taken before its entry was even sent ("flat") ended it CLOSE_VERIFIED while its
+#: contract stayed long with no stop.
+_STALE_FLAT = World(
+    SimConfig(client_timeout=1.0, ack=AckStyle.MINIMAL, order_visibility_lag=1.0,
+              rest_position_lag=2.0, stream_lag=0.0, prices=dict(SYMBOLS)),
+    Policy(verify_timeout=0.5, close_timeout=3.0, protect_timeout=1.0, request_timeout=1.0,
+           backoff_initial=0.5, backoff_factor=1.0, backoff_max=1.0),
+    (OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL]),
+     OpenRequest(AVL, "buy", 40.0, 0.0679, reference_price=SYMBOLS[AVL])),
 )
 
 
 @settings(max_examples=300)
 @given(worlds(attempts=2, same_symbol=True))
 @example(_FOREIGN_CLOSE)
+@example(_STALE_FLAT)
 def test_a_rollback_never_closes_another_attempts_position(world: World) -> None:
-    """A rollback never closes exposure another attempt holds: after every attempt on a
-    symbol ends, each PROTECTED attempt's fill is still open and covered by its stop."""
+    """A rollback never closes exposure another attempt holds: every attempt on the symbol
+    touches no exposure but its own (L11), a closed attempt's own exposure is 0 (L5'), and,
+    alone on the account, each PROTECTED attempt's fill is still open."""
     o = run_many(world)
     _observe(o)
-    sym = world.request.symbol
+    for r in o.runs:
+        led = o.ledger(r)
+        check_l11(r, led)
+        check_l5(o.exchange, r, led)
+    sym = canonical(world.request.symbol)
     attempts = [r.attempt for r in o.runs if r.attempt is not None]
-    protected = [a for a in attempts if a.state is State.PROTECTED]
-    others = [a for a in attempts if a.state is not State.PROTECTED]
-    if any(a.state is State.ORPHANED for a in others):
+    c = world.config
+    if (any(a.state is State.ORPHANED for a in attempts) or c.initial_positions.get(sym)
+            or c.operator):
         return
     # The others ended CLOSE_VERIFIED or REJECTED: none of their exposure is left.
+    protected = [a for a in attempts if a.state is State.PROTECTED]
     held = sum(entry_fill(o.exchange, a) for a in protected)
     net = abs(o.exchange.net_position(sym))
     assert qty_eq(net, held), (

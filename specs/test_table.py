@@ -153,6 +153,7 @@ def facts_for(request: OpenRequest) -> st.SearchStrategy[Facts]:
     seen = st.frozensets(st.sampled_from(Source), max_size=3)
     errors = st.sampled_from([None, "refused"])
     stop_errors = st.sampled_from([None, None, "refused"])
+    foreign = st.sampled_from([None, None, "the operator sold 5"])
 
     @st.composite
     def build(draw: st.DrawFn) -> Facts:
@@ -181,6 +182,10 @@ def facts_for(request: OpenRequest) -> st.SearchStrategy[Facts]:
             close_order=draw(closes),
             close_error=draw(errors),
             close_deadline=draw(_opt_times),
+            entry_missing=draw(opt),
+            fills_checked=draw(opt),
+            foreign_fill=draw(foreign),
+            close_missing=draw(opt),
         )
 
     return build()

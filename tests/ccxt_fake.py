@@ -49,8 +49,19 @@ PAYLOADS = Path(__file__).with_name("payloads")
 #: loop clock so that they move with virtual time.
 EPOCH_MS = 1_735_800_000_000
 
-#: Parameters that are transport noise, not part of what was asked.
+#: Parameters that are transport noise, not part of what was asked (they are
+#: kept on the :class:`Request` as ``timestamp`` / ``recv_window``).
 _NOISE = {"timestamp", "signature", "recvWindow"}
+
+#: Bare gateway failures, the same on both venues: an HTML page with a 5xx
+#: status and no exchange error code (ccxt: ``handle_http_status_code`` ->
+#: ExchangeNotAvailable for 502/503/504, ``base/exchange.py``
+#: ``httpExceptions``). Usable as ``Fault.error`` on either venue.
+HTTP_ERRORS: dict[str, tuple[int, str]] = {
+    "service_unavailable": (503, "<html><body><h1>503 Service Unavailable</h1></body></html>"),
+    "bad_gateway": (502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "gateway_timeout": (504, "<html><body><h1>504 Gateway Time-out</h1></body></html>"),
+}
 
 
 def load(venue: str, name: str) -> Any:
@@ -60,6 +71,21 @@ def load(venue: str, name: str) -> Any:
 
 def _num(text: object) -> float:
     return float(str(text))
+
+
+def _ms_to_loop(value: object) -> float | None:
+    """An exchange timestamp (ms) on the loop clock; ``None`` if absent."""
+    if value is None or value == "":
+        return None
+    return (int(str(value)) - EPOCH_MS) / 1000.0
+
+
+def _on_grid(value: float, step: float) -> bool:
+    """Whether ``value`` is a whole number of ``step`` (to float noise)."""
+    if step <= 0:
+        return True
+    n = value / step
+    return abs(n - round(n)) < 1e-6
 
 
 def _fmt(value: float) -> str:
@@ -83,6 +109,15 @@ class Request:
     at: float
     outcome: str = "pending"
     response: Any = None  # the body as sent back (None if the answer was lost)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: The signed request timestamp (exchange ms) and receive window (ms)
+    #: as they arrived: Bybit's X-BAPI-TIMESTAMP / X-BAPI-RECV-WINDOW
+    #: headers, Binance's ``timestamp`` / ``recvWindow`` query parameters.
+    timestamp: int | None = None
+    recv_window: int | None = None
+    #: Loop time at which the request reached the exchange (later than
+    #: ``at`` for a request delayed in transit).
+    arrived: float | None = None
 
     def flag(self, key: str) -> bool:
         """A boolean parameter as the exchange reads it (JSON true or "true")."""
@@ -90,7 +125,9 @@ class Request:
         return value is True or value == "true"
 
 
-FaultKind = Literal["timeout_after", "timeout_before", "disconnect", "error", "error_after"]
+FaultKind = Literal[
+    "timeout_after", "timeout_before", "disconnect", "error", "error_after", "delayed"
+]
 
 
 @dataclass
@@ -104,6 +141,12 @@ class Fault:
     * ``error``: the exchange refuses with the recorded error body ``error``.
     * ``error_after``: the exchange applied it, then answered with the error
       body ``error`` (Binance -1007 "execution status unknown" can mean this).
+    * ``delayed``: the client times out at once, but the request is still in
+      transit and reaches the exchange ``delay`` seconds later, where the
+      receive window decides its fate like any other request's.
+
+    ``error`` may also name one of :data:`HTTP_ERRORS` (a gateway's bare
+    5xx page), which both venues answer the same way.
     """
 
     method: str
@@ -112,6 +155,7 @@ class Fault:
     error: str | None = None
     times: int = 1
     match: Callable[[dict[str, Any]], bool] | None = None
+    delay: float = 0.0
 
     def applies(self, method: str, path: str, params: dict[str, Any]) -> bool:
         if self.times <= 0 or method != self.method or path != self.path:
@@ -134,6 +178,9 @@ class FakeResponse:
             408: "Request Timeout",
             429: "Too Many Requests",
             500: "Internal Server Error",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
         }.get(status, "Error")
         self.headers = {"Content-Type": "application/json"}
         self._body = body
@@ -144,11 +191,19 @@ class FakeResponse:
 
 
 class _RequestContext:
-    def __init__(self, venue: FakeVenue, method: str, url: str, data: bytes | None) -> None:
+    def __init__(
+        self,
+        venue: FakeVenue,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._venue, self._method, self._url, self._data = venue, method, url, data
+        self._headers = dict(headers or {})
 
     async def __aenter__(self) -> FakeResponse:
-        return await self._venue.handle(self._method, self._url, self._data)
+        return await self._venue.handle(self._method, self._url, self._data, self._headers)
 
     async def __aexit__(self, *exc: object) -> None:
         return None
@@ -208,20 +263,31 @@ class FakeSession:
         self.venue = venue
         self.headers: dict[str, str] = {}
 
-    def _call(self, method: str, url: object, data: bytes | None) -> _RequestContext:
-        return _RequestContext(self.venue, method, str(url), data)
+    def _call(
+        self, method: str, url: object, data: bytes | None, headers: Any = None
+    ) -> _RequestContext:
+        hdrs = {str(k): str(v) for k, v in dict(headers or {}).items()}
+        return _RequestContext(self.venue, method, str(url), data, hdrs)
 
-    def get(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
-        return self._call("GET", url, data)
+    def get(
+        self, url: object, data: bytes | None = None, headers: Any = None, **_: object
+    ) -> _RequestContext:
+        return self._call("GET", url, data, headers)
 
-    def post(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
-        return self._call("POST", url, data)
+    def post(
+        self, url: object, data: bytes | None = None, headers: Any = None, **_: object
+    ) -> _RequestContext:
+        return self._call("POST", url, data, headers)
 
-    def put(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
-        return self._call("PUT", url, data)
+    def put(
+        self, url: object, data: bytes | None = None, headers: Any = None, **_: object
+    ) -> _RequestContext:
+        return self._call("PUT", url, data, headers)
 
-    def delete(self, url: object, data: bytes | None = None, **_: object) -> _RequestContext:
-        return self._call("DELETE", url, data)
+    def delete(
+        self, url: object, data: bytes | None = None, headers: Any = None, **_: object
+    ) -> _RequestContext:
+        return self._call("DELETE", url, data, headers)
 
     def ws_connect(self, url: object, **_: object) -> _WsConnectContext:
         return _WsConnectContext(self.venue, str(url))
@@ -239,6 +305,13 @@ class FakeVenue:
     """Common machinery: request log, faults, latency, clock, WebSocket fan-out."""
 
     payload_dir = ""
+    #: The receive window (ms) applied when a request states none (both
+    #: venues document 5000 ms as the default).
+    default_recv_window = 5000
+    #: Name of the error body for a request outside the receive window.
+    expired_error = ""
+    #: Orders, fills and positions (set by each venue's constructor).
+    book: Book
 
     def __init__(self, *, latency: float = 0.005, ws_delay: float = 0.05) -> None:
         self.latency = latency
@@ -254,6 +327,15 @@ class FakeVenue:
     def now() -> float:
         return asyncio.get_running_loop().time()
 
+    def clock_ms(self) -> int:
+        """The exchange's clock, for ccxt's own ``milliseconds()``: the
+        client and the venue share one clock (no skew), which moves with
+        the loop (and so with virtual time)."""
+        try:
+            return self.ms()
+        except RuntimeError:  # no running loop (construction)
+            return EPOCH_MS
+
     def ms(self, t: float | None = None) -> int:
         return EPOCH_MS + round((self.now() if t is None else t) * 1000)
 
@@ -267,8 +349,9 @@ class FakeVenue:
         *,
         times: int = 1,
         match: Callable[[dict[str, Any]], bool] | None = None,
+        delay: float = 0.0,
     ) -> Fault:
-        fault = Fault(method, path, kind, error, times, match)
+        fault = Fault(method, path, kind, error, times, match, delay)
         self.faults.append(fault)
         return fault
 
@@ -288,7 +371,7 @@ class FakeVenue:
         ]
 
     @staticmethod
-    def _parse(url: str, data: bytes | None) -> tuple[str, dict[str, Any]]:
+    def _parse_raw(url: str, data: bytes | None) -> tuple[str, dict[str, Any]]:
         parts = urlsplit(url)
         params: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
         if data:
@@ -297,24 +380,57 @@ class FakeVenue:
                 params.update(json.loads(text))
             else:
                 params.update(dict(parse_qsl(text, keep_blank_values=True)))
-        for key in _NOISE:
-            params.pop(key, None)
         return parts.path, params
 
-    async def handle(self, method: str, url: str, data: bytes | None) -> FakeResponse:
-        path, params = self._parse(url, data)
-        record = Request(method, path, params, self.now())
+    def _stamp(self, record: Request, raw: dict[str, Any], headers: dict[str, str]) -> None:
+        """Read the request's signed timestamp and receive window."""
+
+    def _window_refusal(self, record: Request) -> tuple[int, Any] | None:
+        """The venue's refusal of a request that arrived outside its receive
+        window (Bybit: server_time - recv_window <= timestamp < server_time
+        + 1000; Binance: timestamp < serverTime + 1000 and serverTime -
+        timestamp <= recvWindow), or ``None`` when it is in time."""
+        if record.timestamp is None:
+            return None
+        window = record.recv_window if record.recv_window is not None else self.default_recv_window
+        now = self.ms()
+        if now - record.timestamp > window or record.timestamp >= now + 1000:
+            return self.error_body(self.expired_error)
+        return None
+
+    async def handle(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str] | None = None
+    ) -> FakeResponse:
+        path, raw = self._parse_raw(url, data)
+        params = {k: v for k, v in raw.items() if k not in _NOISE}
+        record = Request(method, path, params, self.now(), headers=dict(headers or {}))
+        self._stamp(record, raw, record.headers)
         self.requests.append(record)
         if self.latency:
             await asyncio.sleep(self.latency)
-        self.settle()
         fault = self._take_fault(method, path, params)
-        if fault is not None:
+        if fault is not None and fault.kind == "delayed":
+            # Still in transit: the client gives up now, the exchange sees it
+            # later and judges it by its receive window.
+            record.outcome = "delayed"
+            loop = asyncio.get_running_loop()
+            loop.call_later(fault.delay, self._arrive_late, record)
+            raise TimeoutError()
+        if fault is not None and fault.kind in ("timeout_before", "disconnect"):
             record.outcome = fault.kind
             if fault.kind == "timeout_before":
                 raise TimeoutError()
-            if fault.kind == "disconnect":
-                raise aiohttp.ClientConnectionError("Connection reset by peer")
+            raise aiohttp.ClientConnectionError("Connection reset by peer")
+        record.arrived = self.now()
+        self.settle()
+        refusal = self._window_refusal(record)
+        if refusal is not None:
+            record.outcome = "expired"
+            record.response = refusal[1]
+            status, body = refusal
+            return FakeResponse(status, json.dumps(body))
+        if fault is not None:
+            record.outcome = fault.kind
             if fault.kind in ("error", "error_after"):
                 assert fault.error is not None
                 if fault.kind == "error_after":
@@ -328,6 +444,64 @@ class FakeVenue:
         record.outcome = "ok" if status == 200 and self.is_success(body) else "refused"
         record.response = body
         return FakeResponse(status, json.dumps(body))
+
+    def _arrive_late(self, record: Request) -> None:
+        record.arrived = self.now()
+        self.settle()
+        refusal = self._window_refusal(record)
+        if refusal is not None:
+            record.outcome = "late-expired"
+            record.response = refusal[1]
+            return
+        status, body = self.route(record.method, record.path, record.params)
+        record.outcome = "late-" + ("ok" if status == 200 and self.is_success(body) else "refused")
+        record.response = body
+
+    # the operator ("foreign actor") ------------------------------------
+    def operator_trade(
+        self,
+        symbol: str,
+        side: str,
+        qty: float,
+        *,
+        client_id: str | None = None,
+        reduce_only: bool = False,
+    ) -> FakeOrder:
+        """Someone else on the account (the operator by hand, another bot)
+        sends a market order that fills at once at the mark: it moves the
+        position, shows in the order lists and in the execution history,
+        and on the private stream, exactly like anyone's order. ``symbol``
+        is the exchange id (``"AVLUSDT"``)."""
+        now = self.now()
+        self.settle()
+        order = FakeOrder(
+            order_id=self._operator_order_id(),
+            client_id=client_id or f"operator-{self.book.next_id()}",
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            reduce_only=reduce_only,
+            created_at=now,
+            updated_at=now,
+            fill_at=now,
+        )
+        order.extra["actor"] = "operator"
+        self.book.add(order)
+        self.settle()
+        return order
+
+    def operator_open(self, symbol: str, side: str, qty: float, **kw: Any) -> FakeOrder:
+        """The operator opens (or adds to) a position by hand."""
+        return self.operator_trade(symbol, side, qty, **kw)
+
+    def operator_close(self, symbol: str, qty: float, **kw: Any) -> FakeOrder:
+        """The operator closes ``qty`` of whatever position is open, by hand
+        (reduce-only, on the side opposite the position)."""
+        side = "sell" if self.book.signed(symbol) > 0 else "buy"
+        return self.operator_trade(symbol, side, qty, reduce_only=True, **kw)
+
+    def _operator_order_id(self) -> str:
+        raise NotImplementedError
 
     def settle(self) -> None:
         """Apply every event due by now (fills), pushing each on the
@@ -404,6 +578,18 @@ class FakeOrder:
         return self.status in ("new", "untriggered")
 
 
+@dataclass
+class Execution:
+    """One fill of one order (market orders here fill in one execution)."""
+
+    exec_id: str
+    order: FakeOrder
+    qty: float
+    price: float
+    at: float
+    closed_size: float = 0.0
+
+
 class Book:
     """Orders, fills and the true position, with the position's history so
     that a lagging REST view can be served."""
@@ -416,6 +602,9 @@ class Book:
         self.entry_price: dict[str, float] = {}
         self.history: dict[str, list[tuple[float, float]]] = {}
         self.fill_ratios: list[float] = []  # consumed by successive market orders
+        #: Every execution, in time order: what the trade-history endpoints
+        #: (Bybit /v5/execution/list, Binance /fapi/v1/userTrades) list.
+        self.executions: list[Execution] = []
         self._ids = itertools.count(1)
 
     def next_id(self) -> int:
@@ -480,6 +669,49 @@ class Book:
             elif before == 0 or (before > 0) != (after > 0):
                 self.entry_price[order.symbol] = price
             self.history.setdefault(order.symbol, []).append((now, after))
+            self.executions.append(
+                Execution(
+                    exec_id=f"{self.next_id():08d}",
+                    order=order,
+                    qty=qty,
+                    price=price,
+                    at=now,
+                    closed_size=min(abs(before), qty) if (before > 0) != (delta > 0) else 0.0,
+                )
+            )
+
+    def last_change(self, symbol: str, t: float) -> float | None:
+        """When the position last changed, as of time ``t`` (what a REST
+        position's ``updatedTime`` / ``updateTime`` reports: not the time
+        of the view)."""
+        when = None
+        for at, _signed in self.history.get(symbol, []):
+            if at <= t:
+                when = at
+        return when
+
+    def opened_at(self, symbol: str, t: float) -> float | None:
+        """When the position open as of ``t`` was opened from flat."""
+        opened = None
+        for at, signed in self.history.get(symbol, []):
+            if at > t:
+                break
+            if signed == 0:
+                opened = None
+            elif opened is None:
+                opened = at
+        return opened
+
+    def executions_between(
+        self, symbol: str | None, start: float | None, end: float | None
+    ) -> list[Execution]:
+        return [
+            e
+            for e in self.executions
+            if (symbol is None or e.order.symbol == symbol)
+            and (start is None or e.at >= start)
+            and (end is None or e.at <= end)
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -511,6 +743,7 @@ class FakeBybit(FakeVenue):
     """
 
     payload_dir = "bybit"
+    expired_error = "timestamp_expired"
 
     def __init__(
         self,
@@ -537,9 +770,72 @@ class FakeBybit(FakeVenue):
 
     # helpers -------------------------------------------------------------
     def error_body(self, name: str) -> tuple[int, Any]:
+        if name in HTTP_ERRORS:
+            return HTTP_ERRORS[name]
         body = load("bybit", "errors")[name]
         body["time"] = self.ms()
         return 200, body  # Bybit reports business errors with HTTP 200
+
+    def _stamp(self, record: Request, raw: dict[str, Any], headers: dict[str, str]) -> None:
+        # Bybit v5 signs X-BAPI-TIMESTAMP and X-BAPI-RECV-WINDOW as headers.
+        if "X-BAPI-TIMESTAMP" in headers:
+            record.timestamp = int(headers["X-BAPI-TIMESTAMP"])
+        if "X-BAPI-RECV-WINDOW" in headers:
+            record.recv_window = int(headers["X-BAPI-RECV-WINDOW"])
+
+    def _operator_order_id(self) -> str:
+        return str(1_900_000_000_000_000_000 + self.book.next_id())
+
+    def execution_json(self, e: Execution) -> dict[str, Any]:
+        o = e.order
+        raw: dict[str, Any] = load("bybit", "execution_linear")
+        raw.update(
+            {
+                "symbol": o.symbol,
+                "orderId": o.order_id,
+                "orderLinkId": o.client_id,
+                "side": "Buy" if o.side == "buy" else "Sell",
+                "orderPrice": _fmt(self.book.marks[o.symbol]),
+                "orderQty": _fmt(o.qty),
+                "leavesQty": "0",
+                "orderType": "Market",
+                "execFee": _fmt(e.qty * e.price * 0.00055),
+                "execId": f"e0cbe81d-0f18-5866-9415-{int(e.exec_id):012d}",
+                "execPrice": _fmt(e.price),
+                "execQty": _fmt(e.qty),
+                "execType": "Trade",
+                "execValue": _fmt(e.qty * e.price),
+                "execTime": str(self.ms(e.at)),
+                "closedSize": _fmt(e.closed_size),
+                "markPrice": _fmt(self.book.marks[o.symbol]),
+            }
+        )
+        return raw
+
+    def _executions(self, p: dict[str, Any]) -> tuple[int, Any]:
+        """GET /v5/execution/list: newest first; ``startTime``/``endTime`` in
+        ms; only ``startTime``: that time to 7 days later; neither: the last
+        7 days; ``limit`` [1, 100], default 50; a cursor when there is more."""
+        week = 7 * 24 * 3600.0
+        now = self.now()
+        start = _ms_to_loop(p.get("startTime"))
+        end = _ms_to_loop(p.get("endTime"))
+        if start is None and end is None:
+            start = now - week
+        elif end is None:
+            assert start is not None
+            end = start + week
+        elif start is None:
+            start = end - week
+        execs = self.book.executions_between(p.get("symbol"), start, end)
+        if p.get("execType") and p["execType"] != "Trade":
+            execs = []
+        execs.sort(key=lambda e: e.at, reverse=True)
+        limit = min(int(p.get("limit") or 50), 100)
+        page = execs[:limit]
+        status, env = self._list([self.execution_json(e) for e in page])
+        env["result"]["nextPageCursor"] = "page2" if len(execs) > limit else ""
+        return status, env
 
     def is_success(self, body: Any) -> bool:
         return isinstance(body, dict) and body.get("retCode") == 0
@@ -560,7 +856,7 @@ class FakeBybit(FakeVenue):
         return float(self.instruments[symbol]["lotSizeFilter"]["qtyStep"])
 
     def order_json(self, o: FakeOrder) -> dict[str, Any]:
-        raw = load("bybit", "order_linear")
+        raw: dict[str, Any] = load("bybit", "order_linear")
         leaves = 0.0 if o.status not in ("new", "untriggered") else o.qty - o.filled
         raw.update(
             {
@@ -594,8 +890,14 @@ class FakeBybit(FakeVenue):
         )
         return raw
 
-    def position_json(self, symbol: str, signed: float) -> dict[str, Any]:
-        raw = load("bybit", "position_linear")
+    def position_json(
+        self,
+        symbol: str,
+        signed: float,
+        changed: float | None = None,
+        opened: float | None = None,
+    ) -> dict[str, Any]:
+        raw: dict[str, Any] = load("bybit", "position_linear")
         mark = self.book.marks[symbol]
         entry = self.book.entry_price.get(symbol, mark)
         raw.update(
@@ -606,9 +908,14 @@ class FakeBybit(FakeVenue):
                 "avgPrice": "0" if signed == 0 else _fmt(entry),
                 "positionValue": _fmt(abs(signed) * entry) if signed else "0",
                 "markPrice": _fmt(mark),
-                "updatedTime": str(self.ms()),
+                # The time of the position's last change, not of the view
+                # (Bybit docs, Get Position Info: updatedTime "Position
+                # updated timestamp"); the view itself carries none.
+                "updatedTime": str(self.ms(changed if changed is not None else 0.0)),
             }
         )
+        if opened is not None:
+            raw["createdTime"] = str(self.ms(opened))
         return raw
 
     # state ---------------------------------------------------------------
@@ -645,6 +952,10 @@ class FakeBybit(FakeVenue):
         if key == ("GET", "/v5/market/instruments-info"):
             if params.get("status") == "PreLaunch":
                 return self._list([])
+            if params.get("category") == "spot":
+                # The spot pair BTC/USDT has the same id, "BTCUSDT", as the
+                # linear perpetual (ccxt static markets/bybit.json).
+                return 200, load("bybit", "instruments_spot")
             env = load("bybit", "instruments_linear")
             return 200, env
         if key == ("GET", "/v5/market/tickers"):
@@ -675,16 +986,21 @@ class FakeBybit(FakeVenue):
             return self._list([self.order_json(o) for o in self._history(params)])
         if key == ("GET", "/v5/position/list"):
             return self._positions(params)
+        if key == ("GET", "/v5/execution/list"):
+            return self._executions(params)
         return self.not_found(method, path)
 
     def _create(self, p: dict[str, Any]) -> tuple[int, Any]:
-        symbol = p.get("symbol")
+        symbol = str(p.get("symbol"))
         if p.get("category") != "linear" or symbol not in self.instruments:
             return self.error_body("param_error")
         link_id = str(p.get("orderLinkId") or f"auto-{self.book.next_id()}")
         if link_id in self.book.by_client_id:
             return self.error_body("duplicate_order_link_id")
         side = str(p["side"]).lower()
+        grid = self._off_grid(symbol, p)
+        if grid is not None:
+            return grid
         now = self.now()
         order = FakeOrder(
             order_id=str(1_900_000_000_000_000_000 + self.book.next_id()),
@@ -717,6 +1033,21 @@ class FakeBybit(FakeVenue):
         self.book.add(order)
         # The acknowledgement carries the two ids and nothing else.
         return self._ok({"orderId": order.order_id, "orderLinkId": order.client_id})
+
+    def _off_grid(self, symbol: str, p: dict[str, Any]) -> tuple[int, Any] | None:
+        """Bybit refuses a quantity off ``qtyStep`` or below ``minOrderQty``
+        and a trigger price off ``tickSize`` (param error 10001)."""
+        inst = self.instruments[symbol]
+        lot = inst["lotSizeFilter"]
+        qty = _num(p["qty"])
+        if not _on_grid(qty, _num(lot["qtyStep"])) or qty < _num(lot["minOrderQty"]):
+            return self.error_body("qty_invalid")
+        trigger = p.get("triggerPrice")
+        if trigger is not None and not _on_grid(
+            _num(trigger), _num(inst["priceFilter"]["tickSize"])
+        ):
+            return self.error_body("price_invalid")
+        return None
 
     def _cancel(self, p: dict[str, Any]) -> tuple[int, Any]:
         order = self._find(p)
@@ -775,7 +1106,14 @@ class FakeBybit(FakeVenue):
         for sym in symbols:
             signed = self.book.signed_at(sym, as_of)
             if signed != 0 or (self.flat_entry and p.get("symbol")):
-                items.append(self.position_json(sym, signed))
+                items.append(
+                    self.position_json(
+                        sym,
+                        signed,
+                        self.book.last_change(sym, as_of),
+                        self.book.opened_at(sym, as_of),
+                    )
+                )
         return self._list(items)
 
     # websocket -------------------------------------------------------------
@@ -812,6 +1150,7 @@ class FakeBinanceUsdm(FakeVenue):
     ``position_lag`` delays ``/fapi/v3/positionRisk`` like Bybit's list."""
 
     payload_dir = "binance"
+    expired_error = "timestamp_outside_window"
 
     def __init__(
         self,
@@ -829,8 +1168,75 @@ class FakeBinanceUsdm(FakeVenue):
         self.symbols = {s["symbol"]: s for s in load("binance", "exchange_info_symbols")}
 
     def error_body(self, name: str) -> tuple[int, Any]:
+        if name in HTTP_ERRORS:
+            return HTTP_ERRORS[name]
         entry = load("binance", "errors")[name]
         return int(entry["status"]), entry["body"]
+
+    def _stamp(self, record: Request, raw: dict[str, Any], headers: dict[str, str]) -> None:
+        # Binance signs timestamp and recvWindow into the query string.
+        if raw.get("timestamp") not in (None, ""):
+            record.timestamp = int(raw["timestamp"])
+        if raw.get("recvWindow") not in (None, ""):
+            record.recv_window = int(raw["recvWindow"])
+
+    def _operator_order_id(self) -> str:
+        return str(8_000_000_000 + self.book.next_id())
+
+    def _filter(self, symbol: str, kind: str) -> dict[str, Any]:
+        return next(f for f in self.symbols[symbol]["filters"] if f["filterType"] == kind)
+
+    def _off_grid(self, symbol: str, qty: float, reduce_only: bool) -> tuple[int, Any] | None:
+        """Binance refuses a quantity off the MARKET_LOT_SIZE step or below
+        its minimum (-1111 / -4003 family; we answer -1111 "Precision is
+        over the maximum defined for this asset") and a non-reduce-only
+        order under MIN_NOTIONAL at the mark (-4164)."""
+        lot = self._filter(symbol, "MARKET_LOT_SIZE")
+        if not _on_grid(qty, _num(lot["stepSize"])) or qty < _num(lot["minQty"]):
+            return self.error_body("precision_over_maximum")
+        notional = _num(self._filter(symbol, "MIN_NOTIONAL")["notional"])
+        if not reduce_only and qty * self.book.marks[symbol] < notional:
+            return self.error_body("min_notional")
+        return None
+
+    def trade_json(self, e: Execution) -> dict[str, Any]:
+        o = e.order
+        raw: dict[str, Any] = load("binance", "user_trade")
+        raw.update(
+            {
+                "symbol": o.symbol,
+                "id": int(e.exec_id),
+                "orderId": int(o.order_id),
+                "side": o.side.upper(),
+                "buyer": o.side == "buy",
+                "price": _fmt(e.price),
+                "qty": _fmt(e.qty),
+                "quoteQty": _fmt(e.qty * e.price),
+                "commission": _fmt(e.qty * e.price * 0.0005),
+                "positionSide": "BOTH",
+                "time": self.ms(e.at),
+            }
+        )
+        return raw
+
+    def _user_trades(self, p: dict[str, Any]) -> tuple[int, Any]:
+        """GET /fapi/v1/userTrades: oldest first; ``startTime``/``endTime``
+        at most 7 days apart; neither: the last 7 days; ``limit`` default
+        500, max 1000. No client order id in the answer."""
+        week = 7 * 24 * 3600.0
+        start = _ms_to_loop(p.get("startTime"))
+        end = _ms_to_loop(p.get("endTime"))
+        if start is None and end is None:
+            start = self.now() - week
+        elif end is None:
+            assert start is not None
+            end = start + week
+        elif start is None:
+            start = end - week
+        execs = self.book.executions_between(p.get("symbol"), start, end)
+        execs.sort(key=lambda e: e.at)
+        limit = min(int(p.get("limit") or 500), 1000)
+        return 200, [self.trade_json(e) for e in execs[:limit]]
 
     def is_success(self, body: Any) -> bool:
         return not (isinstance(body, dict) and "code" in body and str(body["code"]) not in ("200",))
@@ -840,7 +1246,7 @@ class FakeBinanceUsdm(FakeVenue):
         return float(lot["stepSize"])
 
     def order_json(self, o: FakeOrder) -> dict[str, Any]:
-        raw = load("binance", "order_query")
+        raw: dict[str, Any] = load("binance", "order_query")
         raw.update(
             {
                 "avgPrice": _fmt(o.avg_price) if o.filled else "0.00",
@@ -867,7 +1273,7 @@ class FakeBinanceUsdm(FakeVenue):
         return raw
 
     def algo_json(self, o: FakeOrder) -> dict[str, Any]:
-        raw = load("binance", "algo_order")
+        raw: dict[str, Any] = load("binance", "algo_order")
         raw.update(
             {
                 "algoId": int(o.order_id),
@@ -938,6 +1344,8 @@ class FakeBinanceUsdm(FakeVenue):
             ]
         if key == ("GET", "/fapi/v3/positionRisk"):
             return 200, self._positions(params)
+        if key == ("GET", "/fapi/v1/userTrades"):
+            return self._user_trades(params)
         if key == ("GET", "/fapi/v1/ticker/24hr"):
             ticker = load("binance", "ticker_24hr")
             mark = self.book.marks[params["symbol"]]
@@ -969,10 +1377,17 @@ class FakeBinanceUsdm(FakeVenue):
     def _create(self, p: dict[str, Any]) -> tuple[int, Any]:
         symbol = str(p.get("symbol"))
         cid = str(p.get("newClientOrderId") or f"auto{self.book.next_id()}")
-        if cid in self.book.by_client_id:
+        # Binance New Order: newClientOrderId is "a unique id among open
+        # orders". A market order that already filled is not open, so the
+        # same id is accepted again and EXECUTES again.
+        previous = self.book.by_client_id.get(cid)
+        if previous is not None and previous.open:
             return self.error_body("duplicate_client_id")
         side = str(p["side"]).lower()
         reduce_only = p.get("reduceOnly") == "true"
+        grid = self._off_grid(symbol, _num(p["quantity"]), reduce_only)
+        if grid is not None:
+            return grid
         if reduce_only and self.book.reducible(symbol, side) == 0:
             return self.error_body("reduce_only_rejected")
         now = self.now()
@@ -1011,7 +1426,8 @@ class FakeBinanceUsdm(FakeVenue):
     def _create_algo(self, p: dict[str, Any]) -> tuple[int, Any]:
         symbol = str(p.get("symbol"))
         cid = str(p.get("clientAlgoId") or f"auto{self.book.next_id()}")
-        if cid in self.book.by_client_id:
+        previous = self.book.by_client_id.get(cid)
+        if previous is not None and previous.open:
             return self.error_body("duplicate_client_id")
         side = str(p["side"]).lower()
         trigger = _num(p["triggerPrice"])
@@ -1046,7 +1462,7 @@ class FakeBinanceUsdm(FakeVenue):
             signed = self.book.signed_at(sym, as_of)
             if signed == 0:
                 continue  # v3 lists only symbols with a position
-            raw = load("binance", "position_risk_v3")
+            raw: dict[str, Any] = load("binance", "position_risk_v3")
             entry = self.book.entry_price.get(sym, self.book.marks[sym])
             raw.update(
                 {
@@ -1056,7 +1472,8 @@ class FakeBinanceUsdm(FakeVenue):
                     "breakEvenPrice": _fmt(entry),
                     "markPrice": _fmt(self.book.marks[sym]),
                     "notional": _fmt(signed * self.book.marks[sym]),
-                    "updateTime": self.ms(),
+                    # The position's last change, not the view's time.
+                    "updateTime": self.ms(self.book.last_change(sym, as_of) or 0.0),
                 }
             )
             out.append(raw)
@@ -1077,19 +1494,26 @@ def bybit(venue: FakeBybit, *, pro: bool = False, **config: Any) -> Any:
     measures wall-clock time while sleeping on the loop clock, which would
     spin under virtual time."""
     cls = ccxt_pro.bybit if pro else ccxt_async.bybit
-    return cls({**_KEYS, "session": FakeSession(venue), "enableRateLimit": False, **config})
+    ex = cls({**_KEYS, "session": FakeSession(venue), "enableRateLimit": False, **config})
+    ex.milliseconds = venue.clock_ms  # one clock for client and venue
+    return ex
 
 
 def binanceusdm(venue: FakeBinanceUsdm, *, pro: bool = False, **config: Any) -> Any:
     cls = ccxt_pro.binanceusdm if pro else ccxt_async.binanceusdm
-    return cls({**_KEYS, "session": FakeSession(venue), "enableRateLimit": False, **config})
+    ex = cls({**_KEYS, "session": FakeSession(venue), "enableRateLimit": False, **config})
+    ex.milliseconds = venue.clock_ms  # one clock for client and venue
+    return ex
 
 
 async def load_markets_offline(exchange: Any, venue: FakeVenue) -> None:
     """Markets from the recorded instrument payloads, parsed by ccxt itself,
     then ``set_markets``; the requests this makes are dropped from the log."""
     if exchange.id == "bybit":
-        markets = await exchange.fetch_future_markets({"category": "linear"})
+        # Spot too: on Bybit "BTCUSDT" is the id of both BTC/USDT (spot) and
+        # BTC/USDT:USDT (linear), so an id alone is ambiguous, as it is live.
+        markets = await exchange.fetch_spot_markets({})
+        markets += await exchange.fetch_future_markets({"category": "linear"})
     else:
         markets = [exchange.parse_market(raw) for raw in load("binance", "exchange_info_symbols")]
     exchange.set_markets(markets)

@@ -37,6 +37,12 @@ class Outcome:
         return self.ended - self.started
 
     @property
+    def entry_sent(self) -> float:
+        """When the entry left: its intent is journalled just before."""
+        return next(r.at for r in self.journal.records
+                    if r.kind == "intent" and r.data["action"] == "entry")
+
+    @property
     def steps(self) -> list[tuple[str, str, str]]:
         return [(s.source.value, s.trigger.value, s.dest.value) for s in self.attempt.history]
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CELL_KEYS = {"p50_ms", "p99_ms", "max_ms", "false_rollbacks", "doubled", "requests_per_attempt"}
+CELL_KEYS = {"p50_ms", "p99_ms", "max_ms", "false_rollbacks", "doubled", "requests_per_attempt",
+             "false_alarms", "foreign_touched"}
 ENGINE_KEYS = {"cpu_us_per_attempt", "overhead_ratio", "bytes_per_attempt_10k",
                "sim_attempts_per_s"}
 DRIVERS = {"engine", "seed_plan", "legacy", "limit"}
@@ -35,7 +36,7 @@ def test_quick_mode_writes_the_json_table_and_plot(tmp_path: Path) -> None:
 
     data = json.loads((tmp_path / "latest.json").read_text())
     assert set(data) == {"profiles", "engine"}
-    assert {"calm", "loaded", "incident"} <= set(data["profiles"])
+    assert {"calm", "loaded", "incident", "faulty"} <= set(data["profiles"])
     for profile, cells in data["profiles"].items():
         assert set(cells) == DRIVERS, profile
         for driver, cell in cells.items():
@@ -46,13 +47,14 @@ def test_quick_mode_writes_the_json_table_and_plot(tmp_path: Path) -> None:
                 assert cell[k] is None or (_number(cell[k]) and cell[k] >= 0), where
             if cell["p50_ms"] is not None and cell["p99_ms"] is not None:
                 assert cell["p50_ms"] <= cell["p99_ms"], where
-            for k in ("false_rollbacks", "doubled"):
+            for k in ("false_rollbacks", "doubled", "false_alarms", "foreign_touched"):
                 assert isinstance(cell[k], int) and not isinstance(cell[k], bool), where
                 assert cell[k] >= 0, where
             assert _number(cell["requests_per_attempt"]), where
             assert cell["requests_per_attempt"] >= 1, where
-        # the physical bound is always protected and never rolls back
-        assert cells["limit"]["p99_ms"] is not None
+        # the physical bound never rolls back, and is protected unless faults refuse it
+        if profile != "faulty":
+            assert cells["limit"]["p99_ms"] is not None
         assert cells["limit"]["false_rollbacks"] == 0
     assert set(data["engine"]) == ENGINE_KEYS
     for k, v in data["engine"].items():

@@ -87,7 +87,10 @@ def test_constructor_does_no_io_and_sets_only_unset_bybit_options() -> None:
         assert adapter.position_cache is None  # no stream started
         assert ex.options["enableUnifiedAccount"] is True
         assert ex.options["enableUnifiedMargin"] is False
+        # The receive window is the profile's, always (the engine relies on
+        # it); the account flags only when the caller left them unset.
         assert adapter.applied_options == {
+            "recvWindow": 5000,
             "enableUnifiedMargin": False,
             "enableUnifiedAccount": True,
         }
@@ -97,7 +100,7 @@ def test_constructor_does_no_io_and_sets_only_unset_bybit_options() -> None:
         ex2 = F.bybit(v, options={"enableUnifiedAccount": False})
         adapter2 = CcxtAdapter(ex2)
         assert ex2.options["enableUnifiedAccount"] is False
-        assert adapter2.applied_options == {}
+        assert adapter2.applied_options == {"recvWindow": 5000}
         assert v.requests == []
         await ex2.close()
 

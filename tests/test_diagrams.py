@@ -231,8 +231,8 @@ def test_incident_path_is_highlighted_in_order_with_its_evidence(incident: dg.In
 def test_rolled_back_path_sends_the_close_through_the_self_loop() -> None:
     attempt = dg.run_incident(dg.INCIDENTS[1])
     r = dg.render_path(attempt)
-    assert "    ROLLING_BACK --> ROLLING_BACK: (5) close_sending [close_side_derivable]" in (
-        r.markdown)
+    assert ("    ROLLING_BACK --> ROLLING_BACK: (5) close_sending [close_side_derivable & "
+            "exposure_attributable & no_close_in_flight]") in r.markdown
     loop = [s for s in _dot_path(r.dot) if s[1] == s[2]]
     assert [s[:4] for s in loop] == [(5, "ROLLING_BACK", "ROLLING_BACK", "close_sending")]
     assert "sell 43" in loop[0][4]

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from adapters.port import Side
-from adapters.simulated import AckStyle, Fault, SimConfig, SimulatedExchange, StreamMode
+from adapters.simulated import (
+    AckStyle,
+    Fault,
+    OperatorMove,
+    SimConfig,
+    SimulatedExchange,
+    StreamMode,
+)
 from adapters.virtual_time import run_virtual
 from fsm import MemoryJournal, Policy, PositionOpener, State
 from fsm.table import TABLE
@@ -28,7 +35,12 @@ def assert_safe(o: Outcome) -> None:
     """Laws that hold whatever the world: never more than asked, only the
     entry increases exposure, one alert iff orphaned."""
     req = o.attempt.request
-    assert o.exchange.max_change(SYMBOL) <= req.amount + 1e-9
+    own, most = 0.0, 0.0
+    for fill in o.exchange.fills:  # the attempt's own executions, not the operator's
+        if fill.actor == "client":
+            own += fill.amount if fill.side is Side.BUY else -fill.amount
+            most = max(most, abs(own))
+    assert most <= req.amount + 1e-9
     assert len([x for x in o.exchange.log if not x.reduce_only]) <= 1
     assert len(o.alerts) == (1 if o.attempt.state is State.ORPHANED else 0)
     assert o.attempt.state.terminal
@@ -41,9 +53,19 @@ def assert_protected(o: Outcome, size: float = 43.0) -> None:
     assert stop.side is Side.SELL and stop.reduce_only and stop.amount == pytest.approx(size)
 
 
+def foreign_net(o: Outcome) -> float:
+    """What the account would hold without the attempt: the position held
+    before it, plus the operator's trades."""
+    net = o.exchange.config.initial_positions.get(SYMBOL, 0.0)
+    for fill in o.exchange.fills:
+        if fill.actor == "operator":
+            net += fill.amount if fill.side is Side.BUY else -fill.amount
+    return net
+
+
 def assert_flat_after_rollback(o: Outcome) -> None:
     assert o.attempt.state is State.CLOSE_VERIFIED
-    assert o.exchange.net_position(SYMBOL) == 0
+    assert o.exchange.net_position(SYMBOL) == foreign_net(o)
     assert o.exchange.resting_stops(SYMBOL) == []
     assert all(x.side is Side.SELL for x in o.exchange.log[1:] if x.accepted)
 
@@ -96,8 +118,12 @@ SCENARIOS: list[tuple[str, dict[str, Any], State]] = [
      State.PROTECTED),
     ("stop reply lost after placing", dict(faults={"place_stop": (F.TIMEOUT_AFTER,)}),
      State.PROTECTED),
-    ("stop request lost", dict(faults={"place_stop": (F.TIMEOUT_BEFORE,)}), State.PROTECTED),
-    ("stop reply lost and its look-up failed: the re-send is refused as a duplicate",
+    # Rule 10: a stop whose request may be lost is never sent again on the
+    # strength of client-id uniqueness, and the protection window (5 s) ends
+    # before the receive window (5 s + 1 s skew) could prove it absent.
+    ("stop request lost", dict(faults={"place_stop": (F.TIMEOUT_BEFORE,)}),
+     State.CLOSE_VERIFIED),
+    ("stop reply lost and its first look-up failed: looked up again, never re-sent",
      dict(faults={"place_stop": (F.TIMEOUT_AFTER,), "fetch_stops": (F.UNAVAILABLE,)}),
      State.PROTECTED),
     ("stop rate limited twice", dict(faults={"place_stop": (F.RATE_LIMIT, F.RATE_LIMIT)}),
@@ -114,18 +140,28 @@ SCENARIOS: list[tuple[str, dict[str, Any], State]] = [
     ("exchange reports the wrong side", dict(misreport_side=True), State.CLOSE_VERIFIED),
     ("close reply lost", dict(stop_rejected=True, faults={"close": (F.TIMEOUT_AFTER,)}),
      State.CLOSE_VERIFIED),
-    ("close request lost, resent under the same client id",
-     dict(stop_rejected=True, faults={"close": (F.TIMEOUT_BEFORE,)}), State.CLOSE_VERIFIED),
     ("close rate limited", dict(stop_rejected=True, faults={"close": (F.RATE_LIMIT,)}),
      State.CLOSE_VERIFIED),
     ("positions unavailable for a while",
      dict(stop_rejected=True, faults={"fetch_positions": (F.UNAVAILABLE,) * 5}),
      State.CLOSE_VERIFIED),
     ("stop and close rejected", dict(stop_rejected=True, close_rejected=True), State.ORPHANED),
-    ("exchange position on the other side",
-     dict(initial_positions={SYMBOL: -100.0}, stream=StreamMode.PRESENT), State.ORPHANED),
-    ("create lost: cannot prove nothing was placed", dict(faults={"create": (F.TIMEOUT_BEFORE,)}),
-     State.ORPHANED),
+    ("the operator flips the account short during the rollback",
+     dict(stop_rejected=True, stream=StreamMode.PRESENT,
+          operator=(OperatorMove(0.1, SYMBOL, -100.0),)), State.ORPHANED),
+    ("the operator trades the symbol during the rollback",
+     dict(stop_rejected=True, operator=(OperatorMove(0.1, SYMBOL, 5.0),)), State.ORPHANED),
+    ("the operator traded the symbol before the entry: not a reason to give up",
+     dict(stop_rejected=True, operator=(OperatorMove(0.05, SYMBOL, 5.0),)),
+     State.CLOSE_VERIFIED),
+    ("create lost: proven never to arrive once the receive window passed",
+     dict(faults={"create": (F.TIMEOUT_BEFORE,)}), State.REJECTED),
+    ("create lost, proven absent only after the fetch deadline, during the rollback",
+     dict(faults={"create": (F.TIMEOUT_BEFORE,)}, receive_window=9.5), State.REJECTED),
+    ("create lost on a venue without a receive window: cannot prove nothing was placed",
+     dict(faults={"create": (F.TIMEOUT_BEFORE,)}, receive_window=None), State.ORPHANED),
+    ("close request lost, proven absent, sent again",
+     dict(stop_rejected=True, faults={"close": (F.TIMEOUT_BEFORE,)}), State.CLOSE_VERIFIED),
 ]
 
 
@@ -147,31 +183,36 @@ def test_fault_knob_drives_the_engine_to_the_right_terminal_state(
 
 def test_partial_fill_is_protected_for_exactly_the_filled_size() -> None:
     o = run_attempt(ack=AckStyle.MINIMAL, fill_ratio=0.5)
-    assert_protected(o, size=21.5)
+    assert_protected(o, size=21.0)  # half of 43, in whole lots as a venue fills
     assert_safe(o)
 
 
-def test_position_on_the_other_side_sends_no_close_at_all() -> None:
-    o = run_attempt(initial_positions={SYMBOL: -100.0}, stream=StreamMode.PRESENT)
+def test_a_position_flipped_to_the_other_side_gets_no_close_at_all() -> None:
+    o = run_attempt(stop_rejected=True, stream=StreamMode.PRESENT,
+                    operator=(OperatorMove(0.1, SYMBOL, -100.0),))
     assert o.attempt.state is State.ORPHANED
     assert [x.kind for x in o.exchange.log if x.accepted] == ["market"]  # the entry only
     assert o.exchange.net_position(SYMBOL) == -57
-    assert "close side not derivable, nothing sent" in o.alerts[0].message
+    assert "nothing sent" in o.alerts[0].message
 
 
-def test_a_stop_resent_after_an_ambiguous_send_is_never_placed_twice() -> None:
+def test_a_stop_whose_reply_was_lost_is_looked_up_and_never_sent_twice() -> None:
     o = run_attempt(faults={"place_stop": (Fault.TIMEOUT_AFTER,),
                             "fetch_stops": (Fault.UNAVAILABLE,)})
     assert_protected(o)
     stops = [(x.accepted, x.reason) for x in o.exchange.log if x.kind == "stop"]
-    assert stops == [(True, ""), (False, "duplicate client id")]
+    assert stops == [(True, "")]
 
 
-def test_a_rollback_never_closes_a_position_its_own_order_does_not_account_for() -> None:
+@pytest.mark.parametrize(("window", "second"), [(5.0, State.REJECTED), (None, State.ORPHANED)])
+def test_a_rollback_never_closes_a_position_its_own_order_does_not_account_for(
+        window: float | None, second: State) -> None:
     """Another attempt of ours protects long 1; this attempt's create is lost
     on the way. Its rollback sees long 1 in REST, but that is not its fill:
-    it sends nothing and alerts, and the other attempt stays protected."""
-    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE},
+    it sends nothing, and the other attempt stays protected. With a receive
+    window the lost create is proven absent (REJECTED, no alert); without
+    one it cannot be, so the attempt alerts (ORPHANED)."""
+    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE}, receive_window=window,
                                      faults={"create": (Fault.OK, Fault.TIMEOUT_BEFORE)}))
     alerts: list[Any] = []
     opener = PositionOpener(ex, alerts=alerts.append, ids=ids())
@@ -181,11 +222,11 @@ def test_a_rollback_never_closes_a_position_its_own_order_does_not_account_for()
         second = await opener.open(request(amount=1))
         return [first.state, second.state]
 
-    assert run_virtual(go()) == [State.PROTECTED, State.ORPHANED]
+    assert run_virtual(go()) == [State.PROTECTED, second]
     assert ex.net_position(SYMBOL) == 1
     assert [s.amount for s in ex.resting_stops(SYMBOL)] == [1]
     assert [x.kind for x in ex.log] == ["market", "stop"]  # nothing sent by the second
-    assert len(alerts) == 1
+    assert len(alerts) == (1 if second is State.ORPHANED else 0)
 
 
 def test_a_late_entry_found_unfilled_during_rollback_proves_flat() -> None:
@@ -221,13 +262,15 @@ def test_every_transition_of_the_table_is_taken_by_some_scenario() -> None:
 def test_protected_within_the_round_trips_it_needs_plus_one_backoff_step(
         rtt: float, ack: AckStyle) -> None:
     """Create, fetch and stop are three round trips; with no lag anywhere the
-    attempt is protected within those plus the first back-off step. A fixed
-    sleep anywhere on the path (the legacy 3 s, the seed plan's 0.5 s) fails
-    this for small RTTs."""
+    attempt is protected within those plus the first back-off step from the
+    moment the entry leaves. A fixed sleep anywhere on the path (the legacy
+    3 s, the seed plan's 0.5 s) fails this for small RTTs. Before the entry,
+    exactly two round trips: the market's rules and the account's position."""
     policy = Policy()
     o = run_attempt(rtt=rtt, ack=ack, policy=policy)
     assert_protected(o)
-    assert o.attempt.history[-1].at - o.started <= 3 * rtt + policy.backoff(0) + 1e-9
+    assert o.attempt.history[-1].at - o.entry_sent <= 3 * rtt + policy.backoff(0) + 1e-9
+    assert o.entry_sent - o.started == pytest.approx(2 * rtt)
 
 
 def test_a_stream_update_ends_the_wait_before_the_backoff_step() -> None:
@@ -239,7 +282,7 @@ def test_a_stream_update_ends_the_wait_before_the_backoff_step() -> None:
     fetched = next(s for s in o.attempt.history if s.trigger.value == "fetched")
     assert fetched.evidence is not None and fetched.evidence.value == "stream"
     # fill at rtt/2 = 15 ms, news at 115 ms; one in-flight fetch may delay it by an RTT
-    assert fetched.at - o.started <= 0.015 + 0.1 + 0.03 + 1e-9
+    assert fetched.at - o.entry_sent <= 0.015 + 0.1 + 0.03 + 1e-9
 
 
 # -- alerts, journal, concurrency ----------------------------------------------------------------
@@ -313,7 +356,8 @@ def test_attempts_on_different_symbols_run_concurrently() -> None:
                                                  reference_price=60000.0)))
         return loop.time() - t0
 
-    assert run_virtual(go()) == pytest.approx(2 * 0.03)
+    # market rules and position (one round trip each), create, stop
+    assert run_virtual(go()) == pytest.approx(4 * 0.03)
     assert ex.net_position(other) == 1 and ex.net_position(SYMBOL) == 43
 
 

@@ -127,8 +127,22 @@ CASES: list[tuple[str, Facts, bool]] = [
         status=OrderStatus.CLOSED, filled=43.0)), True),
     ("position_flat", facts(close_intent=CLOSE, close_order=order(
         status=OrderStatus.CANCELED, filled=20.0)), False),
+    # Rule 9: in a shared account, a source that showed exposure on our side
+    # and now shows none proves nothing about our fill; the exposure it
+    # showed may have been anyone's, and its "flat" may predate our fill.
     ("position_flat", facts(position=pos(None, 0.0), seen_open_by=frozenset({Source.REST})),
-     True),
+     False),
+    # A timestamped flat view after the fill, but our close may still arrive.
+    ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=6.0),
+                            close_intent=CLOSE), False),
+    ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=6.0),
+                            close_intent=CLOSE, close_error="refused"), True),
+    ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=6.0),
+                            close_intent=CLOSE, close_missing=True), True),
+    # An untimestamped view (ccxt's REST) is never newer than a fill.
+    ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=None)), False),
+    # Same instant as the fill: may have been taken just before it.
+    ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=5.0)), False),
     # A lagging REST that never showed the fill says nothing about now.
     ("position_flat", facts(position=pos(None, 0.0)), False),
     ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=6.0)), True),
@@ -137,6 +151,24 @@ CASES: list[tuple[str, Facts, bool]] = [
                             position=pos(PositionSide.LONG, 5.0)), True),
     ("position_flat", facts(position=pos(PositionSide.LONG, 1.0),
                             seen_open_by=frozenset({Source.REST})), False),
+    ("entry_never_arrived", facts(create_ambiguous=True, entry_missing=True), True),
+    ("entry_never_arrived", facts(create_ambiguous=True), False),
+    ("entry_never_arrived", facts(create_ambiguous=True, entry_missing=True, ack=order()),
+     False),
+    ("entry_never_arrived", facts(create_ambiguous=True, entry_missing=True, entry=FILLED),
+     False),
+    ("entry_never_arrived", facts(entry_missing=True), False),
+    ("exposure_attributable", facts(fills_checked=True), True),
+    ("exposure_attributable", facts(), False),
+    ("exposure_attributable", facts(fills_checked=True, foreign_fill="someone sold 5"), False),
+    ("exposure_unattributable", facts(fills_checked=True, foreign_fill="someone sold 5"), True),
+    ("exposure_unattributable", facts(fills_checked=True), False),
+    ("no_close_in_flight", facts(), True),
+    ("no_close_in_flight", facts(close_intent=CLOSE), False),
+    ("no_close_in_flight", facts(close_intent=CLOSE, close_missing=True), True),
+    ("no_close_in_flight", facts(close_intent=CLOSE, close_error="refused"), False),
+    ("no_close_in_flight", facts(close_intent=CLOSE, close_order=order(
+        status=OrderStatus.CLOSED, filled=43.0)), False),
     ("close_deadline_passed", facts(close_deadline=1.0), True),
     ("close_deadline_passed", facts(close_deadline=2.0), False),
 ]

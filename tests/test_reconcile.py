@@ -14,7 +14,7 @@ import pytest
 from adapters.port import Side
 from adapters.simulated import Fault, SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
-from fsm import State, client_ids
+from fsm import OpenRequest, State, client_ids
 from fsm.journal import Journal, summarize
 from fsm.reconcile import (
     ActionKind,
@@ -55,11 +55,11 @@ class World:
                           clock=self.clock)
 
     def attempt(self, aid: str, end: State | None, *, filled: float = 43.0,
-                side: str = "buy") -> None:
+                side: str = "buy", symbol: str = SYMBOL) -> None:
         """Journal an attempt that reached ``end`` (None: unfinished)."""
         j = self.journal
         entry = client_ids(aid)[0]
-        req = request(side=side, stop_loss=0.1290 if side == "buy" else 0.1400)
+        req = request(side=side, stop_loss=0.1290 if side == "buy" else 0.1400, symbol=symbol)
         j.begin(aid, req, entry, 0.0)
         j.intent(aid, "entry", entry, 0.0, {"side": side, "amount": 43.0})
         j.transition(aid, 0.1, {"dest": "PLACED", "entry_order_id": "x", "filled": None})
@@ -217,6 +217,29 @@ def test_the_position_side_must_match_the_attempt(tmp_path: Path) -> None:
 
 
 # -- ORPHANED attempts that went flat ----------------------------------------------------------
+
+
+def test_an_attempt_journalled_with_a_native_symbol_is_not_resolved_while_its_position_is_open(
+        tmp_path: Path) -> None:
+    """Issue 10, reproduction 1: a journal written with the exchange's own
+    spelling ("AVLUSDT") is compared in the canonical one; the 43 still open
+    on AVL/USDT:USDT keep the attempt ORPHANED and are its orphan, not an
+    unknown position."""
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0})
+    w.attempt(A1, State.ORPHANED, symbol="AVLUSDT")
+    report = run(w.reconciler().check_once)
+    assert report.resolved == () and report.still_orphaned == (A1,)
+    (p,) = report.orphans
+    assert p.attempts == (A1,) and p.unexplained == 0
+
+
+def test_an_attempt_whose_symbol_cannot_be_resolved_is_never_called_resolved(
+        tmp_path: Path) -> None:
+    w = world(tmp_path, strict_symbols=True)
+    w.attempt(A1, State.ORPHANED, symbol="GONEUSDT")
+    report = run(w.reconciler().check_once)
+    assert report.resolved == () and report.still_orphaned == (A1,)
+
 
 
 def test_an_orphaned_attempt_now_flat_is_resolved_and_recorded(tmp_path: Path) -> None:
@@ -400,3 +423,203 @@ def test_async_alert_callbacks_are_awaited(tmp_path: Path) -> None:
     rec = Reconciler(w.ex, w.journal, policy=ReconcilePolicy(settle_time=0), alerts=sink)
     run(rec.check_once)
     assert [a.kind for a in got] == [AlertKind.ORPHAN_POSITION, AlertKind.UNKNOWN_POSITION]
+
+
+# -- issue 11, reproduction 5: the monitor sees every position and every stop --------------------
+
+BTC = "BTC/USDT:USDT"
+
+
+def _binance_attempt(journal: Journal, aid: str, end: State, *, stop: bool) -> None:
+    """An attempt on BTC that ended ``end``; with ``stop``, it journalled a stop intent."""
+    entry, stop_cid, _ = client_ids(aid)
+    req = OpenRequest(symbol=BTC, side="buy", amount=0.01, stop_loss=90000.0)
+    journal.begin(aid, req, entry, 0.0)
+    journal.intent(aid, "entry", entry, 0.0, {"side": "buy", "amount": 0.01})
+    if stop:
+        journal.intent(aid, "stop", stop_cid, 0.1, {"side": "sell", "amount": 0.01})
+    journal.transition(aid, 0.2, {"dest": end.value, "filled": 0.01})
+    journal.end(aid, end, 0.2)
+
+
+def test_binance_a_leftover_stop_of_a_finished_attempt_is_seen(tmp_path: Path) -> None:
+    """Issue 11 (5): on Binance USD-M listing stops for all symbols always
+    fails, and the per-symbol fallback skipped finished attempts: a leftover
+    reduce-only stop of a CLOSE_VERIFIED attempt was never seen and the
+    report said ``stops: failed`` (exit 2) forever."""
+    from adapters.ccxt import CcxtAdapter
+    from tests import ccxt_fake as F
+
+    venue = F.FakeBinanceUsdm()
+    journal = Journal(tmp_path / "j.sqlite3", wall_clock=Clock())
+    _binance_attempt(journal, A1, State.CLOSE_VERIFIED, stop=True)
+
+    async def go() -> ReconcileReport:
+        ex = F.binanceusdm(venue)
+        await F.load_markets_offline(ex, venue)
+        adapter = CcxtAdapter(ex)
+        try:
+            await adapter.place_stop(symbol=BTC, side=Side.SELL, amount=0.01,
+                                     trigger_price=90000.0, client_id=client_ids(A1)[1])
+            rec = Reconciler(adapter, journal, policy=ReconcilePolicy(settle_time=0),
+                             clock=Clock(1_000_100.0))
+            return await rec.check_once()
+        finally:
+            await ex.close()
+
+    report = run_virtual(go())
+    assert report.stops_status is QueryStatus.OK, report.render()
+    assert report.complete and report.stops_scope == (BTC,)
+    ((stop_found, owner),) = [(s.stop, s.attempt_id) for s in report.leftover_stops]
+    assert stop_found.client_id == client_ids(A1)[1] and owner == A1
+    assert not report.clean and "leftover stop" in report.render()
+
+
+class _HedgedBinance:
+    """Builds a Binance venue in hedge mode: ``/fapi/v3/positionRisk`` lists
+    a LONG and a SHORT leg of BTC, as Binance does with dual-side positions."""
+
+    @staticmethod
+    def venue() -> Any:
+        from tests import ccxt_fake as F
+
+        class Hedged(F.FakeBinanceUsdm):
+            def _positions(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+                legs = []
+                for side, amt in (("LONG", "10"), ("SHORT", "-10")):
+                    raw: dict[str, Any] = F.load("binance", "position_risk_v3")
+                    raw.update({"symbol": "BTCUSDT", "positionSide": side, "positionAmt": amt,
+                                "entryPrice": "95000", "markPrice": "95000",
+                                "notional": str(float(amt) * 95000),
+                                "updateTime": self.ms()})
+                    legs.append(raw)
+                return legs
+
+        return Hedged()
+
+
+def test_hedge_mode_long_and_short_without_stops_are_two_findings_not_clean(
+        tmp_path: Path) -> None:
+    """Issue 11 (5): an account long 10 and short 10 (hedge mode) with no
+    stops was reported clean: the legs were netted to flat."""
+    from adapters.ccxt import CcxtAdapter
+    from tests import ccxt_fake as F
+
+    venue = _HedgedBinance.venue()
+    journal = Journal(tmp_path / "j.sqlite3", wall_clock=Clock())
+    alerts: list[ReconcileAlert] = []
+
+    async def go() -> ReconcileReport:
+        ex = F.binanceusdm(venue)
+        await F.load_markets_offline(ex, venue)
+        try:
+            rec = Reconciler(CcxtAdapter(ex), journal, policy=ReconcilePolicy(settle_time=0),
+                             alerts=alerts.append, clock=Clock())
+            return await rec.check_once()
+        finally:
+            await ex.close()
+
+    report = run_virtual(go())
+    assert report.complete, report.render()
+    assert not report.clean
+    legs = sorted((p.side.value, p.size, p.coverage) for p in report.positions)
+    assert legs == [("long", 10.0, Coverage.NONE), ("short", 10.0, Coverage.NONE)]
+    assert len(report.orphans) == 2 and len(report.unknown) == 2
+    assert sorted((a.kind.value, "long" in a.message) for a in alerts) == [
+        ("orphan_position", False), ("orphan_position", True),
+        ("unknown_position", False), ("unknown_position", True)]
+
+
+def test_run_survives_a_failing_on_report_and_a_failing_check(tmp_path: Path) -> None:
+    """Issue 11 (5): ``Reconciler.run()`` died on the first exception raised
+    by ``on_report``; it must log it and go on, as after a failed check."""
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0})
+    w.attempt(A1, State.ORPHANED)
+    rec = w.reconciler()
+    calls: list[int] = []
+    real_check = rec.check_once
+    failed_checks: list[int] = []
+
+    async def flaky_check() -> ReconcileReport:
+        if not failed_checks:
+            failed_checks.append(1)
+            raise RuntimeError("the exchange blew up")
+        return await real_check()
+
+    rec.check_once = flaky_check  # type: ignore[method-assign]
+
+    async def go() -> None:
+        stop = asyncio.Event()
+
+        def on_report(r: ReconcileReport) -> None:
+            calls.append(1)
+            if len(calls) == 3:
+                stop.set()
+            raise ValueError("a bug in the caller's callback")
+
+        async with asyncio.timeout(1000):
+            await rec.run(10.0, on_report=on_report, stop=stop)
+
+    run(go)
+    assert len(calls) == 3 and failed_checks == [1]
+    assert [a.kind for a in w.alerts] == [AlertKind.ORPHAN_POSITION]  # once in three checks
+
+
+def test_run_awaits_an_async_on_report_and_survives_it(tmp_path: Path) -> None:
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0})
+    w.attempt(A1, State.ORPHANED)
+    rec = w.reconciler()
+    calls: list[int] = []
+
+    async def go() -> None:
+        stop = asyncio.Event()
+
+        async def on_report(r: ReconcileReport) -> None:
+            await asyncio.sleep(0.01)
+            calls.append(1)
+            if len(calls) == 2:
+                stop.set()
+            raise ValueError("a bug in the caller's async callback")
+
+        async with asyncio.timeout(1000):
+            await rec.run(10.0, on_report=on_report, stop=stop)
+
+    run(go)
+    assert len(calls) == 2
+
+
+def test_a_failed_query_between_two_checks_does_not_alert_again(tmp_path: Path) -> None:
+    """Issue 11 (5): alerts are once per finding, not once per tick: a check
+    whose position query failed saw nothing, so the orphan did not go away."""
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0},
+              faults={"fetch_positions": (Fault.OK, Fault.UNAVAILABLE)})
+    w.attempt(A1, State.ORPHANED)
+    rec = w.reconciler()
+
+    async def thrice() -> list[ReconcileReport]:
+        return [await rec.check_once() for _ in range(3)]
+
+    first, failed, third = run(thrice)
+    assert failed.positions_status is QueryStatus.FAILED
+    assert [a.kind for a in first.alerts] == [AlertKind.ORPHAN_POSITION]
+    assert failed.alerts == () and third.alerts == ()
+    assert len(w.alerts) == 1
+
+
+def test_a_finding_that_changes_alerts_afresh(tmp_path: Path) -> None:
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0})
+    w.attempt(A1, State.ORPHANED)
+    rec = w.reconciler()
+
+    async def go() -> tuple[ReconcileReport, ReconcileReport, ReconcileReport]:
+        first = await rec.check_once()
+        await _stop(w.ex, "partial1", amount=20.0)  # now 23 uncovered: a new finding
+        second = await rec.check_once()
+        third = await rec.check_once()
+        return first, second, third
+
+    first, second, third = run(go)
+    assert [a.kind for a in first.alerts] == [AlertKind.ORPHAN_POSITION]
+    (changed,) = second.alerts
+    assert changed.kind is AlertKind.ORPHAN_POSITION and "23 uncovered" in changed.message
+    assert third.alerts == ()

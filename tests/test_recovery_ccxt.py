@@ -40,8 +40,10 @@ def _die_after_applying(venue: F.FakeVenue, cid: str) -> list[bool]:
     died: list[bool] = []
     handle = venue.handle
 
-    async def dying(method: str, url: str, data: bytes | None) -> Any:
-        resp = await handle(method, url, data)
+    async def dying(
+        method: str, url: str, data: bytes | None, headers: dict[str, str] | None = None
+    ) -> Any:
+        resp = await handle(method, url, data, headers)
         if not died and data is not None and cid.encode() in data:
             died.append(True)
             task = asyncio.current_task()

@@ -63,7 +63,8 @@ def test_without_reference_price_the_market_price_is_checked_before_sending() ->
 
     run_virtual(go())
     assert ex.log == []  # nothing was sent
-    assert ex.calls == {"fetch_price": 1}
+    # Reads only: the market's rules, its price and the account's position.
+    assert ex.calls == {"market": 1, "fetch_price": 1, "fetch_positions": 1}
 
 
 def test_opener_refuses_something_that_is_not_a_request() -> None:

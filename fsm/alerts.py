@@ -1,0 +1,58 @@
+"""Alert delivery: one way, used by the driver and by recovery.
+
+An alert is the last line of defence, so delivery is *at least once*: the
+alert is queued in the journal (an ``alert`` record) before the callback is
+called, and recorded delivered (``alert_delivered``) after it returns;
+``recover()`` delivers again every queued alert without the second. A
+receiver de-duplicates by :attr:`~fsm.attempt.Alert.alert_id`. The callback
+is bounded in time, so a hanging pager never holds an attempt open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fsm.attempt import Alert
+
+__all__ = ["AlertSink", "alert_record", "deliver_alert"]
+
+log = logging.getLogger("fsm")
+
+#: What ``PositionOpener(alerts=...)`` takes: any callable, sync or async.
+AlertSink = Callable[[Alert], Awaitable[None] | None]
+
+
+async def deliver_alert(sink: AlertSink | None, alert: Alert, limit: float) -> bool:
+    """Log ``alert`` at CRITICAL and hand it to ``sink``: a sync callable is
+    called (it must return promptly), an async one is awaited for at most
+    ``limit`` seconds. Returns whether the sink took it; a sink that fails
+    or hangs is logged, never raised: the attempt's outcome does not depend
+    on the pager."""
+    log.critical(alert.message, extra={"attempt_id": alert.attempt_id,
+                                       "state": alert.state.value, "alert_id": alert.alert_id})
+    if sink is None:
+        return True
+    try:
+        async with asyncio.timeout(limit):
+            result = sink(alert)
+            if inspect.isawaitable(result):
+                await result
+    except TimeoutError:
+        log.error("alert %s: the alert callback did not return within %gs; given up (it is "
+                  "delivered again by recover())", alert.alert_id, limit,
+                  extra={"attempt_id": alert.attempt_id, "alert_id": alert.alert_id})
+        return False
+    except Exception:
+        log.exception("alert %s: the alert callback failed", alert.alert_id,
+                      extra={"attempt_id": alert.attempt_id, "alert_id": alert.alert_id})
+        return False
+    return True
+
+
+def alert_record(alert: Alert) -> dict[str, Any]:
+    return {"alert_id": alert.alert_id, "reason": alert.reason, "symbol": alert.symbol,
+            "message": alert.message, "state": alert.state.value}
