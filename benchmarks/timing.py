@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import attrs
 
 from adapters.port import qty_eq
+from adapters.simulated import Fault, SimConfig
 from adapters.virtual_time import run_virtual
 from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
@@ -46,6 +47,10 @@ class Sample:
     false_alarm: bool = False
     #: exposure the attempt did not create that its orders reduced (L11)
     foreign_touched: float = 0.0
+    #: the world answers every request within its receive window (no request
+    #: lost or delayed on the way, a window to prove absence with) and nobody
+    #: else trades the symbol: where a false alarm has no excuse
+    answering: bool = False
 
 
 @attrs.frozen
@@ -60,6 +65,9 @@ class Summary:
     requests_per_attempt: float
     false_alarms: int
     foreign_touched: int  # attempts that touched foreign exposure
+    #: false alarms in worlds that answer within the receive window, with
+    #: nobody else trading (Sample.answering): the target is 0
+    false_alarms_answering: int = 0
 
 
 def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
@@ -88,7 +96,14 @@ def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
         requests=sim.total_calls,
         false_alarm=run.alarmed and (led.exposure == 0 or covered),
         foreign_touched=led.foreign_touched,
+        answering=_answering(sim.config),
     )
+
+
+def _answering(config: SimConfig) -> bool:
+    lost = (Fault.TIMEOUT_BEFORE, Fault.DELAYED)
+    return (config.receive_window is not None and not config.operator
+            and not any(f in lost for fates in config.faults.values() for f in fates))
 
 
 async def _run(profile: Profile, name: str, driver: Driver, n: int, seed: int
@@ -134,4 +149,5 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         requests_per_attempt=round(sum(s.requests for s in samples) / max(1, len(samples)), 3),
         false_alarms=sum(s.false_alarm for s in samples),
         foreign_touched=sum(s.foreign_touched > 1e-9 for s in samples),
+        false_alarms_answering=sum(s.false_alarm and s.answering for s in samples),
     )

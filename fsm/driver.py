@@ -495,7 +495,11 @@ class PositionOpener:
                 await self._check_fills(a, polls, f.close_deadline)
                 polls += 1
                 continue
-            if G.exposure_unattributable(f):
+            if G.exposure_unattributable(f) and (
+                    self.adapter.position_cache is None or G.close_deadline_passed(f)):
+                # Nothing will be sent. With a stream, a timestamped view may
+                # still prove the attempt's exposure gone (flat above) before
+                # the deadline; without one, nothing can: alert now.
                 self._fire(a, Trigger.CLOSE_UNVERIFIED, f, Source.ORDER,
                            f"{f.foreign_fill}: this attempt's exposure cannot be told from "
                            "anyone else's; nothing sent")
@@ -506,6 +510,7 @@ class PositionOpener:
                            f"({_flat_words(f)})")
                 return
             if G.no_close_in_flight(f) and G.order_filled(f) and f.position is not None \
+                    and not G.exposure_unattributable(f) \
                     and f.position.size > 0 and f.position.source in (Source.STREAM, Source.REST):
                 f = _evolve(f, close_basis=f.position)
                 if G.close_side_contradicted(f):
@@ -901,6 +906,26 @@ class PositionOpener:
                         stop_cid, exc, extra={"attempt_id": a.attempt_id,
                                               "state": a.state.value})
 
+    async def _read(self, make: Callable[[], Awaitable[T]], what: str) -> T:
+        """One read before the entry. A transient failure (rate limit, 503,
+        timeout) is retried with back-off within one request timeout; then,
+        or on any other failure, the request is refused with nothing sent:
+        an account the engine cannot see is one it must not trade."""
+        give_up = self._now() + self.policy.request_timeout
+        tries = 0
+        while True:
+            try:
+                return await self._call(make())
+            except UnknownSymbol:
+                raise
+            except TransientError as exc:
+                if self._now() >= give_up:
+                    raise BadRequest(f"cannot {what} ({_said(exc)}). Nothing was sent.") from exc
+                await self._sleep_until(min(self._now() + self.policy.backoff(tries), give_up))
+                tries += 1
+            except Exception as exc:
+                raise BadRequest(f"cannot {what} ({_said(exc)}). Nothing was sent.") from exc
+
     async def _market(self, symbol: str) -> Market:
         """The market for the request's symbol, in either spelling: every
         comparison from here on uses its canonical symbol (rule 9: an order
@@ -909,24 +934,19 @@ class PositionOpener:
         if known is not None:
             return known
         try:
-            market = await self._call(self.adapter.market(symbol))
-            self._markets[symbol] = market
-            return market
+            market = await self._read(lambda: self.adapter.market(symbol),
+                                      f"load the market {symbol!r} from {self.adapter.name}")
         except UnknownSymbol as exc:
             raise BadRequest(f"{self.adapter.name} lists no market {symbol!r} ({_said(exc)}). "
                              "Nothing was sent.") from exc
-        except Exception as exc:
-            raise BadRequest(f"cannot load the market {symbol!r} from {self.adapter.name} "
-                             f"({_said(exc)}). Nothing was sent.") from exc
+        self._markets[symbol] = market
+        return market
 
     async def _market_price(self, symbol: str) -> float:
-        try:
-            price = await self._call(self.adapter.fetch_price(symbol))
-        except Exception as exc:
-            raise BadRequest(
-                f"cannot check stop_loss against the market for {symbol} ({_said(exc)}); "
-                "pass reference_price to OpenRequest. Nothing was sent."
-            ) from exc
+        price = await self._read(
+            lambda: self.adapter.fetch_price(symbol),
+            f"check stop_loss against the market for {symbol}; pass reference_price to "
+            "OpenRequest")
         if price is None:
             raise BadRequest(
                 f"no reference price for {symbol}; pass reference_price to "
@@ -938,24 +958,9 @@ class PositionOpener:
         """One read of the symbol's position before the entry (rule 9). An
         opposite-side position refuses the request: the entry would net
         against exposure that is not the attempt's. A same-side one is
-        allowed; the attempt then answers for its own fill only. Transient
-        failures are retried within one request timeout; then the request is
-        refused, since an account it cannot see is one it must not trade."""
-        give_up = self._now() + self.policy.request_timeout
-        tries = 0
-        while True:
-            try:
-                snaps = await self._call(self.adapter.fetch_positions([sym]))
-                break
-            except TransientError as exc:
-                if self._now() >= give_up:
-                    raise BadRequest(f"cannot read the account's {sym} position before the "
-                                     f"entry ({_said(exc)}). Nothing was sent.") from exc
-                await self._sleep_until(min(self._now() + self.policy.backoff(tries), give_up))
-                tries += 1
-            except Exception as exc:
-                raise BadRequest(f"cannot read the account's {sym} position before the entry "
-                                 f"({_said(exc)}). Nothing was sent.") from exc
+        allowed; the attempt then answers for its own fill only."""
+        snaps = await self._read(lambda: self.adapter.fetch_positions([sym]),
+                                 f"read the account's {sym} position before the entry")
         views = [p for p in snaps if p.symbol == sym and p.size > 0]
         cache = self.adapter.position_cache
         streamed = cache.latest(sym) if cache is not None else None

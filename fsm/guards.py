@@ -208,11 +208,13 @@ def position_flat(f: Facts) -> bool:
       nothing, whatever the account holds;
     * our reduce-only close is terminal and filled for its whole amount, and
       that amount covers all the exposure this attempt added;
-    * a flat view whose exchange time is strictly after the entry's fill,
-      with no close of ours still able to execute: nothing is open on the
-      symbol, so nothing of ours is. A view without a timestamp (ccxt's REST
-      positions) is never newer than a fill, and a flat account says nothing
-      while our close may still arrive and reduce what someone opens next.
+    * a view whose exchange time is strictly after the entry's fill showing
+      nothing open on our side (flat, or the other side), with no close of
+      ours still able to execute: on a netted account nothing of ours can
+      be open then, whoever closed it. A view without a timestamp (ccxt's
+      REST positions) is never newer than a fill, and such a view says
+      nothing while our close may still arrive and reduce what someone opens
+      next.
 
     In a shared account "a source that had shown our exposure now shows none"
     proves nothing: the exposure it showed may have been anyone's.
@@ -230,7 +232,7 @@ def position_flat(f: Facts) -> bool:
     ):
         return True
     p = f.position
-    if p is None or p.size > 0 or f.close_in_flight:
+    if p is None or (p.size > 0 and p.side is f.request.side.opens) or f.close_in_flight:
         return False
     fill_time = f.entry.timestamp if f.entry is not None else None
     # Strictly after: a view stamped the same instant as the fill may have been

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CELL_KEYS = {"p50_ms", "p99_ms", "max_ms", "false_rollbacks", "doubled", "requests_per_attempt",
-             "false_alarms", "foreign_touched"}
+             "false_alarms", "foreign_touched", "false_alarms_answering"}
 ENGINE_KEYS = {"cpu_us_per_attempt", "overhead_ratio", "bytes_per_attempt_10k",
                "sim_attempts_per_s"}
 DRIVERS = {"engine", "seed_plan", "legacy", "limit"}

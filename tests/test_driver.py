@@ -146,8 +146,8 @@ SCENARIOS: list[tuple[str, dict[str, Any], State]] = [
      dict(stop_rejected=True, faults={"fetch_positions": (F.UNAVAILABLE,) * 5}),
      State.CLOSE_VERIFIED),
     ("stop and close rejected", dict(stop_rejected=True, close_rejected=True), State.ORPHANED),
-    ("the operator flips the account short during the rollback",
-     dict(stop_rejected=True, stream=StreamMode.PRESENT,
+    ("the operator flips the account short during the rollback, REST only",
+     dict(stop_rejected=True, rest_timestamps=False,
           operator=(OperatorMove(0.1, SYMBOL, -100.0),)), State.ORPHANED),
     ("the operator trades the symbol during the rollback",
      dict(stop_rejected=True, operator=(OperatorMove(0.1, SYMBOL, 5.0),)), State.ORPHANED),
@@ -187,13 +187,23 @@ def test_partial_fill_is_protected_for_exactly_the_filled_size() -> None:
     assert_safe(o)
 
 
-def test_a_position_flipped_to_the_other_side_gets_no_close_at_all() -> None:
-    o = run_attempt(stop_rejected=True, stream=StreamMode.PRESENT,
-                    operator=(OperatorMove(0.1, SYMBOL, -100.0),))
-    assert o.attempt.state is State.ORPHANED
+@pytest.mark.parametrize(("knobs", "end"), [
+    (dict(stream=StreamMode.PRESENT), State.CLOSE_VERIFIED),
+    (dict(rest_timestamps=False), State.ORPHANED),
+], ids=["a timestamped stream proves it", "untimestamped REST cannot"])
+def test_a_position_flipped_to_the_other_side_gets_no_close_at_all(
+        knobs: dict[str, Any], end: State) -> None:
+    """The stop is refused; the operator sells 100 by hand, flipping the
+    account to short 57. The attempt sends nothing. A view stamped after its
+    fill that shows the account short proves nothing of the attempt's long
+    is open (CLOSE_VERIFIED, no alarm); without such a view it cannot know,
+    and alerts."""
+    o = run_attempt(stop_rejected=True, operator=(OperatorMove(0.1, SYMBOL, -100.0),),
+                    **knobs)
+    assert o.attempt.state is end, [s.describe() for s in o.attempt.history]
     assert [x.kind for x in o.exchange.log if x.accepted] == ["market"]  # the entry only
     assert o.exchange.net_position(SYMBOL) == -57
-    assert "nothing sent" in o.alerts[0].message
+    assert len(o.alerts) == (1 if end is State.ORPHANED else 0)
 
 
 def test_a_stop_whose_reply_was_lost_is_looked_up_and_never_sent_twice() -> None:

@@ -298,3 +298,27 @@ def test_a_notional_below_the_minimum_is_refused() -> None:
 def test_an_open_request_cannot_be_built_with_a_non_bool_round_flag() -> None:
     with pytest.raises(TypeError):
         OpenRequest(symbol=SYMBOL, side="buy", amount=1, stop_loss=0.1, round_amount="yes")
+
+
+# -- the reads before the entry ---------------------------------------------------------------
+
+
+def test_transient_failures_of_the_reads_before_the_entry_are_retried() -> None:
+    o = run_attempt(req=request(reference_price=None),
+                    faults={"market": (F.RATE_LIMIT, F.UNAVAILABLE),
+                            "fetch_price": (F.UNAVAILABLE,),
+                            "fetch_positions": (F.TIMEOUT_BEFORE,)})
+    assert o.attempt.state is State.PROTECTED
+    assert o.exchange.calls["market"] == 3 and o.exchange.calls["fetch_positions"] == 2
+
+
+def test_an_account_that_cannot_be_read_is_not_traded() -> None:
+    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE},
+                                     faults={"fetch_positions": (F.UNAVAILABLE,) * 500}))
+
+    async def go() -> None:
+        with pytest.raises(BadRequest, match="cannot read the account's .* position"):
+            await PositionOpener(ex).open(request())
+
+    run_virtual(go())
+    assert ex.log == []
