@@ -317,7 +317,7 @@ def test_an_account_that_cannot_be_read_is_not_traded() -> None:
                                      faults={"fetch_positions": (F.UNAVAILABLE,) * 500}))
 
     async def go() -> None:
-        with pytest.raises(BadRequest, match="cannot read the account's .* position"):
+        with pytest.raises(BadRequest, match=r"cannot read the account's .* position"):
             await PositionOpener(ex).open(request())
 
     run_virtual(go())
