@@ -908,10 +908,12 @@ class PositionOpener:
 
     async def _read(self, make: Callable[[], Awaitable[T]], what: str) -> T:
         """One read before the entry. A transient failure (rate limit, 503,
-        timeout) is retried with back-off within one request timeout; then,
-        or on any other failure, the request is refused with nothing sent:
-        an account the engine cannot see is one it must not trade."""
-        give_up = self._now() + self.policy.request_timeout
+        timeout) is retried with back-off within ``Policy.verify_timeout``
+        (nothing is at risk yet, so the read may take as long as the entry's
+        fill would be given); then, or on any other failure, the request is
+        refused with nothing sent: an account the engine cannot see is one
+        it must not trade."""
+        give_up = self._now() + self.policy.verify_timeout
         tries = 0
         while True:
             try:

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
-from hypothesis import currently_in_test_context, event, example, given
+from hypothesis import assume, currently_in_test_context, event, example, given
 from hypothesis import strategies as st
 
 from adapters.port import (
@@ -60,7 +61,7 @@ from adapters.port import (
 )
 from adapters.simulated import AckStyle, Fault, OperatorMove, SimConfig, StreamMode
 from adapters.virtual_time import run_virtual
-from fsm import Alert, OpenRequest, Policy, PositionOpener, State, client_ids
+from fsm import Alert, JournalFailed, OpenRequest, Policy, PositionOpener, State, client_ids
 from fsm.journal import Journal, summarize
 from fsm.request import BadRequest
 from specs.ledger import GroundTruthExchange, Own, ledger
@@ -99,11 +100,15 @@ class CrashingExchange:
     """The simulated exchange as the doomed process sees it: every call is
     counted, and the chosen one cancels the calling task (the crash)."""
 
-    def __init__(self, inner: GroundTruthExchange, crash: Crash | None) -> None:
+    def __init__(self, inner: GroundTruthExchange, crash: Crash | None,
+                 disk_full_at: int | None = None, journal: Journal | None = None) -> None:
         self.inner = inner
         self.crash = crash
         self.calls: list[str] = []
         self.crashed = False
+        #: the journal's disk fills up as the ``disk_full_at``-th call leaves
+        self.disk_full_at = disk_full_at
+        self.journal = journal
 
     @property
     def name(self) -> str:
@@ -134,6 +139,8 @@ class CrashingExchange:
     async def _through(self, kind: str, call: Callable[[], Awaitable[T]]) -> T:
         self.calls.append(kind)
         n = len(self.calls)
+        if n == self.disk_full_at and self.journal is not None:
+            fill_disk(self.journal)
         hit = self.crash is not None and self.crash.call == n
         if hit and self.crash is not None and self.crash.phase == "before":
             await self._die()
@@ -191,6 +198,7 @@ class CrashingExchange:
 class Baseline:
     calls: list[str]
     duration: float
+    entry_at: float = 0.0  # when the entry was sent, from the start (0: never)
 
 
 @attrs.define
@@ -208,9 +216,35 @@ class Result:
     refused: bool  # BadRequest before anything was journalled
 
 
-def _opener(adapter: Any, policy: Policy, alerts: list[Alert], journal: Any) -> PositionOpener:
-    return PositionOpener(adapter, policy=policy, alerts=alerts.append, journal=journal,
+def _opener(adapter: Any, policy: Policy, alerts: list[Alert], journal: Any,
+            alert_delay: float = 0.0) -> PositionOpener:
+    """``alerts`` collects the alerts *delivered*: the pager takes
+    ``alert_delay`` seconds to answer, and a crash in that time loses the
+    delivery (recovery must deliver again)."""
+
+    async def pager(alert: Alert) -> None:
+        if alert_delay:
+            await asyncio.sleep(alert_delay)
+        alerts.append(alert)
+
+    return PositionOpener(adapter, policy=policy, alerts=pager, journal=journal,
                           ids=lambda: ATTEMPT_ID)
+
+
+def fill_disk(journal: Journal) -> None:
+    """The journal's disk is full from now on, for this process: SQLite's own
+    SQLITE_FULL on every later write (the cap is the connection's, so a new
+    process after the crash finds room again, as after an operator freed it)."""
+    conn = journal.store._conn
+    assert conn is not None
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")
+    for size in (4096, 1024, 256, 64, 16, 1):
+        while True:
+            try:
+                journal.note("disk", "reconcile", 0.0, {"pad": "x" * size})
+            except sqlite3.OperationalError:
+                break
 
 
 def baseline(config: SimConfig, policy: Policy, req: OpenRequest) -> Baseline:
@@ -221,11 +255,14 @@ def baseline(config: SimConfig, policy: Policy, req: OpenRequest) -> Baseline:
 
         loop = asyncio.get_running_loop()
         ex = CrashingExchange(GroundTruthExchange(config), None)
-        opener = _opener(ex, policy, [], MemoryJournal())
+        journal = MemoryJournal()
+        opener = _opener(ex, policy, [], journal)
         t0 = loop.time()
         with contextlib.suppress(BadRequest):
             await opener.open(req)
-        return Baseline(ex.calls, loop.time() - t0)
+        sent = next((r.at for r in journal.records
+                     if r.kind == "intent" and r.data.get("action") == "entry"), t0)
+        return Baseline(ex.calls, loop.time() - t0, sent - t0)
 
     with quiet_engine_log():
         return run_virtual(go())
@@ -234,7 +271,8 @@ def baseline(config: SimConfig, policy: Policy, req: OpenRequest) -> Baseline:
 def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash: Crash,
                       downtime: float, second: Crash | None, path: Path,
                       synchronous: str = "FULL",
-                      while_down: tuple[tuple[float, float], ...] = ()) -> Result:
+                      while_down: tuple[tuple[float, float], ...] = (),
+                      alert_delay: float = 0.0, disk_full_at: int | None = None) -> Result:
     """Run, crash, drop everything but the journal file, recover.
 
     ``while_down``: the operator's hand trades while the process is down,
@@ -253,8 +291,8 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
         sim = GroundTruthExchange(config)
         alerts: list[Alert] = []
         journal = journal_()
-        doomed = CrashingExchange(sim, crash)
-        opener: PositionOpener | None = _opener(doomed, policy, alerts, journal)
+        doomed = CrashingExchange(sim, crash, disk_full_at, journal)
+        opener: PositionOpener | None = _opener(doomed, policy, alerts, journal, alert_delay)
         assert opener is not None
         t0 = loop.time()
         task = asyncio.ensure_future(opener.open(req))
@@ -267,6 +305,8 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
             doomed.crashed = True
         except BadRequest:
             refused = True
+        except JournalFailed:
+            pass  # the attempt was driven to a safe state from memory and alerted
         crashed_at = loop.time()
         # Everything but the journal file goes.
         journal.close()
@@ -283,7 +323,8 @@ def crash_and_recover(config: SimConfig, policy: Policy, req: OpenRequest, crash
             # Recovery itself dies; a third process recovers again.
             j2 = journal_()
             dying = CrashingExchange(sim, second)
-            t2 = asyncio.ensure_future(_opener(dying, policy, alerts, j2).recover())
+            t2 = asyncio.ensure_future(
+                _opener(dying, policy, alerts, j2, alert_delay).recover())
             if second.at is not None:
                 loop.call_at(loop.time() + second.at, t2.cancel)
             with contextlib.suppress(asyncio.CancelledError):
@@ -383,9 +424,14 @@ def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
         assert len(accepted) <= 1, f"{cid} accepted {len(accepted)} times"
     dup = [o for o in log if o.reason == "duplicate client id"]
     _event(f"duplicate sends refused: {len(dup)}")
-    mine = [a for a in res.alerts if a.attempt_id == ATTEMPT_ID]
+    # L6: at least once across the crash, always under one alert_id; more than
+    # one delivery only when a delivery was under way at a crash.
+    mine = [a for a in res.alerts if a.attempt_id == ATTEMPT_ID and a.reason == "orphaned"]
     if state is State.ORPHANED:
-        assert len(mine) == 1, f"L6: {len(mine)} alerts for an ORPHANED attempt"
+        assert mine, "L6: an ORPHANED attempt's alert was never delivered"
+        assert {a.alert_id for a in mine} == {f"{ATTEMPT_ID}:orphaned"}, mine
+        assert len(mine) == 1 or res.crashed, f"L6: {len(mine)} deliveries without a crash"
+        _event(f"orphan alert deliveries: {min(len(mine), 2)}")
     else:
         assert not mine, f"alerts for a {state.value} attempt: {mine}"
 
@@ -407,14 +453,29 @@ class Plan:
     #: the operator's hand trades while the process is down: (fraction of the
     #: downtime, signed lots in the request's direction)
     while_down: tuple[tuple[float, int], ...] = ()
+    #: how long the pager takes (a crash by time may land inside a delivery)
+    alert_delay: float = 0.0
+    #: the journal's disk fills as this fraction of the baseline's calls leave
+    disk_full: float | None = None
+    #: crash while the pager is answering the (baseline's last) alert
+    in_alert: bool = False
 
     def crash(self, base: Baseline, *, writes_only: bool = False) -> Crash:
-        calls = [i + 1 for i, k in enumerate(base.calls) if not writes_only or k in WRITES]
+        # Crashes before the entry leaves teach little (nothing was sent):
+        # aim at the calls from the entry on, when there is one.
+        first = base.calls.index("create_order") if "create_order" in base.calls else 0
+        calls = [i + 1 for i, k in enumerate(base.calls)
+                 if i >= first and (not writes_only or k in WRITES)]
         if writes_only:
             return Crash(call=calls[int(self.where * len(calls))], phase="before")
+        if self.in_alert and self.alert_delay > 0:
+            return Crash(at=base.duration + self.alert_delay * max(self.where, 0.01))
         if self.by_call and calls:
             return Crash(call=calls[int(self.where * len(calls))], phase=self.phase)
-        return Crash(at=self.where * base.duration)
+        # By time: from the entry on (before it nothing is at stake), through
+        # the pager's answer after the last transition.
+        span = base.duration - base.entry_at + self.alert_delay
+        return Crash(at=base.entry_at + max(self.where, 1e-3) * span)
 
 
 _fraction = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -437,21 +498,34 @@ plans = st.builds(
         st.lists(st.tuples(_fraction, st.integers(min_value=-100, max_value=100)),
                  max_size=2).map(tuple),
     ),
+    alert_delay=st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=3.0)),
+    disk_full=st.one_of(st.none(), st.none(), _fraction),
+    in_alert=st.booleans(),
 )
 
 
 def _run(config: SimConfig, policy: Policy, req: OpenRequest, plan: Plan,
          *, writes_only: bool = False) -> Result:
     base = baseline(config, policy, req)
+    if currently_in_test_context():
+        # A request refused before anything is sent leaves nothing to crash:
+        # spend the examples on attempts that reach the exchange.
+        assume("create_order" in base.calls)
     if writes_only and not any(k in WRITES for k in base.calls):
         writes_only = False
     crash = plan.crash(base, writes_only=writes_only)
+    if plan.in_alert and plan.alert_delay > 0:
+        _event("crash aimed at the pager's answer")
     d = 1 if req.side is Side.BUY else -1
     down = tuple((f, lots(req.symbol, k * d)) for f, k in plan.while_down if k)
+    disk = None
+    if plan.disk_full is not None and base.calls:
+        disk = 1 + int(plan.disk_full * len(base.calls))
     with tempfile.TemporaryDirectory() as tmp:
         res = crash_and_recover(config, policy, req, crash, plan.downtime, plan.again,
                                 Path(tmp) / "journal.sqlite3", synchronous="NORMAL",
-                                while_down=down)
+                                while_down=down, alert_delay=plan.alert_delay,
+                                disk_full_at=disk)
     check_laws(req, policy, res)
     _event(f"crashed={res.crashed} final={res.final.value if res.final else None}")
     return res
