@@ -593,18 +593,22 @@ class PositionOpener:
         if since is None:
             foreign = "the entry's fill time is unknown, so executions since it cannot be read"
         else:
-            cids = set(client_ids(a.attempt_id))
-            oids = {o.order_id for o in (f.ack, f.entry, f.close_order) if o is not None}
-            if f.stop is not None:
-                oids.add(f.stop.order_id)
-            oids.discard(None)
-            other = next((x for x in fills if x.order_id not in oids and x.client_id not in cids),
+            # Only the entry's own executions may follow the fill: anything
+            # else moved the position since, be it someone else's trade or the
+            # attempt's own stop or close that its record does not show (a
+            # triggered stop; a close a failed journal lost before a crash).
+            entry_ids = {o.order_id for o in (f.ack, f.entry) if o is not None} - {None}
+            _, stop_cid, close_cid = client_ids(a.attempt_id)
+            other = next((x for x in fills
+                          if x.order_id not in entry_ids and x.client_id != a.client_id),
                          None)
             if other is not None:
                 side = other.side.value if other.side is not None else "?"
-                foreign = (f"an execution that is not this attempt's ({side} {other.amount:g}, "
-                           f"order {other.order_id or '?'}) traded {a.request.symbol} since the "
-                           "fill")
+                whose = ("the attempt's own stop" if other.client_id == stop_cid else
+                         "the attempt's own close" if other.client_id == close_cid else
+                         "an execution that is not this attempt's")
+                foreign = (f"{whose} ({side} {other.amount:g}, order {other.order_id or '?'}) "
+                           f"traded {a.request.symbol} since the fill")
         a.facts = _evolve(a.facts, fills_checked=True, foreign_fill=foreign)
 
     def _absent_after(self, sent_at: float) -> float | None:

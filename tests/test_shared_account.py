@@ -322,3 +322,30 @@ def test_an_account_that_cannot_be_read_is_not_traded() -> None:
 
     run_virtual(go())
     assert ex.log == []
+
+
+def test_recovery_from_a_journal_that_lost_the_close_places_no_stop() -> None:
+    """The journal's disk filled after the entry's intent; the old process
+    closed its 43 from memory, then died. The journal shows an entry only.
+    Recovery must not protect a fill that its own lost close already undid
+    (a reduce-only stop for 43 would, once triggered, sell the 10 held before
+    the attempt): its own close shows among the executions since the fill,
+    so it sends nothing and alerts."""
+    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE}, initial_positions={SYMBOL: 10.0}))
+    journal = MemoryJournal()
+    alerts: list[Alert] = []
+
+    async def go() -> list[Any]:
+        journal.begin(AID, request(), ENTRY, 0.0)
+        journal.intent(AID, "entry", ENTRY, 0.0, {"side": "buy", "amount": 43.0})
+        await ex.create_order(symbol=SYMBOL, side=Side.BUY, amount=43, client_id=ENTRY,
+                              reduce_only=False)
+        await ex.create_order(symbol=SYMBOL, side=Side.SELL, amount=43, client_id=CLOSE,
+                              reduce_only=True)
+        return await PositionOpener(ex, journal=journal, alerts=alerts.append).recover()
+
+    (a,) = run_virtual(go())
+    assert a.state is State.ORPHANED, [s.describe() for s in a.history]
+    assert [x.client_id for x in ex.log] == [ENTRY, CLOSE]  # nothing sent by recovery
+    assert ex.resting_stops() == [] and ex.net_position(SYMBOL) == 10
+    assert "the attempt's own close" in alerts[0].message
