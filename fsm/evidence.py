@@ -61,7 +61,6 @@ class Facts:
     foreign_fill: str | None = None  # an execution since our fill that is not ours
     # position
     position: PositionSnapshot | None = None  # latest observation, any source
-    seen_open_by: frozenset[Source] = frozenset()  # sources that showed our exposure
     verify_deadline: float | None = None
     # protection
     stop_intent: StopIntent | None = None
@@ -81,14 +80,8 @@ class Facts:
         return attrs.evolve(self, now=now)
 
     def with_position(self, snap: PositionSnapshot) -> Facts:
-        """Record a position observation; remember which sources have shown
-        exposure on our side, because only such a source's later "flat" is
-        evidence that the position went away (a lagging REST that never saw
-        the fill says "flat" about the past)."""
-        seen = self.seen_open_by
-        if snap.side is self.request.side.opens and snap.size > 0:
-            seen = seen | {snap.source}
-        return attrs.evolve(self, position=snap, seen_open_by=seen)
+        """Record the latest position observation, from any source."""
+        return attrs.evolve(self, position=snap)
 
     @property
     def close_in_flight(self) -> bool:

@@ -150,7 +150,6 @@ def facts_for(request: OpenRequest) -> st.SearchStrategy[Facts]:
         CloseIntent, side=st.sampled_from([request.side.opposite, request.side]),
         amount=st.sampled_from([request.amount, 4.0]), client_id=st.just("c2")), st.none())
     sources = st.sampled_from([None, *Source])
-    seen = st.frozensets(st.sampled_from(Source), max_size=3)
     errors = st.sampled_from([None, "refused"])
     stop_errors = st.sampled_from([None, None, "refused"])
     foreign = st.sampled_from([None, None, "the operator sold 5"])
@@ -171,7 +170,6 @@ def facts_for(request: OpenRequest) -> st.SearchStrategy[Facts]:
             entry_source=draw(sources),
             fetch_deadline=draw(_opt_times),
             position=draw(positions),
-            seen_open_by=draw(seen),
             verify_deadline=draw(_opt_times),
             stop_intent=stop_intent,
             stop=stop_snap,

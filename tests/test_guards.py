@@ -127,10 +127,16 @@ CASES: list[tuple[str, Facts, bool]] = [
         status=OrderStatus.CLOSED, filled=43.0)), True),
     ("position_flat", facts(close_intent=CLOSE, close_order=order(
         status=OrderStatus.CANCELED, filled=20.0)), False),
-    # Rule 9: in a shared account, a source that showed exposure on our side
-    # and now shows none proves nothing about our fill; the exposure it
-    # showed may have been anyone's, and its "flat" may predate our fill.
-    ("position_flat", facts(position=pos(None, 0.0), seen_open_by=frozenset({Source.REST})),
+    # Rule 9: in a shared account, a flat view that may predate the fill
+    # proves nothing about it, whatever the same source showed before.
+    ("position_flat", facts(position=pos(None, 0.0)).with_position(
+        pos(PositionSide.LONG, 43.0)).with_position(pos(None, 0.0)), False),
+    # The other side, stamped after the fill: nothing of ours is open.
+    ("position_flat", facts(entry=FILLED, position=pos(PositionSide.SHORT, 20.0, as_of=6.0)),
+     True),
+    ("position_flat", facts(entry=FILLED, position=pos(PositionSide.SHORT, 20.0, as_of=None)),
+     False),
+    ("position_flat", facts(entry=FILLED, position=pos(PositionSide.LONG, 20.0, as_of=6.0)),
      False),
     # A timestamped flat view after the fill, but our close may still arrive.
     ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=6.0),
@@ -149,8 +155,7 @@ CASES: list[tuple[str, Facts, bool]] = [
     ("position_flat", facts(entry=FILLED, position=pos(None, 0.0, as_of=4.0)), False),
     ("position_flat", facts(entry=order(status=OrderStatus.CANCELED, filled=0.0),
                             position=pos(PositionSide.LONG, 5.0)), True),
-    ("position_flat", facts(position=pos(PositionSide.LONG, 1.0),
-                            seen_open_by=frozenset({Source.REST})), False),
+    ("position_flat", facts(position=pos(PositionSide.LONG, 1.0)), False),
     ("entry_never_arrived", facts(create_ambiguous=True, entry_missing=True), True),
     ("entry_never_arrived", facts(create_ambiguous=True), False),
     ("entry_never_arrived", facts(create_ambiguous=True, entry_missing=True, ack=order()),
@@ -196,8 +201,7 @@ def test_guards_are_pure() -> None:
     assert attrs.asdict(f, recurse=False) == before
 
 
-def test_with_position_remembers_sources_that_saw_our_exposure() -> None:
+def test_with_position_keeps_the_latest_view() -> None:
     f = facts().with_position(pos(PositionSide.LONG, 43.0, Source.REST))
-    assert f.seen_open_by == {Source.REST}
     f = f.with_position(pos(PositionSide.SHORT, 43.0, Source.STREAM))
-    assert f.seen_open_by == {Source.REST}  # the wrong side is not "our exposure"
+    assert f.position is not None and f.position.source is Source.STREAM
