@@ -196,9 +196,10 @@ class SimConfig:
     receive_window: float | None = 5.0
     #: how long a DELAYED request takes to reach the exchange
     delayed_arrival: float = 10.0
-    #: REST position views carry the exchange time of the view (False: none,
-    #: exactly as ccxt reports Bybit's and Binance's REST positions)
-    rest_timestamps: bool = True
+    #: REST position views carry the exchange time of the view. Off by
+    #: default: ccxt reports Bybit's and Binance's REST positions without one,
+    #: and a simulator kinder than the venue proves a world that does not exist.
+    rest_timestamps: bool = False
     client_id_scope: ClientIdScope = ClientIdScope.ACCOUNT
     #: an operator trading by hand on the same account
     operator: tuple[OperatorMove, ...] = ()

@@ -82,8 +82,20 @@ def test_ack_styles(style: AckStyle, fields: tuple[Any, ...]) -> None:
     assert ack.order_id is not None and ack.client_id == "c"
 
 
+def test_rest_positions_are_untimestamped_by_default_as_ccxt_reports_them() -> None:
+    ex = sim()
+
+    async def go() -> list[Any]:
+        await ex.create_order(symbol=SYMBOL, side=Side.BUY, amount=43, client_id="c",
+                              reduce_only=False)
+        return await ex.fetch_positions([SYMBOL])
+
+    (view,) = run_virtual(go())
+    assert view.size == 43 and view.as_of is None
+
+
 def test_rest_positions_lag_and_report_their_age() -> None:
-    ex = sim(rest_position_lag=4.0)
+    ex = sim(rest_position_lag=4.0, rest_timestamps=True)
 
     async def go() -> list[Any]:
         await ex.create_order(symbol=SYMBOL, side=Side.BUY, amount=43, client_id="c",
