@@ -13,17 +13,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fsm.attempt import Alert
+from fsm.table import State
 
-__all__ = ["AlertSink", "alert_record", "deliver_alert"]
+__all__ = ["AlertSink", "Note", "alert_from_record", "alert_record", "deliver_alert",
+           "deliver_queued"]
 
 log = logging.getLogger("fsm")
 
 #: What ``PositionOpener(alerts=...)`` takes: any callable, sync or async.
 AlertSink = Callable[[Alert], Awaitable[None] | None]
+
+#: Writes one journal record of the alert's attempt: (kind, data).
+Note = Callable[[str, dict[str, Any]], None]
 
 
 async def deliver_alert(sink: AlertSink | None, alert: Alert, limit: float) -> bool:
@@ -56,3 +61,24 @@ async def deliver_alert(sink: AlertSink | None, alert: Alert, limit: float) -> b
 def alert_record(alert: Alert) -> dict[str, Any]:
     return {"alert_id": alert.alert_id, "reason": alert.reason, "symbol": alert.symbol,
             "message": alert.message, "state": alert.state.value}
+
+
+def alert_from_record(attempt_id: str, data: Mapping[str, Any], *, symbol: str,
+                      state: State, at: float) -> Alert:
+    """The alert an ``alert`` record queued, rebuilt for delivery again."""
+    return Alert(attempt_id=attempt_id, symbol=str(data.get("symbol", symbol)),
+                 message=str(data["message"]), state=State(data.get("state", state.value)),
+                 at=at, history=(), reason=str(data.get("reason", "orphaned")))
+
+
+async def deliver_queued(sink: AlertSink | None, alert: Alert, limit: float,
+                         note: Note | None, *, queue: bool = True) -> bool:
+    """Queue ``alert`` in the journal (unless it is queued already), deliver
+    it, and record the delivery: the one path of the driver and recovery.
+    Without a journal (``note`` is None) it is delivered, unqueued."""
+    if note is not None and queue:
+        note("alert", alert_record(alert))
+    delivered = await deliver_alert(sink, alert, limit)
+    if delivered and note is not None:
+        note("alert_delivered", {"alert_id": alert.alert_id})
+    return delivered

@@ -41,7 +41,7 @@ from adapters.port import (
     UnknownSymbol,
 )
 from fsm import guards as G
-from fsm.alerts import AlertSink, alert_record, deliver_alert
+from fsm.alerts import AlertSink, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder, Transition
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink
@@ -1117,15 +1117,14 @@ class PositionOpener:
 
     async def _deliver(self, a: Attempt, alert: Alert) -> None:
         journal = self.journal
-        queued = isinstance(journal, JournalLog)
-        if queued:
-            assert isinstance(journal, JournalLog)
-            self._write(a, lambda: journal.note(a.attempt_id, "alert", self._now(),
-                                                alert_record(alert)))
-        if await deliver_alert(self.alerts, alert, self.policy.alert_timeout) and queued:
-            assert isinstance(journal, JournalLog)
-            self._write(a, lambda: journal.note(a.attempt_id, "alert_delivered", self._now(),
-                                                {"alert_id": alert.alert_id}))
+        note = None
+        if isinstance(journal, JournalLog):
+            log_ = journal
+
+            def note(kind: str, data: dict[str, Any]) -> None:
+                self._write(a, lambda: log_.note(a.attempt_id, kind, self._now(), data))
+
+        await deliver_queued(self.alerts, alert, self.policy.alert_timeout, note)
 
 
 class JournalFailed(JournalError):

@@ -51,12 +51,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from adapters.port import OrderNotFound, OrderSnapshot, Side, Source
-from fsm.alerts import alert_record, deliver_alert
+from fsm.alerts import Note, alert_from_record, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import AttemptSummary, JournalLog, summarize
@@ -242,18 +242,22 @@ async def _redeliver(opener: PositionOpener, journal: JournalLog, s: AttemptSumm
     """Deliver again every alert the journal queued and never recorded
     delivered (the process died during delivery, or the receiver failed)."""
     for data in s.alerts_pending:
-        alert = Alert(attempt_id=s.attempt_id, symbol=str(data.get("symbol", s.request.symbol)),
-                      message=str(data["message"]),
-                      state=State(data.get("state", s.state.value)), at=_now(), history=(),
-                      reason=str(data.get("reason", "orphaned")))
-        if await deliver_alert(opener.alerts, alert, opener.policy.alert_timeout):
-            journal.note(s.attempt_id, "alert_delivered", _now(), {"alert_id": alert.alert_id})
+        alert = alert_from_record(s.attempt_id, data, symbol=s.request.symbol, state=s.state,
+                                  at=_now())
+        await deliver_queued(opener.alerts, alert, opener.policy.alert_timeout,
+                             _noter(journal, s.attempt_id), queue=False)
 
 
 async def _deliver(opener: PositionOpener, journal: JournalLog, alert: Alert) -> None:
-    journal.note(alert.attempt_id, "alert", _now(), alert_record(alert))
-    if await deliver_alert(opener.alerts, alert, opener.policy.alert_timeout):
-        journal.note(alert.attempt_id, "alert_delivered", _now(), {"alert_id": alert.alert_id})
+    await deliver_queued(opener.alerts, alert, opener.policy.alert_timeout,
+                         _noter(journal, alert.attempt_id))
+
+
+def _noter(journal: JournalLog, attempt_id: str) -> Note:
+    def note(kind: str, data: dict[str, Any]) -> None:
+        journal.note(attempt_id, kind, _now(), data)
+
+    return note
 
 
 async def _lookup(opener: PositionOpener, symbol: str, client_id: str,
