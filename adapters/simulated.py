@@ -31,7 +31,14 @@ What it models (one-way netting, market orders, reduce-only stop-markets):
   (Binance) acknowledgements, order visibility lag, REST position lag,
   stream absent / present / lagging, per-call fault schedules (timeouts before
   or after taking effect, rate limits, unavailability), entry rejection or
-  zero fill, partial fill, stop rejected, close rejected.
+  zero fill, partial fill, stop rejected, close rejected;
+* a hostile venue, each betrayal a knob: a stop accepted without its
+  reduce-only flag, on the other side, or for another size (it rests, and
+  reads back, as the venue made it); acknowledgements carrying only one of
+  the two ids; a reduce-only close larger than the position cut to the
+  position and reported filled in full; a position stream whose message
+  stamped with a fill's instant still shows the position before the fill
+  (late by exactly zero time), the true one following later.
 
 Ground truth for tests: :meth:`SimulatedExchange.net_position`,
 :meth:`SimulatedExchange.resting_stops` and :attr:`SimulatedExchange.log`.
@@ -203,6 +210,25 @@ class SimConfig:
     client_id_scope: ClientIdScope = ClientIdScope.ACCOUNT
     #: an operator trading by hand on the same account
     operator: tuple[OperatorMove, ...] = ()
+    # -- the hostile venue: ways a real venue betrays a client -------------------------
+    #: the stop is accepted, but rests without its reduce-only flag
+    stop_drops_reduce_only: bool = False
+    #: the stop is accepted, but rests on the side opposite to the one asked
+    stop_flips_side: bool = False
+    #: the stop is accepted, but rests for the amount asked plus this
+    stop_amount_skew: float = 0.0
+    #: acknowledgements of creates carry only this one of the two ids
+    #: (``"order_id"`` or ``"client_id"``); ``None``: both
+    ack_only: str | None = None
+    #: a reduce-only close larger than the position is cut to the position
+    #: and reported as an order of that size, filled in full (as Bybit
+    #: shrinks the quantity), instead of filled in part
+    close_cut_to_position: bool = False
+    #: the position stream first pushes, stamped with a move's instant, the
+    #: position as it was before the move (right for every earlier instant,
+    #: wrong at its own stamp: late by exactly zero time), and the true
+    #: position this many seconds later; ``None``: every push is true
+    stream_stale_at_move: float | None = None
 
 
 @attrs.frozen
@@ -449,6 +475,18 @@ class SimulatedExchange:
                              "reduce-only would increase position")
                 raise OrderRejected("reduce-only order would increase the position")
             fill = min(amount, reducible)
+            if cfg.close_cut_to_position and fill < amount:
+                # The venue shrinks the order to the position: it reports an
+                # order of that size, filled in full.
+                self._record(now, "market", symbol, side, amount, True, client_id, True, fill,
+                             "cut to the position")
+                order = self._new_order(symbol, side, fill, fill, OrderStatus.CLOSED, True,
+                                        client_id, now)
+                self._move(symbol, side, fill, now)
+                self.fills.append(SimFill(now, symbol, order.order_id, client_id, side, fill,
+                                          "client"))
+                self._push_order(order)
+                return self._ack(order)
         else:
             if cfg.reject_entry:
                 self._record(now, "market", symbol, side, amount, False, client_id, False, 0,
@@ -525,7 +563,12 @@ class SimulatedExchange:
             if reason == "duplicate client id":
                 raise DuplicateClientId(f"duplicate client order id {client_id}")
             raise OrderRejected(reason)
-        o = self._new_order(symbol, side, amount, 0.0, OrderStatus.OPEN, True, client_id, now)
+        # The log keeps what was asked; the order is what the venue made of it.
+        cfg = self.config
+        made_side = side.opposite if cfg.stop_flips_side else side
+        made_amount = amount + cfg.stop_amount_skew
+        o = self._new_order(symbol, made_side, made_amount, 0.0, OrderStatus.OPEN,
+                            not cfg.stop_drops_reduce_only, client_id, now)
         o.kind = "stop"
         o.trigger_price = trigger
         self._record(now, "stop", symbol, side, amount, True, client_id, True, 0)
@@ -540,7 +583,8 @@ class SimulatedExchange:
         return 0.0
 
     def _move(self, symbol: str, side: Side, qty: float, now: float) -> None:
-        net = self._net.get(symbol, 0.0) + (qty if side is Side.BUY else -qty)
+        before = self._net.get(symbol, 0.0)
+        net = before + (qty if side is Side.BUY else -qty)
         if abs(net) < 1e-12:
             net = 0.0
         self._net[symbol] = net
@@ -548,18 +592,25 @@ class SimulatedExchange:
         if self._cache is not None and self.config.stream is StreamMode.PRESENT:
             snap_time = now
             cache = self._cache
-            seq = len(self._net_history[symbol])
+            seq = 2 * len(self._net_history[symbol])
 
-            def push() -> None:
+            def push(at_seq: int, shown: float) -> None:
                 # A stream is sequenced: the loop may run same-time pushes in
                 # any order, so a push older than one delivered is dropped, as
                 # a client drops an out-of-sequence message.
-                if seq <= self._streamed.get(symbol, 0):
+                if at_seq <= self._streamed.get(symbol, 0):
                     return
-                self._streamed[symbol] = seq
-                cache.update(self._position(symbol, net, Source.STREAM, self._now(), snap_time))
+                self._streamed[symbol] = at_seq
+                cache.update(self._position(symbol, shown, Source.STREAM, self._now(),
+                                            snap_time))
 
-            asyncio.get_running_loop().call_later(self.config.stream_lag, push)
+            loop = asyncio.get_running_loop()
+            stale = self.config.stream_stale_at_move
+            if stale is None:
+                loop.call_later(self.config.stream_lag, push, seq, net)
+            else:
+                loop.call_later(self.config.stream_lag, push, seq - 1, before)
+                loop.call_later(self.config.stream_lag + stale, push, seq, net)
 
     def _push_order(self, o: _Order) -> None:
         if self._cache is not None and self.config.stream is StreamMode.PRESENT:
@@ -693,6 +744,15 @@ class SimulatedExchange:
                              timestamp=o.created_at)
 
     def _ack(self, o: _Order) -> OrderSnapshot:
+        snap = self._ack_style(o)
+        only = self.config.ack_only
+        if only == "order_id":
+            return attrs.evolve(snap, client_id=None)
+        if only == "client_id":
+            return attrs.evolve(snap, order_id=None)
+        return snap
+
+    def _ack_style(self, o: _Order) -> OrderSnapshot:
         style = self.config.ack
         if style is AckStyle.MINIMAL:
             return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id)
@@ -705,7 +765,7 @@ class SimulatedExchange:
     def _stop_snapshot(self, o: _Order) -> StopSnapshot:
         return StopSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
                             side=o.side, amount=o.amount, trigger_price=o.trigger_price,
-                            reduce_only=True, status=o.status)
+                            reduce_only=o.reduce_only, status=o.status)
 
     def _position(self, symbol: str, net: float, source: Source, received: float,
                   as_of: float | None) -> PositionSnapshot:

@@ -66,7 +66,26 @@ STOP_GUARDS = ("stop_reduce_only", "stop_opposite_side", "stop_covers_size")
 
 #: Survivors that are equivalent: "function: mutated line" -> why no test can
 #: tell the mutant from the original.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    # fsm/guards.py
+    "close_side_derivable: b is not None and b.size >= 0 and b.side is f.request.side.opens "
+    "and order_filled(f)":
+        "a PositionSnapshot of size 0 has no side (its own invariant), so 'side is ours' "
+        "already implies size > 0",
+    "position_flat: if p is None or (p.size >= 0 and p.side is f.request.side.opens) or "
+    "f.close_in_flight:":
+        "a PositionSnapshot of size 0 has no side (its own invariant), so 'side is ours' "
+        "already implies size > 0",
+    "position_flat: and (c.filled >= ci.amount or qty_eq(c.filled, ci.amount))":
+        "'>' or qty_eq vs '>=' or qty_eq: exact equality is already inside qty_eq",
+    "position_flat: and (c.filled >= f.exposure or qty_eq(c.filled, f.exposure))":
+        "'>' or qty_eq vs '>=' or qty_eq: exact equality is already inside qty_eq",
+    # the table's data
+    "swap row 3 T.NOT_FILLED ['S.PLACED'] -> S.REJECTED with row 4 T.NOT_FILLED "
+    "['S.PLACED', 'S.ROLLING_BACK'] -> S.REJECTED":
+        "the two rows cannot both hold (one needs the entry seen, entry_never_arrived "
+        "needs it never seen), so their order never decides anything",
+}
 
 _SKIP = {".git", ".venv", ".mutation", "mutants", ".hypothesis", ".pytest_cache",
          ".mypy_cache", ".ruff_cache", "__pycache__", "build", "dist"}
