@@ -686,7 +686,7 @@ class SimulatedExchange:
                                   accepted, filled, reason))
 
     def _snapshot(self, o: _Order) -> OrderSnapshot:
-        side = o.side.opposite if self.config.misreport_side else o.side
+        side = o.side.closing_side if self.config.misreport_side else o.side
         return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
                              side=side, amount=o.amount, filled=o.filled, status=o.status,
                              reduce_only=o.reduce_only, average=o.average,

@@ -112,7 +112,7 @@ async def handwritten(ex: InstantExchange, request: OpenRequest, n: int) -> None
         order = await ex.fetch_order(symbol=request.symbol, order_id=ack.order_id,
                                      client_id=cid + "e")
         if order.terminal and order.filled and order.side is request.side:
-            await ex.place_stop(symbol=request.symbol, side=request.side.opposite,
+            await ex.place_stop(symbol=request.symbol, side=request.side.closing_side,
                                 amount=order.filled, trigger_price=request.stop_loss,
                                 client_id=cid + "s")
 

@@ -117,7 +117,7 @@ async def seed_plan(sim: SimulatedExchange, request: OpenRequest, profile: Profi
             raise _AtomicPositionError("order missing 'side'")
         if not await _seed_verify(sim, request, entry):
             return Run(rolled_back=False)  # closed with nothing filled: no position
-        stop_side = entry.side.opposite
+        stop_side = entry.side.closing_side
         await sim.place_stop(symbol=sym, side=stop_side, amount=request.amount,
                              trigger_price=request.stop_loss, client_id=prefix + "s")
         return Run(rolled_back=False)
@@ -186,7 +186,7 @@ async def _seed_rollback(sim: SimulatedExchange, request: OpenRequest,
     if ours is None:
         return True  # "if our_position:": nothing seen, nothing closed
     if entry.side is not None:
-        close_side = entry.side.opposite
+        close_side = entry.side.closing_side
     elif ours.side is not None:
         close_side = ours.side.closing_side
     else:

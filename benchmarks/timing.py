@@ -77,7 +77,7 @@ def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
     led = ledger(sim.fills, Own(sym, request.side, request.amount, entry_cid, stop_cid,
                                 close_cid),
                  initial=sim.config.initial_positions.get(sym, 0.0), arrivals=sim.arrivals)
-    covered = any(s.client_id == stop_cid and s.side is request.side.opposite
+    covered = any(s.client_id == stop_cid and s.side is request.side.closing_side
                   and qty_eq(s.amount or 0.0, led.exposure)
                   for s in sim.resting_stops(sym))
     entry = next((o for o in sim.log if o.kind == "market" and not o.reduce_only

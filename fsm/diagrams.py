@@ -54,9 +54,9 @@ from typing import Any, Protocol
 
 import attrs
 
-from adapters.port import Source
 from fsm import table as _table
 from fsm.attempt import Attempt
+from fsm.model import Source
 from fsm.table import TERMINAL, TERMINAL_MEANING, Row, State, Trigger
 
 __all__ = [

@@ -401,7 +401,7 @@ def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
         assert led.entry_filled > 0, "L4: PROTECTED but the entry filled nothing"
         assert len(stops) == 1, f"L4: {len(stops)} own resting stops: {stops}"
         stop = stops[0]
-        assert stop.reduce_only and stop.side is req.side.opposite
+        assert stop.reduce_only and stop.side is req.side.closing_side
         assert stop.amount is not None and qty_eq(stop.amount, led.entry_filled), (
             f"L4: stop for {stop.amount}, the entry filled {led.entry_filled}")
         if alone:
