@@ -34,8 +34,7 @@ from adapters.port import (
     Side,
     StopSnapshot,
 )
-from adapters.simulated import SimulatedExchange
-from adapters.virtual_time import run_virtual
+from adapters.simulated import SimulatedExchange, run_virtual
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.timing import REQUEST
 from fsm import OpenRequest, PositionOpener

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 import attrs
 
 from adapters.port import qty_eq
-from adapters.simulated import Fault, SimConfig
-from adapters.virtual_time import run_virtual
+from adapters.simulated import INCIDENT_REQUEST, Fault, SimConfig, run_virtual
 from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
@@ -29,8 +28,7 @@ from specs.worlds import quiet_engine_log, settle_time
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 
 #: The incident's order: buy 43 AVL/USDT perpetual, stop at 0.1290.
-REQUEST = OpenRequest(symbol="AVL/USDT:USDT", side="buy", amount=43, stop_loss=0.1290,
-                      reference_price=0.1358)
+REQUEST = INCIDENT_REQUEST
 
 
 @attrs.frozen

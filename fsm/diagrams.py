@@ -736,23 +736,10 @@ INCIDENTS: tuple[Incident, ...] = (
 
 def run_incident(incident: Incident) -> Attempt:
     """Run one incident replay on a fresh virtual-time loop and return the attempt."""
-    from adapters.simulated import AckStyle, SimConfig, SimulatedExchange, StreamMode
-    from adapters.virtual_time import run_virtual
-    from fsm.driver import PositionOpener
-    from fsm.request import OpenRequest
+    from adapters.simulated import INCIDENT, replay, run_virtual
 
-    async def scenario() -> Attempt:
-        exchange = SimulatedExchange(SimConfig(
-            ack=AckStyle.MINIMAL,
-            rest_position_lag=4.0,
-            stream=StreamMode.PRESENT,
-            stop_rejected=incident.stop_rejected,
-        ))
-        opener = PositionOpener(exchange, ids=lambda: incident.attempt_id)
-        return await opener.open(OpenRequest(
-            symbol="AVL/USDT:USDT", side="buy", amount=43, stop_loss=0.1290))
-
-    return run_virtual(scenario())
+    config = attrs.evolve(INCIDENT, stop_rejected=incident.stop_rejected)
+    return run_virtual(replay(config, attempt_id=incident.attempt_id)).attempt
 
 
 def render_all(table: Sequence[Row] | None = None) -> list[Rendered]:
