@@ -118,7 +118,7 @@ __all__ = [
     "InvalidClientId",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("adapters.ccxt")  # the name users configure, whatever the module
 # ccxt's errors quote the signed request; no log line of ours may carry it.
 _redact.install(log)
 
