@@ -27,8 +27,9 @@ from fsm import MemoryJournal, OpenRequest, PositionOpener, State, Trigger
 from fsm import diagrams as dg
 from fsm.attempt import Recorder, Transition
 from fsm.cli_diagrams import run as cli_run
-from fsm.diagrams import model as dg_svg  # where find_dot is looked up
-from fsm.diagrams.model import _DIM, _PATH, _svg_problem
+from fsm.diagrams import dot as dg_svg  # where find_dot is looked up
+from fsm.diagrams.dot import _svg_problem
+from fsm.diagrams.model import _DIM, _PATH
 from fsm.table import TABLE, Row
 
 REPO = Path(__file__).resolve().parents[1]
