@@ -38,7 +38,7 @@ from adapters.simulated import SimulatedExchange, run_virtual
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.timing import REQUEST
 from fsm import OpenRequest, PositionOpener
-from specs.worlds import quiet_engine_log
+from harness.runs import quiet_engine_log
 
 __all__ = [
     "InstantExchange",

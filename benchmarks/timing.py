@@ -22,8 +22,8 @@ from adapters.simulated import INCIDENT_REQUEST, Fault, SimConfig, run_virtual
 from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
-from specs.ledger import GroundTruthExchange, Own, ledger
-from specs.worlds import quiet_engine_log, settle_time
+from harness.ledger import GroundTruthExchange, Own, ledger
+from harness.runs import quiet_engine_log, settle_time
 
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 
