@@ -406,6 +406,10 @@ class PositionOpener:
         # second reduce-only stop would, once triggered, close exposure that
         # is not the attempt's).
         lookup = resumed
+        # A placement whose reply leaves what the stop guards check unreported
+        # (an ids-only reply) is read back before it protects anything: silence
+        # is not agreement, and a venue may have dropped the reduce-only flag.
+        unread = False
         while a.facts.recovered and not a.facts.fills_checked \
                 and self._now() < _deadline(a.facts.protect_deadline):
             await self._check_fills(a, polls, a.facts.protect_deadline)
@@ -417,11 +421,14 @@ class PositionOpener:
                            f"{f.foreign_fill}: the exposure may not be this attempt's any more; "
                            "placing nothing")
                 return
-            if G.stop_accepted(f) and self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
+            if unread and self._now() >= _deadline(f.protect_deadline):
+                unread = False  # not read back in time: the reply is all there is
+            if not unread and G.stop_accepted(f) \
+                    and self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
                 self._fire(a, Trigger.PROTECTED, f, Source.STOP,
                            f"stop accepted: {_stop_words(f.stop)}")
                 return
-            if G.stop_accepted(f) or G.stop_refused(f):
+            if (not unread and G.stop_accepted(f)) or G.stop_refused(f):
                 reason = f.stop_error or (
                     "stop does not match what was asked" if f.stop else "no stop by the deadline")
                 self._fire(a, Trigger.PROTECT_FAILED,
@@ -432,6 +439,7 @@ class PositionOpener:
                 found = await self._find_stop(a, stop_cid)
                 if found is not None:
                     a.facts = _evolve(a.facts, stop=found)
+                    unread = False
                     continue
             else:
                 self._intent(a, "stop", stop_cid, side=intent.side.value, amount=intent.amount,
@@ -445,6 +453,8 @@ class PositionOpener:
                         deadline=a.facts.protect_deadline,
                     )
                     a.facts = _evolve(a.facts, stop=stop)
+                    unread = None in (stop.reduce_only, stop.side, stop.amount)
+                    lookup = lookup or unread
                     continue
                 except DuplicateClientId:
                     lookup = True  # an earlier, ambiguous placement did arrive
@@ -471,6 +481,12 @@ class PositionOpener:
         _, stop_cid, close_cid = client_ids(a.attempt_id)
         if a.facts.close_deadline is None:
             a.facts = _evolve(a.facts, close_deadline=self._now() + self.policy.close_timeout)
+        f = a.facts
+        if G.stop_accepted(f) and not (G.stop_reduce_only(f) and G.stop_opposite_side(f)
+                                       and G.stop_covers_size(f)):
+            # The venue made the stop other than asked (not reduce-only, the
+            # wrong side or size): it must not rest, it could open a position.
+            await self._cancel_stop(a, stop_cid, deadline=f.close_deadline)
         polls = 0
         while True:
             f = _at(a.facts, self._now())
@@ -893,21 +909,31 @@ class PositionOpener:
             return None
         return next((s for s in stops if s.client_id == stop_cid), None)
 
-    async def _cancel_stop(self, a: Attempt, stop_cid: str) -> None:
+    async def _cancel_stop(self, a: Attempt, stop_cid: str,
+                           deadline: float | None = None) -> None:
         """After a verified close, cancel a stop this attempt may have left
         (it would otherwise act on a future position). Best effort: the
-        reconciliation monitor cancels what this misses."""
+        reconciliation monitor cancels what this misses. With a ``deadline``,
+        a failed cancel is retried with back-off until it passes."""
         if a.facts.stop_intent is None:
             return
-        try:
-            await self._call(self.adapter.cancel_order(
-                symbol=a.request.symbol, order_id=_stop_id(a.facts.stop), client_id=stop_cid))
-        except OrderNotFound:
-            pass
-        except Exception as exc:
-            log.warning("attempt %s: could not cancel leftover stop %s: %s", a.attempt_id,
-                        stop_cid, exc, extra={"attempt_id": a.attempt_id,
-                                              "state": a.state.value})
+        tries = 0
+        while True:
+            try:
+                await self._call(self.adapter.cancel_order(
+                    symbol=a.request.symbol, order_id=_stop_id(a.facts.stop),
+                    client_id=stop_cid), deadline=deadline)
+                return
+            except OrderNotFound:
+                return
+            except Exception as exc:
+                log.warning("attempt %s: could not cancel leftover stop %s: %s", a.attempt_id,
+                            stop_cid, exc, extra={"attempt_id": a.attempt_id,
+                                                  "state": a.state.value})
+                if deadline is None or self._now() >= deadline:
+                    return
+                await self._sleep_until(min(self._now() + self.policy.backoff(tries), deadline))
+                tries += 1
 
     async def _read(self, make: Callable[[], Awaitable[T]], what: str) -> T:
         """One read before the entry. A transient failure (rate limit, 503,

@@ -315,6 +315,9 @@ BETRAYALS: dict[str, dict[str, Any]] = {
     "stop on the wrong side": dict(stop_flips_side=True),
     "stop one lot more": dict(stop_amount_skew=1.0),  # a lot of AVL
     "stop a hair less": dict(stop_amount_skew=-0.001),  # a lot of BTC
+    "stop not reduce-only, its reply ids only": dict(stop_drops_reduce_only=True,
+                                                     stop_ack_ids_only=True),
+    "stop reply ids only": dict(stop_ack_ids_only=True),
     "ack with the exchange id only": dict(ack_only="order_id"),
     "ack with the client id only": dict(ack_only="client_id"),
     "close cut to the position": dict(close_cut_to_position=True),
@@ -327,6 +330,7 @@ BETRAYALS: dict[str, dict[str, Any]] = {
 #: The betrayals under which an attempt can still end PROTECTED, so law L8
 #: (no false rollback) must hold under them too.
 HARMLESS_BETRAYALS = ("ack with the exchange id only", "ack with the client id only",
+                      "stop reply ids only",
                       "stream stale at the fill's instant",
                       "stream stale at the fill's instant, long")
 

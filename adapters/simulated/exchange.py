@@ -217,6 +217,9 @@ class SimConfig:
     stop_flips_side: bool = False
     #: the stop is accepted, but rests for the amount asked plus this
     stop_amount_skew: float = 0.0
+    #: the stop's acknowledgement carries its ids only (Bybit v5's create
+    #: reply): what the venue made of it shows only when it is read back
+    stop_ack_ids_only: bool = False
     #: acknowledgements of creates carry only this one of the two ids
     #: (``"order_id"`` or ``"client_id"``); ``None``: both
     ack_only: str | None = None
@@ -295,6 +298,8 @@ class SimulatedExchange:
         #: every execution, the operator's included
         self.fills: list[SimFill] = []
         self.calls: dict[str, int] = {}
+        #: every cancel asked for, as (order id, client id), whatever its fate
+        self.cancel_requests: list[tuple[str | None, str | None]] = []
         #: Called with the call kind when a request reaches the exchange (a
         #: request lost on the way, refused at the gateway or delayed past its
         #: receive window never does), in the sender's task, so the sender's
@@ -445,6 +450,8 @@ class SimulatedExchange:
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> None:
+        self.cancel_requests.append((order_id, client_id))
+
         def cancel() -> None:
             o = self._find(order_id, client_id)
             if o is None or o.status is not OrderStatus.OPEN:
@@ -572,6 +579,10 @@ class SimulatedExchange:
         o.kind = "stop"
         o.trigger_price = trigger
         self._record(now, "stop", symbol, side, amount, True, client_id, True, 0)
+        if cfg.stop_ack_ids_only:
+            return StopSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
+                                side=None, amount=None, trigger_price=None, reduce_only=None,
+                                status=None)
         return self._stop_snapshot(o)
 
     def _reducible(self, symbol: str, side: Side) -> float:
