@@ -159,6 +159,12 @@ def configure_mutmut(ws: Path, modules: Sequence[str], suite: str) -> None:
     cfg["only_mutate"] = list(modules)
     cfg["pytest_add_cli_args_test_selection"] = paths
     cfg["pytest_add_cli_args"] = ["-p", "no:cacheprovider", *extra]
+    # Everything the suites may import or read, whatever moved since the
+    # configuration was written (a new top-level package, say).
+    sources = {Path(x).parts[0] for x in cfg["source_paths"]}
+    tree = {e.name for e in ws.iterdir()
+            if e.name not in sources and e.name not in ("mutants", "pyproject.toml")}
+    cfg["also_copy"] = sorted(set(cfg.get("also_copy", [])) | tree)
     lines = ["[tool.mutmut]"]
     for k, v in cfg.items():
         lines.append(f"{k} = {_toml_list(v) if isinstance(v, list) else json.dumps(v)}")
