@@ -188,16 +188,27 @@ def _function(mutant: str) -> str:
     return re.sub(r"^x_|^xǁ.*ǁ", "", last.split("__mutmut_")[0])
 
 
-def run_mutmut(modules: Sequence[str], suite: str, children: int) -> dict[str, Any]:
-    ws = workspace(f"mutmut-{suite}")
-    configure_mutmut(ws, modules, suite)
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children",
-                           str(children)], cwd=ws, env=env(), capture_output=True, text=True)
-    took = time.monotonic() - start
-    (ws / "mutmut.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"mutmut failed ({done.returncode}), see {ws / 'mutmut.log'}")
+def run_mutmut(modules: Sequence[str], suite: str, children: int,
+               reuse: bool = False) -> dict[str, Any]:
+    ws = WORK / f"mutmut-{suite}"
+    took = float("nan")
+    if reuse and all((ws / "mutants" / (m + ".meta")).exists() for m in modules):
+        # A run stopped part-way is reported as such: its unchecked mutants
+        # count under "other" as "not checked".
+        took = float((ws / "wall_seconds").read_text()) if (ws / "wall_seconds").exists() \
+            else float("nan")
+    else:
+        ws = workspace(f"mutmut-{suite}")
+        configure_mutmut(ws, modules, suite)
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children",
+                               str(children)], cwd=ws, env=env(), capture_output=True,
+                              text=True)
+        took = time.monotonic() - start
+        (ws / "mutmut.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise RuntimeError(f"mutmut failed ({done.returncode}), see {ws / 'mutmut.log'}")
+        (ws / "wall_seconds").write_text(f"{took:.0f}\n")
     out: dict[str, Any] = {}
     for module in modules:
         meta = json.loads((ws / "mutants" / (module + ".meta")).read_text())
@@ -216,6 +227,7 @@ def run_mutmut(modules: Sequence[str], suite: str, children: int) -> dict[str, A
                                            if ln[:1] in "+-" and ln[:3] not in ("+++", "---")],
                                   "reason": EQUIVALENT.get(key)})
         out[module] = _summary(len(codes), counts, survivors, took)
+        out[module]["complete"] = "not checked" not in counts
     return out
 
 
@@ -223,7 +235,7 @@ def _summary(total: int, counts: dict[str, int], survivors: list[dict[str, Any]]
              took: float) -> dict[str, Any]:
     equivalent = sum(1 for s in survivors if s["reason"])
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
-    relevant = total - equivalent
+    relevant = total - equivalent - counts.get("not checked", 0)
     return {
         "mutants": total,
         "killed": counts.get("killed", 0),
@@ -233,7 +245,7 @@ def _summary(total: int, counts: dict[str, int], survivors: list[dict[str, Any]]
                   if k not in ("killed", "survived", "timeout")},
         "equivalent": equivalent,
         "killed_of_non_equivalent": round(100.0 * killed / relevant, 1) if relevant else 100.0,
-        "wall_seconds": round(took),
+        "wall_seconds": round(took) if took == took else None,
         "survivors": survivors,
     }
 
@@ -403,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=["mutmut", "table", "stop"],
                    default=["mutmut", "table", "stop"])
     p.add_argument("--max-children", type=int, default=2)
+    p.add_argument("--reuse", action="store_true",
+                   help="report a finished mutmut run found in .mutation/ instead of re-running")
     p.add_argument("--report", type=Path, default=REPORT)
     args = p.parse_args(argv)
 
@@ -414,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "max_children": args.max_children, "hypothesis_profile": "mutation"}
     if "mutmut" in args.only:
         for suite in args.suites:
-            res = run_mutmut(args.modules, suite, args.max_children)
+            res = run_mutmut(args.modules, suite, args.max_children, args.reuse)
             for module, summary in res.items():
                 report.setdefault("mutmut", {}).setdefault(suite, {})[module] = {
                     **summary, **stamp}
@@ -428,8 +442,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_stop_checks("specs", args.max_children)
         report["specs_alone"] = {"specs": {**summary, **stamp}}
         _say("rules the specs alone must defend [specs]", summary)
+    annotate(report)
     args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return 0
+
+
+def annotate(report: dict[str, Any]) -> None:
+    """A survivor of a narrower suite (specs alone, no diagrams) that the full
+    suite kills is a hole of that suite, not an equivalent mutant: say so."""
+    runs = report.get("mutmut", {})
+    for suite, modules in runs.items():
+        if suite == "full":
+            continue
+        for module, summary in modules.items():
+            full = runs.get("full", {}).get(module)
+            if full is None:
+                continue
+            survived_full = {x["key"] for x in full["survivors"]}
+            for x in summary["survivors"]:
+                x["killed_by_full_suite"] = x["key"] not in survived_full
+            summary["survived_but_killed_by_full_suite"] = sum(
+                1 for x in summary["survivors"] if x["killed_by_full_suite"])
 
 
 def _say(what: str, s: dict[str, Any]) -> None:
@@ -437,6 +470,9 @@ def _say(what: str, s: dict[str, Any]) -> None:
     print(f"{what}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
           f"{s['timeout']} timeout; {s['killed_of_non_equivalent']}% of non-equivalent "
           f"killed; {s['wall_seconds']}s", flush=True)
+    if s.get("survived_but_killed_by_full_suite"):
+        print(f"  of the survivors, {s['survived_but_killed_by_full_suite']} are killed by "
+              "the full suite", flush=True)
     for key in unjustified:
         print(f"  unjustified survivor: {key}", flush=True)
 
