@@ -1,0 +1,56 @@
+"""Leases on (account, symbol): one attempt at a time per key across
+openers, processes and machines, and a fenced-out holder's writes refused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from adapters.simulated import ClientIdScope, SimConfig, SimulatedExchange
+from adapters.virtual_time import run_virtual
+from fsm import PositionOpener, State
+from fsm.journal import Journal, summarize
+from tests.helpers import PRICE, SYMBOL, ids, request
+
+
+async def _until(cond: object, deadline: float) -> None:
+    """Poll ``cond()`` in loop time until true, or fail at ``deadline``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not cond():  # type: ignore[operator]
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def test_a_second_openers_recover_never_drives_a_live_attempt(tmp_path: Path) -> None:
+    """The defect: two processes share one SQLite journal; while the first is
+    rolling an attempt back (its close sent), the second starts and calls
+    recover(). It must not drive the live attempt: no record of its own for
+    it, no order of its own, one end record."""
+    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE}, stop_rejected=True, rtt=1.0,
+                                     client_id_scope=ClientIdScope.OPEN,
+                                     initial_positions={SYMBOL: 100.0}))
+    path = tmp_path / "shared.sqlite3"
+
+    async def go() -> tuple[object, list[object]]:
+        with Journal(path) as ja, Journal(path) as jb:
+            a = PositionOpener(ex, journal=ja, ids=ids())
+            task = asyncio.ensure_future(a.open(request()))
+            await _until(lambda: any(r.kind == "intent" and r.data["action"] == "close"
+                                     for r in jb.read()), 60.0)
+            b = PositionOpener(ex, journal=jb)
+            recovered = await b.recover()
+            attempt = await task
+            return attempt, recovered
+
+    attempt, recovered = run_virtual(go())
+    assert attempt.state is State.CLOSE_VERIFIED  # type: ignore[attr-defined]
+    assert recovered == []
+    with Journal(path) as j:
+        recs = j.read()
+    (s,) = summarize(recs)
+    ends = [r for r in recs if r.kind == "end"]
+    assert len(ends) == 1 and s.recovered == 0
+    closes = [o for o in ex.log if o.kind == "market" and o.reduce_only]
+    assert len(closes) == 1, closes
+    assert ex.net_position(SYMBOL) == 100.0
