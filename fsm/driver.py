@@ -14,12 +14,13 @@ by a deadline from :class:`~fsm.policy.Policy`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
 import operator
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import attrs
@@ -45,6 +46,7 @@ from fsm.alerts import AlertSink, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder, Transition
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink
+from fsm.lease import Lease, LeaseLost, LeaseStore, account_of, current_lease, hold, new_owner
 from fsm.policy import Policy
 from fsm.redact import redact
 from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
@@ -105,8 +107,18 @@ class PositionOpener:
         journal: JournalSink | None = None,
         ids: Callable[[], str] | None = None,
         on_transition: TransitionObserver | None = None,
+        account: str | None = None,
     ) -> None:
         self.adapter = adapter
+        #: the account label of leases and ``lease`` records: by default the
+        #: adapter's name and a hash of its API key (:func:`fsm.lease.account_of`)
+        self.account = account if account is not None else account_of(adapter)
+        #: the journal's lease store, when it keeps one (a durable journal
+        #: shared by processes): attempts then hold an ``(account, symbol)``
+        #: lease and every journal write carries its fencing token
+        store = getattr(journal, "store", None)
+        self.leases: LeaseStore | None = store if isinstance(store, LeaseStore) else None
+        self.owner = new_owner()
         self.policy = policy if policy is not None else Policy()
         self.alerts = alerts
         self.journal = journal
@@ -150,7 +162,12 @@ class PositionOpener:
         tally = _Tally()
         token = _CALLER.set(tally)
         try:
-            return await self._open(request, attempt_id, entry_cid, tally)
+            # The lease (when the journal keeps leases) is held from before
+            # the account is read until the end record: one attempt per
+            # (account, symbol) across processes, every write fenced.
+            market = await self._market(request.symbol)
+            async with self._keep(market.symbol):
+                return await self._open(request, attempt_id, entry_cid, tally)
         finally:
             _CALLER.reset(token)
 
@@ -186,6 +203,7 @@ class PositionOpener:
             _CALLER.set(attempt)
             if self.journal is not None:
                 try:
+                    self._note_lease(attempt_id)
                     self.journal.begin(attempt_id, prepared, entry_cid, self._now())
                 except Exception as exc:
                     raise JournalFailed(f"attempt {attempt_id}: the journal failed before "
@@ -210,12 +228,37 @@ class PositionOpener:
         the same rules (used by recovery)."""
         token = _CALLER.set(attempt)
         try:
-            async with self._symbol_lock(attempt.request.symbol):
-                await self._drive(attempt)
-            await self._conclude(attempt)
+            async with self._keep(attempt.request.symbol):
+                async with self._symbol_lock(attempt.request.symbol):
+                    await self._drive(attempt)
+                await self._conclude(attempt)
         finally:
             _CALLER.reset(token)
         return attempt
+
+    @contextlib.asynccontextmanager
+    async def _keep(self, symbol: str) -> AsyncIterator[Lease | None]:
+        """Hold the ``(account, symbol)`` lease, if the journal keeps leases
+        (re-entrant: recovery takes it before ``resume``)."""
+        if self.leases is None:
+            yield None
+            return
+        async with hold(self.leases, self.account, symbol, self.owner, self.policy) as lease:
+            yield lease
+
+    def _note_lease(self, attempt_id: str) -> None:
+        """Journal which lease took the attempt up (its account, for recovery)."""
+        data = self._lease_data()
+        if data and isinstance(self.journal, JournalLog):
+            self.journal.note(attempt_id, "lease", self._now(), data)
+
+    @staticmethod
+    def _lease_data() -> dict[str, Any]:
+        lease = current_lease()
+        if lease is None:
+            return {}
+        return {"account": lease.account, "symbol": lease.symbol, "owner": lease.owner,
+                "fence": lease.token}
 
     def _symbol_lock(self, symbol: str) -> asyncio.Lock:
         """One attempt per symbol at a time: on a netted position a fill can
@@ -1056,6 +1099,8 @@ class PositionOpener:
         when the attempt is safe (:meth:`_conclude`)."""
         try:
             write()
+        except LeaseLost:
+            raise  # fenced out: abandon the attempt here, as a crash would
         except Exception as exc:
             if a.journal_error is None:
                 a.journal_error = exc

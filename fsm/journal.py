@@ -35,13 +35,16 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
 from fsm.redact import redact
 from fsm.request import OpenRequest
 from fsm.table import State
+
+if TYPE_CHECKING:
+    from fsm.lease import Lease
 
 __all__ = [
     "KINDS",
@@ -70,10 +73,11 @@ log = logging.getLogger("fsm.journal")
 #: ``alert`` queues an alert (durably, before it is delivered) and
 #: ``alert_delivered`` records that the callback returned: recovery delivers
 #: again every queued alert without the second (at least once, by
-#: ``alert_id``).
+#: ``alert_id``). ``lease`` records which ``(account, symbol)`` lease (owner,
+#: fencing token) an opener or a recovery held when it took the attempt up.
 KINDS: Final = frozenset(
     {"begin", "intent", "transition", "end", "recover", "resolve", "reconcile", "alert",
-     "alert_delivered"}
+     "alert_delivered", "lease"}
 )
 
 
@@ -225,6 +229,10 @@ class JournalStore(Protocol):
       whatever order they commit, and ``at`` values of different writers do
       not compare. (The engine never needs more: one attempt is written by
       one opener at a time.)
+    * **Fencing.** A store that also keeps leases
+      (:class:`fsm.lease.LeaseStore`) checks ``fence``, when given, in the
+      append's own transaction: unless it is the current, unexpired lease
+      of its key, the batch is refused with :class:`fsm.lease.LeaseLost`.
     """
 
     @property
@@ -235,7 +243,8 @@ class JournalStore(Protocol):
     @property
     def schema_version(self) -> int: ...
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
         """Store ``records`` atomically and durably; return their seqs."""
         ...
 
@@ -295,6 +304,16 @@ MIGRATIONS: tuple[Migration, ...] = (
           FROM records b
          WHERE b.kind = 'begin';
     """),
+    Migration(3, "leases on (account, symbol), with fencing tokens", """
+        CREATE TABLE leases (
+            account TEXT    NOT NULL,
+            symbol  TEXT    NOT NULL,
+            owner   TEXT    NOT NULL,
+            token   INTEGER NOT NULL,  -- strictly increasing per key, never reused
+            expires REAL    NOT NULL,  -- unix seconds, this host's clock
+            PRIMARY KEY (account, symbol)
+        );
+    """),
 )
 
 #: The schema version this code writes.
@@ -336,7 +355,9 @@ class SQLiteStore:
         busy_timeout: float = 5.0,
         migrations: Sequence[Migration] = MIGRATIONS,
         read_only: bool = False,
+        lease_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = lease_clock
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}")
         self.path = Path(path)
@@ -402,12 +423,13 @@ class SQLiteStore:
     def schema_version(self) -> int:
         return self._version
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
-        if self.read_only:
-            raise JournalError(f"{self.path}: the journal is open read-only")
-        conn = self._open()
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
+        conn = self._writable()
         seqs: list[int] = []
         with self._transaction(conn):
+            if fence is not None:
+                self._check_fence(conn, fence)
             for r in records:
                 cur = conn.execute(
                     "INSERT INTO records (attempt_id, kind, at, wall, data) "
@@ -433,7 +455,65 @@ class SQLiteStore:
             self._conn.close()
             self._conn = None
 
+    # -- leases (fsm.lease.LeaseStore), on this host's clock ------------------------
+
+    def acquire(self, account: str, symbol: str, owner: str,
+                duration: float) -> Lease | None:
+        from fsm.lease import Lease
+
+        conn = self._writable()
+        with self._transaction(conn):
+            now = self._clock()
+            row = self._lease_row(conn, account, symbol)
+            if row is not None and row.expires > now:
+                return None
+            lease = Lease(account, symbol, owner, (row.token if row else 0) + 1,
+                          now + duration)
+            conn.execute("INSERT OR REPLACE INTO leases (account, symbol, owner, token, expires) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (account, symbol, owner, lease.token, lease.expires))
+        return lease
+
+    def renew(self, lease: Lease, duration: float) -> Lease:
+        conn = self._writable()
+        with self._transaction(conn):
+            self._check_fence(conn, lease)
+            expires = self._clock() + duration
+            conn.execute("UPDATE leases SET expires = ? WHERE account = ? AND symbol = ? "
+                         "AND token = ?", (expires, lease.account, lease.symbol, lease.token))
+        return attrs.evolve(lease, expires=expires)
+
+    def release(self, lease: Lease) -> None:
+        conn = self._writable()
+        with self._transaction(conn):
+            conn.execute("UPDATE leases SET expires = MIN(expires, ?) WHERE account = ? AND "
+                         "symbol = ? AND token = ?",
+                         (self._clock(), lease.account, lease.symbol, lease.token))
+
+    def holder(self, account: str, symbol: str) -> Lease | None:
+        return self._lease_row(self._open(), account, symbol)
+
+    def _lease_row(self, conn: sqlite3.Connection, account: str, symbol: str) -> Lease | None:
+        from fsm.lease import Lease
+
+        row = conn.execute("SELECT owner, token, expires FROM leases WHERE account = ? AND "
+                           "symbol = ?", (account, symbol)).fetchone()
+        return Lease(account, symbol, row[0], int(row[1]), float(row[2])) if row else None
+
+    def _check_fence(self, conn: sqlite3.Connection, fence: Lease) -> None:
+        row = self._lease_row(conn, fence.account, fence.symbol)
+        refused = fence_refusal(fence, row, self._clock())
+        if refused is not None:
+            from fsm.lease import LeaseLost
+
+            raise LeaseLost(refused)
+
     # -- internals ----------------------------------------------------------------
+
+    def _writable(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise JournalError(f"{self.path}: the journal is open read-only")
+        return self._open()
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -481,6 +561,22 @@ class SQLiteStore:
                     conn.execute(f"PRAGMA user_version={step.version}")
                     version = step.version
         return int(version)
+
+
+def fence_refusal(fence: Lease, current: Lease | None, now: float) -> str | None:
+    """Why a write carrying ``fence`` must be refused, given the key's
+    ``current`` lease row at the store's time ``now``; ``None`` if it may go.
+    One rule for every store."""
+    where = f"{fence.symbol} for account {fence.account}"
+    if current is None:
+        return f"fenced out: no lease on {where} was ever granted"
+    if current.token != fence.token:
+        return (f"fenced out: the lease on {where} is now token {current.token} held by "
+                f"{current.owner}; this writer holds stale token {fence.token}")
+    if current.expires <= now:
+        return (f"fenced out: the lease on {where} (token {fence.token}) expired "
+                f"{now - current.expires:.3f}s ago")
+    return None
 
 
 def _check_migrations(steps: Sequence[Migration]) -> None:
@@ -606,7 +702,14 @@ class Journal:
         # and a ccxt error may quote a signed URL.
         text = redact(json.dumps(data, default=_json_default, allow_nan=False,
                                  sort_keys=True, separators=(",", ":")))
-        self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(), text)])
+        batch = [NewRecord(attempt_id, kind, float(at), self._wall(), text)]
+        from fsm.lease import current_lease  # leases build on this module
+
+        fence = current_lease()
+        if fence is None:
+            self.store.append(batch)
+        else:  # the store refuses it unless this is the key's current lease
+            self.store.append(batch, fence=fence)
 
 
 def _check_kind(kind: str) -> None:
@@ -685,6 +788,9 @@ class AttemptSummary:
     records: tuple[JournalRecord, ...]
     #: queued alerts (their ``alert`` records' data) not yet recorded delivered
     alerts_pending: tuple[Mapping[str, Any], ...] = ()
+    #: the account of its latest ``lease`` record or recovery (``None``: written without
+    #: leases, by a single process)
+    account: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -720,7 +826,10 @@ def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
         recovered = 0
         ids: dict[str, Any] = {}
         queued: dict[str, Mapping[str, Any]] = {}
+        account = None
         for r in recs:
+            if r.kind in ("lease", "recover") and "account" in r.data:
+                account = str(r.data["account"])
             if r.kind == "alert":
                 queued[str(r.data["alert_id"])] = r.data
             elif r.kind == "alert_delivered":
@@ -748,5 +857,6 @@ def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
             stop_order_id=ids.get("stop_order_id"), close_order_id=ids.get("close_order_id"),
             resolved=resolved, recovered=recovered, began_at=begin.at, began_wall=begin.wall,
             last_wall=recs[-1].wall, records=tuple(recs), alerts_pending=tuple(queued.values()),
+            account=account,
         ))
     return out

@@ -60,6 +60,7 @@ from fsm.alerts import Note, alert_from_record, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.lease import LeaseBusy
 from fsm.table import State, Trigger
 
 if TYPE_CHECKING:
@@ -89,7 +90,10 @@ async def recover(opener: PositionOpener) -> list[Attempt]:
         raise TypeError(
             "recovery needs a journal that can be read back (fsm.Journal or "
             f"fsm.MemoryJournal), not {type(journal).__name__}")
-    summaries = summarize(journal.read())
+    # Another account's attempts are not ours to drive (one journal may
+    # serve several accounts); attempts journalled without leases are.
+    summaries = [s for s in summarize(journal.read())
+                 if s.account is None or s.account == opener.account]
     for s in summaries:
         if s.finished and s.alerts_pending:
             await _redeliver(opener, journal, s)
@@ -104,7 +108,14 @@ async def recover(opener: PositionOpener) -> list[Attempt]:
     async def one_symbol(items: Sequence[AttemptSummary]) -> list[Attempt]:
         done = []
         for s in items:
-            a = await _recover_one(opener, journal, s)
+            try:
+                a = await _recover_leased(opener, journal, s)
+            except LeaseBusy as exc:
+                # A live process holds the symbol: it is driving these
+                # attempts. A later recover() takes them if it dies.
+                log.warning("not recovering %d attempt(s) on %s now: %s", len(items),
+                            s.request.symbol, exc)
+                break
             if a is not None:
                 done.append(a)
         return done
@@ -112,6 +123,21 @@ async def recover(opener: PositionOpener) -> list[Attempt]:
     results = await asyncio.gather(*(one_symbol(v) for v in by_symbol.values()))
     order = {s.attempt_id: i for i, s in enumerate(pending)}
     return sorted((a for group in results for a in group), key=lambda a: order[a.attempt_id])
+
+
+async def _recover_leased(
+    opener: PositionOpener, journal: JournalLog, s: AttemptSummary
+) -> Attempt | None:
+    """Take the attempt's ``(account, symbol)`` lease (when the journal keeps
+    leases), then read the attempt again: it may have been finished, or
+    taken further, by the process that held the lease meanwhile."""
+    async with opener._keep(s.request.symbol) as lease:
+        if lease is not None:
+            fresh = summarize(journal.read(s.attempt_id))
+            if not fresh or fresh[0].finished:
+                return None
+            s = fresh[0]
+        return await _recover_one(opener, journal, s)
 
 
 async def _recover_one(
@@ -123,6 +149,7 @@ async def _recover_one(
         "intents": sorted(s.intents),
         "rolled_back": s.rolled_back,
         "entry_order_id": s.entry_order_id,
+        **opener._lease_data(),
     })
     if s.state.terminal:
         await _finish(opener, journal, s)

@@ -241,6 +241,10 @@ def test_the_engine_journals_through_sqlite_exactly_what_it_journals_in_memory(
     def norm(recs: list[JournalRecord]) -> list[tuple[str, str, float, dict[str, object]]]:
         return [(r.attempt_id, r.kind, r.at, dict(r.data)) for r in recs]
 
+    # A durable journal keeps leases: the attempt's lease is recorded first.
+    lease, *durable = durable
+    assert lease.kind == "lease" and lease.data["account"] == "simulated"
+    assert lease.data["fence"] == 1 and lease.data["symbol"] == SYMBOL
     assert norm(durable) == norm(mem.records)
     kinds = [(r.kind, r.data.get("action") or r.data.get("dest")) for r in durable]
     assert kinds == [("begin", None), ("intent", "entry"), ("transition", "PLACED"),
