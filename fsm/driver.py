@@ -46,7 +46,16 @@ from fsm.alerts import AlertSink, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder, Transition
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink
-from fsm.lease import Lease, LeaseLost, LeaseStore, account_of, current_lease, hold, new_owner
+from fsm.lease import (
+    Lease,
+    LeaseLost,
+    LeaseStore,
+    account_of,
+    check_held,
+    current_lease,
+    hold,
+    new_owner,
+)
 from fsm.policy import Policy
 from fsm.redact import redact
 from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
@@ -1040,6 +1049,12 @@ class PositionOpener:
         """Await one exchange call, bounded by the request timeout and, if
         given, the phase deadline. Exceeding it raises AmbiguousError: for a
         write we cannot know whether it reached the exchange."""
+        try:  # a process whose lease expired (paused, cut off) sends nothing more
+            check_held()
+        except asyncio.CancelledError:
+            if inspect.iscoroutine(aw):
+                aw.close()
+            raise
         attempt = _CALLER.get()
         if attempt is not None:
             attempt.requests += 1

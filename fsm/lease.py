@@ -61,6 +61,8 @@ __all__ = [
     "LeaseLost",
     "LeaseStore",
     "account_of",
+    "api_key_account",
+    "check_held",
     "current_lease",
     "hold",
     "new_owner",
@@ -121,14 +123,49 @@ class LeaseStore(Protocol):
         ...
 
 
-_CURRENT: contextvars.ContextVar[Lease | None] = contextvars.ContextVar(
+@attrs.define
+class _Held:
+    """A lease held by a task: ``local_expiry`` is on this process's loop
+    clock, counted from *before* the request that granted or renewed it,
+    so it never outlasts the store's expiry."""
+
+    lease: Lease
+    task: asyncio.Task[object] | None
+    local_expiry: float
+    lost: list[LeaseLost] = attrs.field(factory=list)
+
+
+_CURRENT: contextvars.ContextVar[_Held | None] = contextvars.ContextVar(
     "fsm_lease", default=None)
 
 
 def current_lease() -> Lease | None:
     """The lease the running task holds, if any: the fence its journal
     writes carry."""
-    return _CURRENT.get()
+    held = _CURRENT.get()
+    return held.lease if held is not None else None
+
+
+def check_held() -> None:
+    """Before each exchange request of a live attempt: if the lease it holds
+    has expired by this process's own clock (the process was paused, or its
+    renewals failed), stop here, before anything is sent: the holding task is
+    cancelled and :class:`LeaseLost` raised from its ``hold``. A process
+    resumed after a pause would otherwise send what it was about to send
+    before its next journal write could be refused."""
+    held = _CURRENT.get()
+    if held is None or asyncio.get_running_loop().time() < held.local_expiry:
+        return
+    lease = held.lease
+    if not held.lost:
+        held.lost.append(LeaseLost(
+            f"fenced out: the lease on {lease.symbol} for account {lease.account} (token "
+            f"{lease.token}) expired by this process's clock before a request; nothing more "
+            "is sent"))
+        log.critical("%s", held.lost[0])
+    if held.task is not None:
+        held.task.cancel()
+    raise asyncio.CancelledError("lease lost")
 
 
 def new_owner() -> str:
@@ -166,20 +203,19 @@ async def hold(store: LeaseStore, account: str, symbol: str, owner: str,
     taken twice). If a renewal is refused, the body's task is cancelled and
     :class:`LeaseLost` is raised from the ``async with``."""
     held = _CURRENT.get()
-    if held is not None and (held.account, held.symbol) == (account, symbol):
-        yield held
+    if held is not None and (held.lease.account, held.lease.symbol) == (account, symbol):
+        yield held.lease
         return
-    lease = await _acquire(store, account, symbol, owner, policy)
-    token = _CURRENT.set(lease)
-    task = asyncio.current_task()
-    lost: list[LeaseLost] = []
-    renewer = asyncio.ensure_future(_renew(store, lease, policy, task, lost))
+    lease, started = await _acquire(store, account, symbol, owner, policy)
+    held = _Held(lease, asyncio.current_task(), started + policy.lease_duration)
+    token = _CURRENT.set(held)
+    renewer = asyncio.ensure_future(_renew(store, held, policy))
     try:
         yield lease
     except asyncio.CancelledError as exc:
-        if lost and task is not None:
-            task.uncancel()
-            raise lost[0] from exc
+        if held.lost and held.task is not None:
+            held.task.uncancel()
+            raise held.lost[0] from exc
         raise
     finally:
         renewer.cancel()
@@ -190,19 +226,20 @@ async def hold(store: LeaseStore, account: str, symbol: str, owner: str,
             store.release(lease)
         except Exception as exc:  # a lost or unreachable lease expires by itself
             log.warning("lease %s/%s: release failed: %s", account, symbol, exc)
-    if lost:
-        raise lost[0]
+    if held.lost:
+        raise held.lost[0]
 
 
 async def _acquire(store: LeaseStore, account: str, symbol: str, owner: str,
-                   policy: Policy) -> Lease:
+                   policy: Policy) -> tuple[Lease, float]:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + policy.lease_wait
     tries = 0
     while True:
+        started = loop.time()
         lease = store.acquire(account, symbol, owner, policy.lease_duration)
         if lease is not None:
-            return lease
+            return lease, started
         now = loop.time()
         if now >= give_up:
             other = store.holder(account, symbol)
@@ -214,20 +251,24 @@ async def _acquire(store: LeaseStore, account: str, symbol: str, owner: str,
         tries += 1
 
 
-async def _renew(store: LeaseStore, lease: Lease, policy: Policy,
-                 task: asyncio.Task[object] | None, lost: list[LeaseLost]) -> None:
+async def _renew(store: LeaseStore, held: _Held, policy: Policy) -> None:
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(policy.lease_renew)
+        lease = held.lease
+        started = loop.time()
         try:
-            lease = store.renew(lease, policy.lease_duration)
+            held.lease = store.renew(lease, policy.lease_duration)
+            held.local_expiry = started + policy.lease_duration
         except LeaseLost as exc:
             log.critical("lease %s/%s (token %d) was lost: %s; abandoning the attempt, the "
                          "new holder drives it", lease.account, lease.symbol, lease.token, exc)
-            lost.append(exc)
-            if task is not None:
-                task.cancel()
+            held.lost.append(exc)
+            if held.task is not None:
+                held.task.cancel()
             raise
         except Exception as exc:
             # The store is unreachable: keep trying until the lease expires;
-            # the fence refuses our writes after that anyway.
+            # the fence refuses our writes after that, and check_held() our
+            # requests.
             log.warning("lease %s/%s: renewal failed: %s", lease.account, lease.symbol, exc)
