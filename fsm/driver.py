@@ -175,7 +175,14 @@ class PositionOpener:
             # the account is read until the end record: one attempt per
             # (account, symbol) across processes, every write fenced.
             market = await self._market(request.symbol)
-            async with self._keep(market.symbol):
+            async with self._keep(market.symbol) as lease:
+                if lease is not None and lease.taken_over:
+                    # Its last holder died or was fenced out: finish what it
+                    # left before moving the position again (rule 9 would
+                    # orphan it otherwise).
+                    from fsm.recovery import recover  # recovery builds on this module
+
+                    await recover(self, symbol=market.symbol)
                 return await self._open(request, attempt_id, entry_cid, tally)
         finally:
             _CALLER.reset(token)

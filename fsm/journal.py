@@ -311,6 +311,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             owner   TEXT    NOT NULL,
             token   INTEGER NOT NULL,  -- strictly increasing per key, never reused
             expires REAL    NOT NULL,  -- unix seconds, this host's clock
+            released INTEGER NOT NULL DEFAULT 0,  -- given back, not expired
             PRIMARY KEY (account, symbol)
         );
     """),
@@ -467,10 +468,12 @@ class SQLiteStore:
             row = self._lease_row(conn, account, symbol)
             if row is not None and row.expires > now:
                 return None
+            released = conn.execute("SELECT released FROM leases WHERE account = ? AND "
+                                    "symbol = ?", (account, symbol)).fetchone()
             lease = Lease(account, symbol, owner, (row.token if row else 0) + 1,
-                          now + duration)
-            conn.execute("INSERT OR REPLACE INTO leases (account, symbol, owner, token, expires) "
-                         "VALUES (?, ?, ?, ?, ?)",
+                          now + duration, taken_over=bool(released and not released[0]))
+            conn.execute("INSERT OR REPLACE INTO leases (account, symbol, owner, token, expires, "
+                         "released) VALUES (?, ?, ?, ?, ?, 0)",
                          (account, symbol, owner, lease.token, lease.expires))
         return lease
 
@@ -486,8 +489,8 @@ class SQLiteStore:
     def release(self, lease: Lease) -> None:
         conn = self._writable()
         with self._transaction(conn):
-            conn.execute("UPDATE leases SET expires = MIN(expires, ?) WHERE account = ? AND "
-                         "symbol = ? AND token = ?",
+            conn.execute("UPDATE leases SET expires = MIN(expires, ?), released = 1 WHERE "
+                         "account = ? AND symbol = ? AND token = ?",
                          (self._clock(), lease.account, lease.symbol, lease.token))
 
     def holder(self, account: str, symbol: str) -> Lease | None:

@@ -103,6 +103,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             owner   TEXT        NOT NULL,
             token   BIGINT      NOT NULL,  -- strictly increasing per key, never reused
             expires TIMESTAMPTZ NOT NULL,  -- on the server's clock
+            released BOOLEAN    NOT NULL DEFAULT false,  -- given back, not expired
             PRIMARY KEY (account, symbol)
         );
     """),
@@ -186,17 +187,20 @@ class PostgresStore:
     def acquire(self, account: str, symbol: str, owner: str,
                 duration: float) -> Lease | None:
         with self._tx() as c:
+            old = c.execute("SELECT released FROM leases WHERE account = %s AND symbol = %s "
+                            "FOR UPDATE", (account, symbol)).fetchone()
             row = c.execute(
                 "INSERT INTO leases AS l (account, symbol, owner, token, expires) "
                 "VALUES (%s, %s, %s, 1, clock_timestamp() + make_interval(secs => %s)) "
                 "ON CONFLICT (account, symbol) DO UPDATE "
-                "SET owner = excluded.owner, token = l.token + 1, expires = excluded.expires "
-                "WHERE l.expires <= clock_timestamp() "
+                "SET owner = excluded.owner, token = l.token + 1, expires = excluded.expires, "
+                "released = false WHERE l.expires <= clock_timestamp() "
                 "RETURNING token, extract(epoch FROM expires)::float8",
                 (account, symbol, owner, duration)).fetchone()
         if row is None:
             return None
-        return Lease(account, symbol, owner, int(row[0]), float(row[1]))
+        return Lease(account, symbol, owner, int(row[0]), float(row[1]),
+                     taken_over=old is not None and not old[0])
 
     def renew(self, lease: Lease, duration: float) -> Lease:
         with self._tx() as c:
@@ -212,8 +216,8 @@ class PostgresStore:
 
     def release(self, lease: Lease) -> None:
         with self._tx() as c:
-            c.execute("UPDATE leases SET expires = LEAST(expires, clock_timestamp()) "
-                      "WHERE account = %s AND symbol = %s AND token = %s",
+            c.execute("UPDATE leases SET expires = LEAST(expires, clock_timestamp()), "
+                      "released = true WHERE account = %s AND symbol = %s AND token = %s",
                       (lease.account, lease.symbol, lease.token))
 
     def holder(self, account: str, symbol: str) -> Lease | None:

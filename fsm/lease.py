@@ -73,13 +73,17 @@ log = logging.getLogger("fsm.lease")
 
 @attrs.frozen
 class Lease:
-    """A lease as granted: ``expires`` is on the store's clock (seconds)."""
+    """A lease as granted: ``expires`` is on the store's clock (seconds).
+    ``taken_over``: the previous holder's lease expired instead of being
+    released (it died or was paused), so the key may have an unfinished
+    attempt that nobody drives."""
 
     account: str
     symbol: str
     owner: str
     token: int
     expires: float
+    taken_over: bool = False
 
 
 class LeaseBusy(Exception):

@@ -76,14 +76,20 @@ def unfinished(journal: JournalLog) -> list[AttemptSummary]:
     return [s for s in summarize(journal.read()) if not s.finished]
 
 
-async def recover(opener: PositionOpener) -> list[Attempt]:
+async def recover(opener: PositionOpener, *, symbol: str | None = None) -> list[Attempt]:
     """Drive every unfinished attempt of ``opener.journal`` to a terminal
     state and return them (attempts that only lacked their end record are
     finished and logged, not returned).
 
     Attempts on one symbol are resumed one after another, in the order they
     began (their fills cannot be told apart on a netted position); different
-    symbols are resumed concurrently.
+    symbols are resumed concurrently. ``symbol`` limits it to one symbol
+    (what ``open()`` does first on a symbol whose lease it took over).
+
+    With a journal that keeps leases, only this opener's account's attempts
+    are taken, each under its ``(account, symbol)`` lease and read again
+    once the lease is held; a symbol whose lease stays held by a live
+    process past ``Policy.lease_wait`` is left to it (logged).
     """
     journal = opener.journal
     if not isinstance(journal, JournalLog):
@@ -93,7 +99,8 @@ async def recover(opener: PositionOpener) -> list[Attempt]:
     # Another account's attempts are not ours to drive (one journal may
     # serve several accounts); attempts journalled without leases are.
     summaries = [s for s in summarize(journal.read())
-                 if s.account is None or s.account == opener.account]
+                 if (s.account is None or s.account == opener.account)
+                 and (symbol is None or s.request.symbol == symbol)]
     for s in summaries:
         if s.finished and s.alerts_pending:
             await _redeliver(opener, journal, s)

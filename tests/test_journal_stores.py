@@ -298,6 +298,7 @@ def test_a_lease_is_exclusive_until_released_and_tokens_only_grow(journal_at: st
     a.release(first)
     second = b.acquire("acct", SYMBOL, "b", 30.0)
     assert second is not None and second.token == 2
+    assert not first.taken_over and not second.taken_over  # given back, not expired
     a.release(first)  # a stale release changes nothing
     assert a.acquire("acct", SYMBOL, "a", 30.0) is None
 
@@ -317,6 +318,7 @@ def test_a_fenced_out_writer_is_refused_and_writes_nothing(journal_at: str) -> N
         new = b.acquire("acct", SYMBOL, "b", 30.0)
         time.sleep(0.05) if new is None else None
     assert new.token == old.token + 1
+    assert new.taken_over  # the old one expired: it may have left an attempt behind
     with pytest.raises(LeaseLost, match="stale token 1"):
         js.append([NewRecord("x", "intent", 0.0, 0.0, '{"late": true}')], fence=old)
     with pytest.raises(LeaseLost):
