@@ -54,3 +54,43 @@ def test_a_second_openers_recover_never_drives_a_live_attempt(tmp_path: Path) ->
     closes = [o for o in ex.log if o.kind == "market" and o.reduce_only]
     assert len(closes) == 1, closes
     assert ex.net_position(SYMBOL) == 100.0
+
+
+def test_the_default_account_is_the_exchange_and_a_hash_of_the_key_never_the_key() -> None:
+    from adapters.ccxt import CcxtAdapter
+    from fsm.lease import api_key_account
+    from tests import ccxt_fake as F
+
+    async def go() -> tuple[str, str, str]:
+        v = F.FakeBybit()
+        ex = F.bybit(v)
+        try:
+            adapter = CcxtAdapter(ex)
+            other = F.bybit(v, apiKey="another-key")
+            try:
+                second = CcxtAdapter(other).account_id
+            finally:
+                await other.close()
+            return adapter.account_id, PositionOpener(adapter).account, second
+        finally:
+            await ex.close()
+
+    own, opener_default, another = run_virtual(go())
+    key = F._KEYS["apiKey"]
+    assert own == opener_default == api_key_account("bybit", key)
+    assert own.startswith("bybit:") and key not in own and len(own) == len("bybit:") + 16
+    assert another != own and another.startswith("bybit:")
+    assert PositionOpener(SimulatedExchange(), account="desk-7").account == "desk-7"
+    assert PositionOpener(SimulatedExchange()).account == "simulated"
+
+
+def test_policy_lease_fields_are_validated() -> None:
+    import pytest
+
+    from fsm import Policy
+
+    assert Policy().lease_renew <= Policy().lease_duration / 2
+    with pytest.raises(ValueError, match="lease_renew"):
+        Policy(lease_duration=2.0, lease_renew=1.5)
+    with pytest.raises(ValueError, match=r"Policy\.lease_duration"):
+        Policy(lease_duration=0.1)
