@@ -36,7 +36,7 @@ from benchmarks.cost import InstantExchange
 from fsm import MemoryJournal, OpenRequest, Policy, PositionOpener
 from fsm.journal import Journal, JournalLog
 from fsm.lease import LeaseStore, hold
-from specs.worlds import quiet_engine_log
+from harness.runs import quiet_engine_log
 
 __all__ = ["markdown", "measure"]
 

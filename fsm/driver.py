@@ -25,22 +25,6 @@ from typing import Any, TypeVar
 
 import attrs
 
-from adapters.port import (
-    AmbiguousError,
-    DuplicateClientId,
-    ExchangePort,
-    Market,
-    OrderNotFound,
-    OrderRejected,
-    OrderSnapshot,
-    PositionCache,
-    PositionSnapshot,
-    Side,
-    Source,
-    StopSnapshot,
-    TransientError,
-    UnknownSymbol,
-)
 from fsm import guards as G
 from fsm.alerts import AlertSink, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder, Transition
@@ -56,7 +40,22 @@ from fsm.lease import (
     hold,
     new_owner,
 )
+from fsm.model import (
+    AmbiguousError,
+    DuplicateClientId,
+    Market,
+    OrderNotFound,
+    OrderRejected,
+    OrderSnapshot,
+    PositionSnapshot,
+    Side,
+    Source,
+    StopSnapshot,
+    TransientError,
+    UnknownSymbol,
+)
 from fsm.policy import Policy
+from fsm.port import ExchangePort, PositionCache
 from fsm.redact import redact
 from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
 from fsm.table import State, Trigger

@@ -28,17 +28,17 @@ from typing import Any
 
 import attrs
 
-from adapters import port
-from adapters.port import (
+from adapters.simulated import SentOrder, SimConfig, SimFill, SimulatedExchange
+from fsm import model as port
+from fsm.model import (
     Fill,
     Market,
     OrderSnapshot,
-    PositionCache,
     PositionSnapshot,
     Side,
     StopSnapshot,
 )
-from adapters.simulated import SentOrder, SimConfig, SimFill, SimulatedExchange
+from fsm.port import PositionCache
 
 _TYPES: dict[str, type[Any]] = {t.__name__: t for t in (
     OrderSnapshot, PositionSnapshot, StopSnapshot, Market, Fill, SentOrder, SimFill,
