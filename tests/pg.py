@@ -25,11 +25,14 @@ from fsm.journal import Journal
 
 
 def find_bin() -> Path | None:
-    """The directory holding ``initdb`` and ``pg_ctl``: ``$PG_BIN``, Debian's
-    ``/usr/lib/postgresql/<version>/bin`` (newest), or ``PATH``."""
+    """The directory holding ``initdb`` and ``pg_ctl``: ``$PG_BIN`` if set
+    (only there), else Debian's ``/usr/lib/postgresql/<version>/bin``
+    (newest), else ``PATH``."""
     env = os.environ.get("PG_BIN")
-    candidates = [env] if env else []
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+    if env:  # exactly there, or nowhere
+        ok = (Path(env) / "initdb").exists() and (Path(env) / "pg_ctl").exists()
+        return Path(env) if ok else None
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                          key=lambda p: int(Path(p).parent.name)
                          if Path(p).parent.name.isdigit() else 0, reverse=True)
     found = shutil.which("initdb")
