@@ -28,6 +28,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,22 +95,29 @@ def _process(kind: str, where: str, symbol: str, n: int, barrier: Any,
         request = OpenRequest(symbol=symbol, side="buy", amount=43, stop_loss=0.129,
                               reference_price=0.1358)
 
+        failed: Counter[str] = Counter()
+
         async def go() -> None:
             for _ in range(n):
-                await opener.open(request)
+                try:
+                    await opener.open(request)
+                except Exception as exc:  # counted: a store that cannot keep up says so
+                    failed[type(exc).__name__] += 1
 
         barrier.wait()
         t0 = time.perf_counter()
         asyncio.run(go())
-        out.put(time.perf_counter() - t0)
+        out.put((time.perf_counter() - t0, dict(failed)))
         close = getattr(journal, "close", None)
         if close is not None:
             close()
 
 
-def attempts_per_s(kind: str, where: str, processes: int, n: int) -> float:
+def attempts_per_s(kind: str, where: str, processes: int, n: int
+                   ) -> tuple[float, dict[str, int]]:
     """Attempts per wall second of ``processes`` processes together (the
-    memory journal is per process, so it shares nothing)."""
+    memory journal is per process, so it shares nothing), and the attempts
+    that raised, by exception (a journal that could not take the load)."""
     if kind == "memory" and processes == 1:
         with quiet_engine_log():
             journal = MemoryJournal()
@@ -123,7 +131,7 @@ def attempts_per_s(kind: str, where: str, processes: int, n: int) -> float:
 
             t0 = time.perf_counter()
             asyncio.run(go())
-            return n / (time.perf_counter() - t0)
+            return n / (time.perf_counter() - t0), {}
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(processes + 1)
     out: Any = ctx.Queue()
@@ -134,12 +142,13 @@ def attempts_per_s(kind: str, where: str, processes: int, n: int) -> float:
     barrier.wait(120)
     # Each process times its own attempts, from the common start to its last
     # attempt (its start-up and shut-down are not the journal's cost).
-    walls = [out.get(timeout=600) for _ in procs]
+    got = [out.get(timeout=900) for _ in procs]
     for p in procs:
         p.join(600)
-    if any(p.exitcode != 0 for p in procs):
-        raise RuntimeError(f"a {kind} benchmark process failed")
-    return processes * n / max(walls)
+    failed: Counter[str] = Counter()
+    for _, f in got:
+        failed.update(f)
+    return processes * n / max(w for w, _ in got), dict(failed)
 
 
 @contextlib.contextmanager
@@ -164,7 +173,7 @@ def _postgres(dsn: str | None) -> Iterator[str | None]:
 
 def measure(quick: bool = False, dsn: str | None = None) -> dict[str, Any]:
     """Every store's figures; a store that cannot run is reported as such."""
-    writes, attempts = (200, 50) if quick else (2000, 300)
+    writes, attempts = (200, 30) if quick else (1000, 150)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, _postgres(dsn) as pg_dsn:
         places = {"memory": "", "sqlite": str(Path(tmp) / "bench.sqlite3"), "postgres": pg_dsn}
@@ -174,12 +183,14 @@ def measure(quick: bool = False, dsn: str | None = None) -> dict[str, Any]:
                 continue
             row: dict[str, Any] = {"write": write_latency(kind, where, writes)}
             for procs in (1, 8):
-                row[f"attempts_per_s_{procs}"] = round(
-                    attempts_per_s(kind, where, procs, attempts), 1)
+                rate, failed = attempts_per_s(kind, where, procs, attempts)
+                row[f"attempts_per_s_{procs}"] = round(rate, 1)
+                row[f"failed_{procs}"] = failed
             results[kind] = row
             print(f"{kind:>9}: transition write p50 {row['write']['p50_us']} µs, p99 "
                   f"{row['write']['p99_us']} µs; attempts/s 1 process "
-                  f"{row['attempts_per_s_1']}, 8 processes {row['attempts_per_s_8']}",
+                  f"{row['attempts_per_s_1']}, 8 processes {row['attempts_per_s_8']} "
+                  f"(failed: {row['failed_1'] or 'none'}, {row['failed_8'] or 'none'})",
                   flush=True)
     return results
 
@@ -188,11 +199,12 @@ def markdown(results: dict[str, Any], command: str) -> str:
     lines = ["# Journal cost per store", "", f"`{command}`; ratios against the memory "
              "journal (no durability) in brackets.", "",
              "| store | transition write p50 | p99 | attempts/s, 1 process | "
-             "attempts/s, 8 processes (1 symbol each) |", "|---|---|---|---|---|"]
+             "attempts/s, 8 processes (1 symbol each) | attempts that raised (1 / 8) |",
+             "|---|---|---|---|---|---|"]
     base = results.get("memory", {})
     for kind, row in results.items():
         if "skipped" in row:
-            lines.append(f"| {kind} | skipped: {row['skipped']} | | | |")
+            lines.append(f"| {kind} | skipped: {row['skipped']} | | | | |")
             continue
 
         def ratio(key: str, row: dict[str, Any] = row) -> str:
@@ -203,5 +215,11 @@ def markdown(results: dict[str, Any], command: str) -> str:
         wr = f" ({w['p50_us'] / bw['p50_us']:.0f}x)" if bw.get("p50_us") else ""
         lines.append(f"| {kind} | {w['p50_us']:.0f} µs{wr} | {w['p99_us']:.0f} µs | "
                      f"{row['attempts_per_s_1']:.0f}{ratio('attempts_per_s_1')} | "
-                     f"{row['attempts_per_s_8']:.0f}{ratio('attempts_per_s_8')} |")
+                     f"{row['attempts_per_s_8']:.0f}{ratio('attempts_per_s_8')} | "
+                     f"{_failed(row['failed_1'])} / {_failed(row['failed_8'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _failed(f: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in f.items()) or "none"
+
