@@ -239,12 +239,19 @@ async def _acquire(store: LeaseStore, account: str, symbol: str, owner: str,
     loop = asyncio.get_running_loop()
     give_up = loop.time() + policy.lease_wait
     tries = 0
+    failure: Exception | None = None
     while True:
         started = loop.time()
-        lease = store.acquire(account, symbol, owner, policy.lease_duration)
+        try:
+            lease, failure = store.acquire(account, symbol, owner, policy.lease_duration), None
+        except Exception as exc:  # a busy or unreachable store: retried until lease_wait
+            lease, failure = None, exc
         if lease is not None:
             return lease, started
         now = loop.time()
+        if now >= give_up and failure is not None:
+            raise JournalError(f"cannot take the lease on {symbol} for account {account}: "
+                               f"the journal failed ({failure}); nothing was sent") from failure
         if now >= give_up:
             other = store.holder(account, symbol)
             who = f" by {other.owner} (token {other.token})" if other is not None else ""
