@@ -14,6 +14,7 @@ on 127.0.0.1, ``tests/emulator.py``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,20 @@ AMOUNT = 43.0
 
 pytestmark = pytest.mark.timeout(600)
 
+_LIVE: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """A failing test leaves no bot process running (paused ones included)."""
+    yield
+    while _LIVE:
+        proc = _LIVE.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
 
 class Worker:
     """One bot process; its JSON lines are collected as they come."""
@@ -51,6 +67,7 @@ class Worker:
             [sys.executable, "-m", "tests.fleet_worker", json.dumps(args)], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True)
+        _LIVE.append(self.proc)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.said: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()
