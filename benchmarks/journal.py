@@ -33,11 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from adapters.simulated.runs import quiet_engine_log
 from benchmarks.cost import InstantExchange
 from fsm import MemoryJournal, OpenRequest, Policy, PositionOpener
 from fsm.journal import Journal, JournalLog
 from fsm.lease import LeaseStore, hold
-from harness.runs import quiet_engine_log
 
 __all__ = ["markdown", "measure"]
 
@@ -101,7 +101,7 @@ def _process(kind: str, where: str, symbol: str, n: int, barrier: Any,
             for _ in range(n):
                 try:
                     await opener.open(request)
-                except Exception as exc:  # counted: a store that cannot keep up says so
+                except Exception as exc:  # noqa: BLE001 - counted: a store that cannot keep up says so
                     failed[type(exc).__name__] += 1
 
         barrier.wait()
@@ -196,6 +196,7 @@ def measure(quick: bool = False, dsn: str | None = None) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any], command: str) -> str:
+    """The results as a Markdown table, ratios against the memory journal."""
     lines = ["# Journal cost per store", "", f"`{command}`; ratios against the memory "
              "journal (no durability) in brackets.", "",
              "| store | transition write p50 | p99 | attempts/s, 1 process | "

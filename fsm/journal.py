@@ -35,16 +35,14 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
+from fsm.fence import Lease, LeaseLost, current_lease, fence_refusal
 from fsm.redact import redact
 from fsm.request import OpenRequest
 from fsm.table import State
-
-if TYPE_CHECKING:
-    from fsm.lease import Lease
 
 __all__ = [
     "KINDS",
@@ -460,8 +458,6 @@ class SQLiteStore:
 
     def acquire(self, account: str, symbol: str, owner: str,
                 duration: float) -> Lease | None:
-        from fsm.lease import Lease
-
         conn = self._writable()
         with self._transaction(conn):
             now = self._clock()
@@ -497,8 +493,6 @@ class SQLiteStore:
         return self._lease_row(self._open(), account, symbol)
 
     def _lease_row(self, conn: sqlite3.Connection, account: str, symbol: str) -> Lease | None:
-        from fsm.lease import Lease
-
         row = conn.execute("SELECT owner, token, expires FROM leases WHERE account = ? AND "
                            "symbol = ?", (account, symbol)).fetchone()
         return Lease(account, symbol, row[0], int(row[1]), float(row[2])) if row else None
@@ -507,8 +501,6 @@ class SQLiteStore:
         row = self._lease_row(conn, fence.account, fence.symbol)
         refused = fence_refusal(fence, row, self._clock())
         if refused is not None:
-            from fsm.lease import LeaseLost
-
             raise LeaseLost(refused)
 
     # -- internals ----------------------------------------------------------------
@@ -564,22 +556,6 @@ class SQLiteStore:
                     conn.execute(f"PRAGMA user_version={step.version}")
                     version = step.version
         return int(version)
-
-
-def fence_refusal(fence: Lease, current: Lease | None, now: float) -> str | None:
-    """Why a write carrying ``fence`` must be refused, given the key's
-    ``current`` lease row at the store's time ``now``; ``None`` if it may go.
-    One rule for every store."""
-    where = f"{fence.symbol} for account {fence.account}"
-    if current is None:
-        return f"fenced out: no lease on {where} was ever granted"
-    if current.token != fence.token:
-        return (f"fenced out: the lease on {where} is now token {current.token} held by "
-                f"{current.owner}; this writer holds stale token {fence.token}")
-    if current.expires <= now:
-        return (f"fenced out: the lease on {where} (token {fence.token}) expired "
-                f"{now - current.expires:.3f}s ago")
-    return None
 
 
 def _check_migrations(steps: Sequence[Migration]) -> None:
@@ -706,8 +682,6 @@ class Journal:
         text = redact(json.dumps(data, default=_json_default, allow_nan=False,
                                  sort_keys=True, separators=(",", ":")))
         batch = [NewRecord(attempt_id, kind, float(at), self._wall(), text)]
-        from fsm.lease import current_lease  # leases build on this module
-
         fence = current_lease()
         if fence is None:
             self.store.append(batch)

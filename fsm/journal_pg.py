@@ -41,15 +41,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from fsm.fence import Lease, LeaseLost, fence_refusal
 from fsm.journal import (
     Journal,
     JournalError,
     Migration,
     NewRecord,
     StoredRecord,
-    fence_refusal,
 )
-from fsm.lease import Lease, LeaseLost
 
 if TYPE_CHECKING:
     import psycopg
@@ -142,6 +141,8 @@ class PostgresStore:
 
     @property
     def durable(self) -> bool:
+        """Whether the server syncs commits to disk (``fsync`` and
+        ``synchronous_commit`` on)."""
         with self._tx() as c:
             fsync = c.execute("SHOW fsync").fetchone()
             sync = c.execute("SHOW synchronous_commit").fetchone()
@@ -149,10 +150,13 @@ class PostgresStore:
 
     @property
     def schema_version(self) -> int:
+        """The schema version the database is at (after migrating)."""
         return self._version
 
     def append(self, records: Sequence[NewRecord], *,
                fence: Lease | None = None) -> list[int]:
+        """Store ``records`` in one transaction, in commit order; refused
+        with :class:`~fsm.fence.LeaseLost` if ``fence`` is not current."""
         seqs: list[int] = []
         with self._tx() as c:
             c.execute("SELECT pg_advisory_xact_lock(%s, %s)", _APPEND_LOCK)
@@ -168,6 +172,7 @@ class PostgresStore:
         return seqs
 
     def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
         sql = "SELECT seq, attempt_id, kind, at, wall, data FROM records WHERE seq > %s"
         args: tuple[object, ...] = (after,)
         if attempt_id is not None:
@@ -178,6 +183,7 @@ class PostgresStore:
         return [StoredRecord(int(s), a, k, float(at), float(w), d) for s, a, k, at, w, d in rows]
 
     def close(self) -> None:
+        """Close the connection."""
         if self._c is not None:
             self._c.close()
             self._c = None
@@ -186,6 +192,7 @@ class PostgresStore:
 
     def acquire(self, account: str, symbol: str, owner: str,
                 duration: float) -> Lease | None:
+        """Take the key if free or expired (a new token); ``None`` if held."""
         with self._tx() as c:
             old = c.execute("SELECT released FROM leases WHERE account = %s AND symbol = %s "
                             "FOR UPDATE", (account, symbol)).fetchone()
@@ -203,6 +210,7 @@ class PostgresStore:
                      taken_over=old is not None and not old[0])
 
     def renew(self, lease: Lease, duration: float) -> Lease:
+        """Extend a current, unexpired lease; :class:`~fsm.fence.LeaseLost` otherwise."""
         with self._tx() as c:
             row = c.execute(
                 "UPDATE leases SET expires = clock_timestamp() + make_interval(secs => %s) "
@@ -215,12 +223,14 @@ class PostgresStore:
         return attrs.evolve(lease, expires=float(row[0]))
 
     def release(self, lease: Lease) -> None:
+        """Give the lease back now, if it is still current (the token stays)."""
         with self._tx() as c:
             c.execute("UPDATE leases SET expires = LEAST(expires, clock_timestamp()), "
                       "released = true WHERE account = %s AND symbol = %s AND token = %s",
                       (lease.account, lease.symbol, lease.token))
 
     def holder(self, account: str, symbol: str) -> Lease | None:
+        """The key's current row, live or expired."""
         with self._tx() as c:
             return self._lease_row(c, account, symbol, lock=False)[0]
 

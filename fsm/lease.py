@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import hashlib
 import logging
 import os
@@ -48,8 +47,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import attrs
-
+from fsm.fence import CURRENT, Held, Lease, LeaseLost, current_lease
 from fsm.journal import JournalError
 
 if TYPE_CHECKING:
@@ -71,21 +69,6 @@ __all__ = [
 log = logging.getLogger("fsm.lease")
 
 
-@attrs.frozen
-class Lease:
-    """A lease as granted: ``expires`` is on the store's clock (seconds).
-    ``taken_over``: the previous holder's lease expired instead of being
-    released (it died or was paused), so the key may have an unfinished
-    attempt that nobody drives."""
-
-    account: str
-    symbol: str
-    owner: str
-    token: int
-    expires: float
-    taken_over: bool = False
-
-
 class LeaseBusy(Exception):
     """Another holder kept the ``(account, symbol)`` lease for longer than
     ``Policy.lease_wait``. Nothing was sent."""
@@ -93,13 +76,6 @@ class LeaseBusy(Exception):
     def __init__(self, message: str, holder: Lease | None = None) -> None:
         super().__init__(message)
         self.holder = holder
-
-
-class LeaseLost(JournalError):
-    """This process's lease was taken over (it expired: the process was
-    paused, partitioned or too slow to renew). The store refused the write;
-    the attempt is abandoned here, as after a crash, and the new holder
-    drives it."""
 
 
 @runtime_checkable
@@ -127,29 +103,6 @@ class LeaseStore(Protocol):
         ...
 
 
-@attrs.define
-class _Held:
-    """A lease held by a task: ``local_expiry`` is on this process's loop
-    clock, counted from *before* the request that granted or renewed it,
-    so it never outlasts the store's expiry."""
-
-    lease: Lease
-    task: asyncio.Task[object] | None
-    local_expiry: float
-    lost: list[LeaseLost] = attrs.field(factory=list)
-
-
-_CURRENT: contextvars.ContextVar[_Held | None] = contextvars.ContextVar(
-    "fsm_lease", default=None)
-
-
-def current_lease() -> Lease | None:
-    """The lease the running task holds, if any: the fence its journal
-    writes carry."""
-    held = _CURRENT.get()
-    return held.lease if held is not None else None
-
-
 def check_held() -> None:
     """Before each exchange request of a live attempt: if the lease it holds
     has expired by this process's own clock (the process was paused, or its
@@ -157,7 +110,7 @@ def check_held() -> None:
     cancelled and :class:`LeaseLost` raised from its ``hold``. A process
     resumed after a pause would otherwise send what it was about to send
     before its next journal write could be refused."""
-    held = _CURRENT.get()
+    held = CURRENT.get()
     if held is None or asyncio.get_running_loop().time() < held.local_expiry:
         return
     lease = held.lease
@@ -206,13 +159,13 @@ async def hold(store: LeaseStore, account: str, symbol: str, owner: str,
     runs, release it after. Re-entrant within one task (a held key is not
     taken twice). If a renewal is refused, the body's task is cancelled and
     :class:`LeaseLost` is raised from the ``async with``."""
-    held = _CURRENT.get()
+    held = CURRENT.get()
     if held is not None and (held.lease.account, held.lease.symbol) == (account, symbol):
         yield held.lease
         return
     lease, started = await _acquire(store, account, symbol, owner, policy)
-    held = _Held(lease, asyncio.current_task(), started + policy.lease_duration)
-    token = _CURRENT.set(held)
+    held = Held(lease, asyncio.current_task(), started + policy.lease_duration)
+    token = CURRENT.set(held)
     renewer = asyncio.ensure_future(_renew(store, held, policy))
     try:
         yield lease
@@ -225,10 +178,10 @@ async def hold(store: LeaseStore, account: str, symbol: str, owner: str,
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError, LeaseLost):
             await renewer
-        _CURRENT.reset(token)
+        CURRENT.reset(token)
         try:
             store.release(lease)
-        except Exception as exc:  # a lost or unreachable lease expires by itself
+        except Exception as exc:  # noqa: BLE001 - a lost or unreachable lease expires by itself
             log.warning("lease %s/%s: release failed: %s", account, symbol, exc)
     if held.lost:
         raise held.lost[0]
@@ -244,7 +197,7 @@ async def _acquire(store: LeaseStore, account: str, symbol: str, owner: str,
         started = loop.time()
         try:
             lease, failure = store.acquire(account, symbol, owner, policy.lease_duration), None
-        except Exception as exc:  # a busy or unreachable store: retried until lease_wait
+        except Exception as exc:  # noqa: BLE001 - a busy or unreachable store: retried until lease_wait
             lease, failure = None, exc
         if lease is not None:
             return lease, started
@@ -262,7 +215,7 @@ async def _acquire(store: LeaseStore, account: str, symbol: str, owner: str,
         tries += 1
 
 
-async def _renew(store: LeaseStore, held: _Held, policy: Policy) -> None:
+async def _renew(store: LeaseStore, held: Held, policy: Policy) -> None:
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(policy.lease_renew)
@@ -278,7 +231,7 @@ async def _renew(store: LeaseStore, held: _Held, policy: Policy) -> None:
             if held.task is not None:
                 held.task.cancel()
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - see below
             # The store is unreachable: keep trying until the lease expires;
             # the fence refuses our writes after that, and check_held() our
             # requests.

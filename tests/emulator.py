@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -56,8 +56,9 @@ def encode(value: object) -> Any:
     if isinstance(value, enum.Enum):
         return {"__enum__": type(value).__name__, "v": value.value}
     if attrs.has(type(value)):
+        fields = attrs.fields(cast(Any, type(value)))
         return {"__type__": type(value).__name__,
-                **{f.name: encode(getattr(value, f.name)) for f in attrs.fields(type(value))}}
+                **{f.name: encode(getattr(value, f.name)) for f in fields}}
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
     if isinstance(value, dict):
@@ -113,7 +114,7 @@ class EmulatorServer:
 
     def truth(self) -> dict[str, Any]:
         """The ground truth, read on the exchange's own loop."""
-        return self.run(self._truth()).result(30)
+        return cast("dict[str, Any]", self.run(self._truth()).result(30))
 
     async def _truth(self) -> dict[str, Any]:
         ex = self.exchange
@@ -232,36 +233,41 @@ class HttpExchange:
 
     async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
                            reduce_only: bool) -> OrderSnapshot:
-        return await self._call("create_order", write=True, symbol=symbol, side=side,
-                                amount=amount, client_id=client_id, reduce_only=reduce_only)
+        got = await self._call("create_order", write=True, symbol=symbol, side=side,
+                               amount=amount, client_id=client_id, reduce_only=reduce_only)
+        return cast(OrderSnapshot, got)
 
     async def fetch_order(self, *, symbol: str, order_id: str | None,
                           client_id: str | None) -> OrderSnapshot:
-        return await self._call("fetch_order", write=False, symbol=symbol,
-                                order_id=order_id, client_id=client_id)
+        got = await self._call("fetch_order", write=False, symbol=symbol, order_id=order_id,
+                               client_id=client_id)
+        return cast(OrderSnapshot, got)
 
     async def market(self, symbol: str) -> Market:
-        return await self._call("market", write=False, symbol=symbol)
+        return cast(Market, await self._call("market", write=False, symbol=symbol))
 
     async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
-        return await self._call("fetch_fills", write=False, symbol=symbol, since=since)
+        got = await self._call("fetch_fills", write=False, symbol=symbol, since=since)
+        return cast("list[Fill]", got)
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None
                               ) -> list[PositionSnapshot]:
-        return await self._call("fetch_positions", write=False,
-                                symbols=list(symbols) if symbols is not None else None)
+        got = await self._call("fetch_positions", write=False,
+                               symbols=list(symbols) if symbols is not None else None)
+        return cast("list[PositionSnapshot]", got)
 
     async def fetch_price(self, symbol: str) -> float | None:
-        return await self._call("fetch_price", write=False, symbol=symbol)
+        return cast("float | None", await self._call("fetch_price", write=False, symbol=symbol))
 
     async def place_stop(self, *, symbol: str, side: Side, amount: float, trigger_price: float,
                          client_id: str) -> StopSnapshot:
-        return await self._call("place_stop", write=True, symbol=symbol, side=side,
-                                amount=amount, trigger_price=trigger_price,
-                                client_id=client_id)
+        got = await self._call("place_stop", write=True, symbol=symbol, side=side,
+                               amount=amount, trigger_price=trigger_price, client_id=client_id)
+        return cast(StopSnapshot, got)
 
     async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
-        return await self._call("fetch_stops", write=False, symbol=symbol)
+        got = await self._call("fetch_stops", write=False, symbol=symbol)
+        return cast("list[StopSnapshot]", got)
 
     async def cancel_order(self, *, symbol: str, order_id: str | None,
                            client_id: str | None) -> None:
@@ -272,6 +278,6 @@ class HttpExchange:
 def truth(url: str) -> dict[str, Any]:
     """The ground truth from outside the server's process (decoded)."""
     with urllib.request.urlopen(url + "/truth", timeout=30) as resp:
-        return decode(json.loads(resp.read()))
+        return cast("dict[str, Any]", decode(json.loads(resp.read())))
 
 

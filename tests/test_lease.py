@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adapters.simulated import ClientIdScope, SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
-from fsm import PositionOpener, State
+from fsm import Attempt, PositionOpener, State
 from fsm.journal import Journal, summarize
 from tests.helpers import PRICE, SYMBOL, ids, request
 
@@ -32,7 +32,7 @@ def test_a_second_openers_recover_never_drives_a_live_attempt(tmp_path: Path) ->
                                      initial_positions={SYMBOL: 100.0}))
     path = tmp_path / "shared.sqlite3"
 
-    async def go() -> tuple[object, list[object]]:
+    async def go() -> tuple[Attempt, list[Attempt]]:
         with Journal(path) as ja, Journal(path) as jb:
             a = PositionOpener(ex, journal=ja, ids=ids())
             task = asyncio.ensure_future(a.open(request()))
@@ -44,7 +44,7 @@ def test_a_second_openers_recover_never_drives_a_live_attempt(tmp_path: Path) ->
             return attempt, recovered
 
     attempt, recovered = run_virtual(go())
-    assert attempt.state is State.CLOSE_VERIFIED  # type: ignore[attr-defined]
+    assert attempt.state is State.CLOSE_VERIFIED
     assert recovered == []
     with Journal(path) as j:
         recs = j.read()
