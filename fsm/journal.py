@@ -39,9 +39,12 @@ from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
+from adapters.port import Source
+from fsm.attempt import Transition
+from fsm.evidence import Facts
 from fsm.redact import redact
 from fsm.request import OpenRequest
-from fsm.table import State
+from fsm.table import State, Trigger
 
 __all__ = [
     "KINDS",
@@ -58,6 +61,9 @@ __all__ = [
     "Migration",
     "NewRecord",
     "SQLiteStore",
+    "StepRecord",
+    "decode_step",
+    "encode_step",
     "summarize",
 ]
 
@@ -94,6 +100,64 @@ class JournalRecord:
     data: Mapping[str, Any]
     seq: int | None = None
     wall: float | None = None
+
+
+@attrs.frozen
+class StepRecord:
+    """A journalled transition, decoded: the step exactly as the attempt's
+    history holds it, and the exchange's ids and fill known when it fired."""
+
+    step: Transition
+    entry_order_id: str | None = None
+    filled: float | None = None
+    stop_order_id: str | None = None
+    close_order_id: str | None = None
+
+
+def encode_step(step: Transition, facts: Facts) -> dict[str, Any]:
+    """The ``transition`` record's data for ``step``, fired over ``facts``
+    (plain JSON values; :func:`decode_step` reverses it exactly). Every
+    journal backend stores this encoding."""
+    entry = facts.entry
+    return {
+        "trigger": step.trigger.value,
+        "source": step.source.value,
+        "dest": step.dest.value,
+        "guards": [g for g, _ in step.guards],
+        "evidence": step.evidence.value if step.evidence else None,
+        "detail": step.detail,
+        "entry_order_id": entry.order_id if entry else (
+            facts.ack.order_id if facts.ack else None),
+        "filled": entry.filled if entry else None,
+        "stop_order_id": facts.stop.order_id if facts.stop else None,
+        "close_order_id": facts.close_order.order_id if facts.close_order else None,
+    }
+
+
+def decode_step(at: float, data: Mapping[str, Any]) -> StepRecord:
+    """A ``transition`` record written at ``at`` back into its step: the one
+    reader of transition records (recovery, the monitor, ``journal show``
+    and the diagrams all read through it). A step is fired only when its
+    row's guards all held, so each guard decodes as held."""
+    evidence = data.get("evidence")
+    filled = data.get("filled")
+    step = Transition(
+        at=float(data.get("at", at)),
+        trigger=Trigger(_value(data["trigger"])),
+        source=State(_value(data["source"])),
+        dest=State(_value(data["dest"])),
+        guards=tuple((g if isinstance(g, str) else str(g[0]), True)
+                     for g in data.get("guards", ())),
+        evidence=None if evidence is None else Source(_value(evidence)),
+        detail=str(data.get("detail", "")),
+    )
+    return StepRecord(step, data.get("entry_order_id"),
+                      None if filled is None else float(filled),
+                      data.get("stop_order_id"), data.get("close_order_id"))
+
+
+def _value(v: Any) -> Any:
+    return v.value if isinstance(v, enum.Enum) else v
 
 
 class JournalError(Exception):

@@ -50,7 +50,7 @@ from adapters.port import (
     StopSnapshot,
     qty_eq,
 )
-from fsm.driver import client_ids
+from fsm.attempt import client_ids
 from fsm.journal import AttemptSummary, JournalLog, summarize
 from fsm.policy import MAX_WAIT, MIN_REQUEST_TIMEOUT, seconds_in
 from fsm.redact import install as _install_redaction
