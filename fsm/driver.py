@@ -21,8 +21,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
-
 from adapters.port import (
     AmbiguousError,
     DuplicateClientId,
@@ -207,11 +205,10 @@ class PositionOpener:
             if isinstance(step, LookUp):
                 polls += await self._observe.look(a, step, polls)
             elif isinstance(step, Send) and step.what == "entry":
-                ctx = attrs.evolve(ctx, said=await self._submit(a))
+                ctx.said = await self._submit(a)
             elif isinstance(step, Send):
                 lookup, polls = await self._place_stop(a, polls)
-                if lookup:
-                    ctx = attrs.evolve(ctx, stop_lookup=True)
+                ctx.stop_lookup = ctx.stop_lookup or lookup
             else:
                 before = a.state
                 self._take(a, step)
@@ -220,7 +217,7 @@ class PositionOpener:
                     polls = 0  # fetch the close's fate at once, then back off
                 elif a.state is not before:
                     polls = 0
-                    ctx = attrs.evolve(ctx, stop_lookup=self._enter(a))
+                    ctx.stop_lookup = self._enter(a)
                 if a.state is State.CLOSE_VERIFIED:
                     await self._cancel_stop(a)
 

@@ -25,8 +25,8 @@ import asyncio
 import contextvars
 import inspect
 import logging
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, Generic, TypeVar, cast
 
 from adapters.port import AmbiguousError, ExchangePort, OrderNotFound, OrderSnapshot
 from fsm.alerts import AlertSink, Note, alert_record
@@ -64,6 +64,15 @@ async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> 
     counted = CALLER.get()
     if counted is not None:
         counted.requests += 1
+    if inspect.iscoroutine(aw):
+        # Run the call up to its first suspension before arming a timer: an
+        # answer that needs no waiting (a cache, an instant venue) costs no
+        # timer, and one that waits is bounded from that moment on.
+        try:
+            first = aw.send(None)
+        except StopIteration as done:
+            return cast(T, done.value)
+        aw = _Resumed(aw, first)
     try:
         async with asyncio.timeout(limit):
             return await aw
@@ -71,6 +80,32 @@ async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> 
         if not ambiguous:
             raise
         raise AmbiguousError(f"no answer within {limit:g}s") from exc
+
+
+class _Resumed(Generic[T]):
+    """The rest of a coroutine already stepped once, as an awaitable: what
+    ``yield from`` would do with it, starting from the value it yielded."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], first: Any) -> None:
+        self._coro, self._first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro, out = self._coro, self._first
+        while True:
+            try:
+                sent = yield out
+            except BaseException as exc:  # a cancellation, the timeout's included
+                try:
+                    out = coro.throw(exc)
+                except StopIteration as done:
+                    return cast(T, done.value)
+            else:
+                try:
+                    out = coro.send(sent)
+                except StopIteration as done:
+                    return cast(T, done.value)
 
 
 def absent_after(adapter: ExchangePort, policy: Policy, sent_at: float) -> float | None:

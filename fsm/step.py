@@ -32,11 +32,12 @@ __all__ = ["Context", "Fire", "Look", "LookUp", "Send", "Step", "at", "evolve", 
            "rows_from"]
 
 
-@attrs.frozen
+@attrs.define
 class Context:
     """What a decision needs beyond the facts: the attempt's client ids, the
     adapter's abilities, the policy's numbers (for words), and the driver's
-    progress within the state."""
+    progress within the state. The driver updates it; decisions only read
+    it."""
 
     client_id: str  # the entry's client order id
     close_id: str  # the close's client order id

@@ -80,7 +80,7 @@ class Trigger(enum.Enum):
     CLOSE_UNVERIFIED = "close_unverified"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # rows key the step function's look-ups
 class Row:
     trigger: Trigger
     sources: frozenset[State]
