@@ -15,31 +15,23 @@ by a deadline from :class:`~fsm.policy.Policy`.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters.port import (
-    AmbiguousError,
-    DuplicateClientId,
-    ExchangePort,
-    OrderRejected,
-    OrderSnapshot,
-    Source,
-    TransientError,
-)
-from fsm.alerts import AlertSink
+from adapters.port import ExchangePort
+from fsm.alerts import AlertSink, journal_alert, orphaned_alert
 from fsm.attempt import Alert, Attempt, Recorder, Transition, client_ids
-from fsm.effects import CALLER, Tally, absent_after, cancel_stop, deliver_queued
-from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.effects import CALLER, Tally, deliver_queued, notify
+from fsm.evidence import Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink, encode_step
-from fsm.observe import Observer, later, said
+from fsm.observe import Observer, said
 from fsm.policy import Policy
 from fsm.recovery import recover
 from fsm.request import BadRequest, OpenRequest, fit_to_market
-from fsm.step import Context, Fire, LookUp, Send, at, evolve, next_step, order_words
+from fsm.send import Sender
+from fsm.step import Context, Fire, LookUp, Send, at, evolve, next_step
 from fsm.table import State
 
 __all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver", "client_ids"]
@@ -88,6 +80,7 @@ class PositionOpener:
         self._recorder = Recorder()
         self._locks: dict[str, asyncio.Lock] = {}
         self._observe = Observer(adapter, self.policy)
+        self._send = Sender(adapter, self.policy, self._observe, self._intent)
 
     # -- public ------------------------------------------------------------------
 
@@ -205,21 +198,21 @@ class PositionOpener:
             if isinstance(step, LookUp):
                 polls += await self._observe.look(a, step, polls)
             elif isinstance(step, Send) and step.what == "entry":
-                ctx.said = await self._submit(a)
+                ctx.said = await self._send.entry(a)
             elif isinstance(step, Send):
-                lookup, polls = await self._place_stop(a, polls)
+                lookup, polls = await self._send.stop(a, polls)
                 ctx.stop_lookup = ctx.stop_lookup or lookup
             else:
                 before = a.state
                 self._take(a, step)
                 if step.close is not None:
-                    await self._send_close(a, step.close)
+                    await self._send.close(a, step.close)
                     polls = 0  # fetch the close's fate at once, then back off
                 elif a.state is not before:
                     polls = 0
                     ctx.stop_lookup = self._enter(a)
                 if a.state is State.CLOSE_VERIFIED:
-                    await self._cancel_stop(a)
+                    await self._send.cancel_stop(a)
 
     def _facts_now(self, a: Attempt) -> Facts:
         f = at(a.facts, self._now())
@@ -251,152 +244,6 @@ class PositionOpener:
                              protect_deadline=now + self.policy.protect_timeout)
         return resumed
 
-    # -- sends ----------------------------------------------------------------------------
-
-    async def _submit(self, a: Attempt) -> tuple[Source | None, str]:
-        """Send the entry once; the outcome becomes facts, and returns in words."""
-        r = a.request
-        self._intent(a, "entry", a.client_id, side=r.side.value, amount=r.amount,
-                     reduce_only=False)
-        sent_at = self._now()
-        window = self.policy.verify_timeout
-        base = evolve(a.facts, fetch_deadline=sent_at + window, verify_deadline=sent_at + window,
-                      entry_absent_after=absent_after(self.adapter, self.policy, sent_at))
-
-        def create() -> Awaitable[OrderSnapshot]:
-            return self._observe.call(self.adapter.create_order(
-                symbol=r.symbol, side=r.side, amount=r.amount,
-                client_id=a.client_id, reduce_only=False,
-            ))
-
-        reply: Awaitable[OrderSnapshot]
-        if self.adapter.position_cache is None:
-            reply = create()
-        else:
-            creating = asyncio.ensure_future(later(create))
-            streamed = await self._observe.stream_before_reply(a, creating)
-            if streamed is not None:
-                # Rule 3, first evidence wins: the stream reported our order
-                # before the create's reply (in the incident, by 8 ms; under
-                # load, by seconds). That proves the order exists and says
-                # more than a minimal reply would. The reply is a write's
-                # answer: never cancelled, it is awaited before the attempt
-                # returns.
-                a.facts = evolve(base, ack=streamed, entry=streamed, entry_source=Source.STREAM)
-                return Source.STREAM, (f"stream reported {order_words(streamed)} before the "
-                                       "create's reply")
-            reply = creating
-        try:
-            ack = await reply
-        except OrderRejected as exc:
-            a.facts = evolve(base, create_error=said(exc))
-            return Source.ACK, f"create refused: {said(exc)}"
-        except AmbiguousError as exc:
-            a.facts = evolve(base, create_ambiguous=True)
-            return Source.ACK, (f"create outcome unknown ({said(exc)}); will look up "
-                                f"client id {a.client_id}, never resend")
-        except TransientError as exc:
-            # Rate limits and the like are refused before matching: nothing
-            # was placed. Adapters raise AmbiguousError when that is not sure.
-            a.facts = evolve(base, create_error=said(exc))
-            return Source.ACK, f"create refused before matching: {said(exc)}"
-        except Exception as exc:  # unknown failure of a write: assume it may exist
-            log.exception("attempt %s: unexpected error from create_order", a.attempt_id,
-                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
-            a.facts = evolve(base, create_ambiguous=True)
-            return Source.ACK, (f"create failed unexpectedly ({said(exc, True)}); treated as "
-                                "ambiguous")
-        a.facts = evolve(base, ack=ack, entry=ack, entry_source=Source.ACK)
-        return Source.ACK, f"acknowledged {order_words(ack)}"
-
-    async def _place_stop(self, a: Attempt, polls: int) -> tuple[bool, int]:
-        """Place the stop once more. Returns whether it may rest already (from
-        now on only looked up) and the polls count (one back-off step is
-        waited unless the answer is news)."""
-        i = a.facts.stop_intent
-        assert i is not None
-        self._intent(a, "stop", i.client_id, side=i.side.value, amount=i.amount,
-                     trigger_price=i.trigger_price, reduce_only=True)
-        lookup = True
-        try:
-            stop = await self._observe.call(self.adapter.place_stop(
-                symbol=a.request.symbol, side=i.side, amount=i.amount,
-                trigger_price=i.trigger_price, client_id=i.client_id,
-            ), deadline=a.facts.protect_deadline)
-            a.facts = evolve(a.facts, stop=stop)
-            return False, polls
-        except (DuplicateClientId, AmbiguousError):
-            pass  # it may rest already: an earlier, ambiguous placement did arrive
-        except OrderRejected as exc:
-            a.facts = evolve(a.facts, stop_error=f"stop refused: {said(exc)}")
-            return False, polls
-        except TransientError as exc:
-            lookup = False
-            log.warning("attempt %s: stop not placed (%s), retrying", a.attempt_id, exc,
-                        extra={"attempt_id": a.attempt_id, "state": a.state.value})
-        except Exception:
-            log.exception("attempt %s: unexpected error placing stop", a.attempt_id,
-                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
-        await self._observe.back_off(polls, a.facts.protect_deadline)
-        return lookup, polls + 1
-
-    async def _send_close(self, a: Attempt, intent: CloseIntent) -> None:
-        """Send the reduce-only close. A close the adapter reports refused
-        before matching (:class:`TransientError`: rate limit, unavailable) took
-        no effect and is retried; an ambiguous one is looked up by client id
-        by the rollback loop, and sent again only once proven never to have
-        arrived."""
-        a.facts = evolve(a.facts, close_intent=intent, close_order=None, close_missing=False,
-                         fills_checked=False)
-        sent_at = self._now()
-        self._intent(a, "close", intent.client_id, side=intent.side.value,
-                     amount=intent.amount, reduce_only=True)
-        tries = 0
-        while True:
-            try:
-                snap = await self._observe.call(self.adapter.create_order(
-                    symbol=a.request.symbol, side=intent.side, amount=intent.amount,
-                    client_id=intent.client_id, reduce_only=True,
-                ), deadline=a.facts.close_deadline)
-                a.facts = evolve(a.facts, close_order=snap)
-                return
-            except DuplicateClientId:
-                return  # the earlier send arrived; the rollback loop fetches it
-            except OrderRejected as exc:
-                a.facts = evolve(a.facts, close_error=f"close refused: {said(exc)}")
-                log.error("attempt %s: reduce-only close refused: %s", a.attempt_id, exc,
-                          extra={"attempt_id": a.attempt_id, "state": a.state.value,
-                                 "source": Source.CLOSE.value})
-                return
-            except AmbiguousError:
-                break  # the rollback loop looks it up by client id
-            except TransientError as exc:
-                tries += 1
-                deadline = a.facts.close_deadline
-                if (deadline is not None and self._now() >= deadline) or tries > 20:
-                    a.facts = evolve(a.facts, close_error=f"close not placed: {said(exc)}")
-                    return
-                await self._observe.back_off(tries, deadline)
-            except Exception:
-                log.exception("attempt %s: unexpected error sending close", a.attempt_id,
-                              extra={"attempt_id": a.attempt_id, "state": a.state.value})
-                break
-        # Ambiguous: the rollback loop looks it up by client id, and a
-        # not-found answer proves it never arrived only after this moment.
-        a.facts = evolve(a.facts, close_absent_after=absent_after(self.adapter, self.policy,
-                                                                  sent_at))
-
-    async def _cancel_stop(self, a: Attempt) -> None:
-        """After a verified close, cancel a stop this attempt may have left
-        (it would otherwise act on a future position). Best effort: the
-        reconciliation monitor cancels what this misses."""
-        if a.facts.stop_intent is None:
-            return
-        await cancel_stop(self.adapter, self.policy.request_timeout, symbol=a.request.symbol,
-                          order_id=a.facts.stop.order_id if a.facts.stop else None,
-                          client_id=client_ids(a.attempt_id)[1], attempt_id=a.attempt_id,
-                          state=a.state.value)
-
     # -- recording ----------------------------------------------------------------------------
 
     def _now(self) -> float:
@@ -409,32 +256,8 @@ class PositionOpener:
             self._write(a, lambda: journal.transition(a.attempt_id, step.at,
                                                       encode_step(step, a.facts)))
         if self.on_transition is not None:
-            self._notify(a, step)
+            notify(self.on_transition, a, step, self.policy.alert_timeout, self._observing)
         return step
-
-    def _notify(self, a: Attempt, step: Transition) -> None:
-        """Hand one step to ``on_transition``; its failure or slowness never
-        touches the attempt."""
-        assert self.on_transition is not None
-        try:
-            result = self.on_transition(a, step)
-        except Exception:
-            log.exception("attempt %s: on_transition failed", a.attempt_id,
-                          extra={"attempt_id": a.attempt_id, "state": a.state.value})
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(self._bounded(a, result))
-            self._observing.add(task)
-            task.add_done_callback(self._observing.discard)
-
-    async def _bounded(self, a: Attempt, aw: Awaitable[None]) -> None:
-        try:
-            async with asyncio.timeout(self.policy.alert_timeout):
-                await aw
-        except Exception:
-            log.exception("attempt %s: on_transition failed or took longer than %gs",
-                          a.attempt_id, self.policy.alert_timeout,
-                          extra={"attempt_id": a.attempt_id})
 
     def _write(self, a: Attempt, write: Callable[[], None]) -> None:
         """One journal write of a live attempt. Once the entry may have left,
@@ -475,25 +298,11 @@ class PositionOpener:
         the attempt was live is alerted and raised only now, with the
         exposure protected, closed or alerted."""
         failed = a.journal_error
-        r = a.request
         if a.state is State.ORPHANED:
-            extra = (f" The journal also failed ({said(failed, True)}): a restart cannot "
-                     "recover this attempt from it." if failed is not None else "")
-            last = a.history[-1]
-            a.alert = Alert(
-                attempt_id=a.attempt_id, symbol=r.symbol,
-                message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {last.detail}. "
-                         f"Exposure may be open without a stop-loss; check the account.{extra}"),
-                state=a.state, at=last.at, history=a.history)
+            a.alert = orphaned_alert(a)
             await self._deliver(a, a.alert)
         elif failed is not None:
-            await self._deliver(a, Alert(
-                attempt_id=a.attempt_id, symbol=r.symbol,
-                message=(f"the journal failed ({said(failed, True)}) while attempt "
-                         f"{a.attempt_id} ({r.side.value} {r.amount:g} {r.symbol}) was live; "
-                         f"it was driven to {a.state.value} from memory, and a restart cannot "
-                         "recover it from the journal. Check the journal's disk."),
-                state=a.state, at=self._now(), history=a.history, reason="journal"))
+            await self._deliver(a, journal_alert(a, self._now()))
         journal = self.journal
         if journal is not None:
             self._write(a, lambda: journal.end(a.attempt_id, a.state, self._now()))

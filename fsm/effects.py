@@ -25,16 +25,16 @@ import asyncio
 import contextvars
 import inspect
 import logging
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar, cast
 
 from adapters.port import AmbiguousError, ExchangePort, OrderNotFound, OrderSnapshot
 from fsm.alerts import AlertSink, Note, alert_record
-from fsm.attempt import Alert, Attempt
+from fsm.attempt import Alert, Attempt, Transition
 from fsm.policy import Policy
 
 __all__ = ["CALLER", "Tally", "absent_after", "bounded", "cancel_stop", "deliver_alert",
-           "deliver_queued", "look_up_order"]
+           "deliver_queued", "look_up_order", "notify"]
 
 log = logging.getLogger("fsm")
 
@@ -200,3 +200,30 @@ async def deliver_queued(sink: AlertSink | None, alert: Alert, limit: float,
     if delivered and note is not None:
         note("alert_delivered", {"alert_id": alert.alert_id})
     return delivered
+
+
+def notify(hook: Callable[[Attempt, Transition], Awaitable[None] | None], a: Attempt,
+           step: Transition, limit: float, running: set[asyncio.Future[None]]) -> None:
+    """Hand one step to an ``on_transition`` hook; its failure or slowness
+    never touches the attempt. An async hook runs on its own, bounded by
+    ``limit`` and kept in ``running`` until it ends; the attempt never
+    awaits it."""
+    try:
+        result = hook(a, step)
+    except Exception:
+        log.exception("attempt %s: on_transition failed", a.attempt_id,
+                      extra={"attempt_id": a.attempt_id, "state": a.state.value})
+        return
+    if inspect.isawaitable(result):
+        task = asyncio.ensure_future(_hook_bounded(a, result, limit))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+
+async def _hook_bounded(a: Attempt, aw: Awaitable[None], limit: float) -> None:
+    try:
+        async with asyncio.timeout(limit):
+            await aw
+    except Exception:
+        log.exception("attempt %s: on_transition failed or took longer than %gs",
+                      a.attempt_id, limit, extra={"attempt_id": a.attempt_id})
