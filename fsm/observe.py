@@ -131,18 +131,9 @@ class Observer:
         Returns the order and its source, or, when the exchange definitely
         answered "not found", the time that look-up was sent (a look-up that
         failed otherwise proves nothing, rule 10)."""
-        cache = self.adapter.position_cache
-        if cache is not None:
-            # News that arrived while we were busy with the previous request.
-            hit = cache.latest_order(client_id)
-            seen = a.facts.entry if client_id == a.client_id else a.facts.close_order
-            if hit is not None and hit.terminal and hit is not seen:
-                return hit, Source.STREAM, None
-        if polls > 0:
-            wake = min(self.now() + self.policy.backoff(polls - 1), _end(deadline))
-            streamed = await self.stream_news(a, client_id, wake, positions=also_position)
-            if streamed is not None:
-                return streamed, Source.STREAM, None
+        streamed = await self._order_news(a, client_id, polls, deadline, also_position)
+        if streamed is not None:
+            return streamed, Source.STREAM, None
         if also_position:
             pos = await self.observe_position(a, 0, deadline, wait=False)
             if pos is not None:
@@ -162,6 +153,22 @@ class Observer:
             log.exception("attempt %s: unexpected error fetching order", a.attempt_id,
                           extra=_extra(a))
         return None, None, None
+
+    async def _order_news(self, a: Attempt, client_id: str, polls: int,
+                          deadline: float | None, positions: bool) -> OrderSnapshot | None:
+        """The stream's news of the order: what arrived while we were busy
+        with the previous request, else (after the first poll) what arrives
+        within one back-off step."""
+        cache = self.adapter.position_cache
+        if cache is not None:
+            hit = cache.latest_order(client_id)
+            seen = a.facts.entry if client_id == a.client_id else a.facts.close_order
+            if hit is not None and hit.terminal and hit is not seen:
+                return hit
+        if polls > 0:
+            wake = min(self.now() + self.policy.backoff(polls - 1), _end(deadline))
+            return await self.stream_news(a, client_id, wake, positions=positions)
+        return None
 
     async def fetch_order_racing_stream(
         self, a: Attempt, client_id: str, order_id: str | None, deadline: float | None

@@ -236,8 +236,8 @@ async def _finish(opener: Resumer, journal: JournalLog, s: AttemptSummary) -> No
         if s.alerts_pending:
             await _redeliver(opener, journal, s)
         elif not queued:
-            last = next((rec for rec in reversed(s.records) if rec.kind == "transition"), None)
-            detail = str(last.data.get("detail", "")) if last is not None else ""
+            last = next((rec.step for rec in reversed(s.records) if rec.step), None)
+            detail = last.detail if last is not None else ""
             await _deliver(opener, journal, Alert(
                 attempt_id=s.attempt_id, symbol=r.symbol,
                 message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {detail}. Exposure "
