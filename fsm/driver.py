@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters.port import ExchangePort
 from fsm.alerts import AlertSink, journal_alert, orphaned_alert
 from fsm.attempt import Alert, Attempt, Recorder, Transition, client_ids
 from fsm.effects import CALLER, Tally, deliver_queued, notify
@@ -28,6 +27,7 @@ from fsm.evidence import Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink, encode_step
 from fsm.observe import Observer, said
 from fsm.policy import Policy
+from fsm.port import ExchangePort
 from fsm.recovery import recover
 from fsm.request import BadRequest, OpenRequest, fit_to_market
 from fsm.send import Sender

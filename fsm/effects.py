@@ -28,10 +28,11 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar, cast
 
-from adapters.port import AmbiguousError, ExchangePort, OrderNotFound, OrderSnapshot
 from fsm.alerts import AlertSink, Note, alert_record
 from fsm.attempt import Alert, Attempt, Transition
+from fsm.model import AmbiguousError, OrderNotFound, OrderSnapshot
 from fsm.policy import Policy
+from fsm.port import ExchangePort
 
 __all__ = ["CALLER", "Tally", "absent_after", "bounded", "cancel_stop", "deliver_alert",
            "deliver_queued", "look_up_order", "notify"]
@@ -58,7 +59,7 @@ CALLER: contextvars.ContextVar[Tally | Attempt | None] = contextvars.ContextVar(
 async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> T:
     """Await one exchange call for at most ``limit`` seconds, counted on the
     attempt in :data:`CALLER`. Exceeding it raises
-    :class:`~adapters.port.AmbiguousError` (for a write we cannot know
+    :class:`~fsm.model.AmbiguousError` (for a write we cannot know
     whether it reached the exchange), or ``TimeoutError`` when
     ``ambiguous`` is false (a read whose caller only reports failures)."""
     counted = CALLER.get()

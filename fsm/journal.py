@@ -39,9 +39,9 @@ from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
-from adapters.port import Source
 from fsm.attempt import Transition
 from fsm.evidence import Facts
+from fsm.model import Source
 from fsm.redact import redact
 from fsm.request import OpenRequest
 from fsm.table import State, Trigger

@@ -17,23 +17,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from adapters.port import (
+from fsm.attempt import Attempt, client_ids
+from fsm.effects import bounded
+from fsm.evidence import Facts
+from fsm.model import (
     AmbiguousError,
-    ExchangePort,
     Market,
     OrderNotFound,
     OrderSnapshot,
-    PositionCache,
     PositionSnapshot,
     Side,
     Source,
     TransientError,
     UnknownSymbol,
 )
-from fsm.attempt import Attempt, client_ids
-from fsm.effects import bounded
-from fsm.evidence import Facts
 from fsm.policy import Policy
+from fsm.port import ExchangePort, PositionCache
 from fsm.redact import redact
 from fsm.request import BadRequest, OppositePosition
 from fsm.step import Look, LookUp, evolve, pos_words

@@ -55,13 +55,14 @@ from typing import Any, Protocol
 
 import attrs
 
-from adapters.port import ExchangePort, OrderSnapshot, Side, Source
 from fsm.alerts import AlertSink, Note, alert_from_record
 from fsm.attempt import Alert, Attempt, Recorder
 from fsm.effects import absent_after, cancel_stop, deliver_queued, look_up_order
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import AttemptSummary, JournalLog, JournalSink, encode_step, summarize
+from fsm.model import OrderSnapshot, Side, Source
 from fsm.policy import Policy
+from fsm.port import ExchangePort
 from fsm.table import State, Trigger
 
 __all__ = ["Resumer", "recover", "unfinished"]

@@ -15,20 +15,20 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from adapters.port import (
+from fsm.attempt import Attempt, client_ids
+from fsm.effects import absent_after, cancel_stop
+from fsm.evidence import CloseIntent
+from fsm.model import (
     AmbiguousError,
     DuplicateClientId,
-    ExchangePort,
     OrderRejected,
     OrderSnapshot,
     Source,
     TransientError,
 )
-from fsm.attempt import Attempt, client_ids
-from fsm.effects import absent_after, cancel_stop
-from fsm.evidence import CloseIntent
 from fsm.observe import Observer, later, said
 from fsm.policy import Policy
+from fsm.port import ExchangePort
 from fsm.step import evolve, order_words
 
 __all__ = ["Intent", "Sender"]

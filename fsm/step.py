@@ -23,9 +23,9 @@ from typing import Any
 
 import attrs
 
-from adapters.port import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
 from fsm import guards as G
 from fsm.evidence import CloseIntent, Facts
+from fsm.model import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
 from fsm.table import TABLE, GuardsFailed, Row, State, Trigger
 
 __all__ = ["Context", "Fire", "Look", "LookUp", "Send", "Step", "at", "evolve", "next_step",
