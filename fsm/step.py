@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from fsm import guards as G
+import fsm.guards as G
 from fsm.evidence import CloseIntent, Facts
 from fsm.model import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
 from fsm.table import TABLE, GuardsFailed, Row, State, Trigger
