@@ -120,9 +120,8 @@ def next_step(state: State, facts: Facts, ctx: Context) -> Step:
     """The next step of an attempt in ``state`` over ``facts`` (see the
     module docstring). ``state`` must not be terminal."""
     memo: dict[str, bool] = {}
-    gates = _GATES.get(state, {})
-    for row in _ROWS[state]:
-        gate = gates.get(row)
+    plan, default = _PLAN[state]
+    for row, gate, words in plan:
         if gate is not None:
             got = gate(facts, ctx)
             if got is None:
@@ -133,10 +132,10 @@ def next_step(state: State, facts: Facts, ctx: Context) -> Step:
                 memo = {}
                 facts = got
         if _holds(row, facts, memo):
-            evidence, detail = _WORDS[row](facts, ctx)
+            evidence, detail = words(facts, ctx)
             close = _close_intent(facts, ctx) if row.trigger is Trigger.CLOSE_SENDING else None
             return Fire(row, facts, memo, evidence, detail, close)
-    return _DEFAULT[state](facts, ctx)
+    return default(facts, ctx)
 
 
 def _holds(row: Row, f: Facts, memo: dict[str, bool]) -> bool:
@@ -357,6 +356,14 @@ _WORDS: dict[Row, _Words] = {
 del S, T
 
 assert all(r in _WORDS for r in TABLE), "every row of the table has its words"
+
+#: Per state, once: its rows in table order, each with its gate and words,
+#: and the default; a decision then makes one look-up by state.
+_PLAN: dict[State, tuple[tuple[tuple[Row, _Gate | None, _Words], ...],
+                         Callable[[Facts, Context], Step]]] = {
+    s: (tuple((r, _GATES.get(s, {}).get(r), _WORDS[r]) for r in _ROWS[s]), _DEFAULT[s])
+    for s in _DEFAULT
+}
 
 
 # -- words ---------------------------------------------------------------------------------
