@@ -65,6 +65,7 @@ class Transition:
     detail: str  # the evidence, in words
 
     def describe(self) -> str:
+        """The step in one line: states, trigger, guards, evidence, detail."""
         guards = ", ".join(name for name, _ in self.guards)
         src = self.evidence.value if self.evidence else "-"
         return (
@@ -94,6 +95,7 @@ class Alert:
 
     @property
     def alert_id(self) -> str:
+        """Stable across deliveries of the same alert: de-duplicate by it."""
         return f"{self.attempt_id}:{self.reason}"
 
 
@@ -142,14 +144,17 @@ class Attempt:
 
     @property
     def state(self) -> State:
+        """Where the attempt is."""
         return self._state
 
     @property
     def history(self) -> tuple[Transition, ...]:
+        """Every transition so far, in order."""
         return tuple(self._history)
 
     @property
     def terminal(self) -> bool:
+        """Whether the attempt has reached a terminal state."""
         return self.state.terminal
 
     @property
@@ -159,18 +164,22 @@ class Attempt:
 
     @property
     def stop(self) -> StopSnapshot | None:
+        """Latest observation of the stop-loss."""
         return self.facts.stop
 
     @property
     def close(self) -> OrderSnapshot | None:
+        """Latest observation of the rollback's close order."""
         return self.facts.close_order
 
     @property
     def started_at(self) -> float | None:
+        """Loop time of the first transition, if any."""
         return self._history[0].at if self._history else None
 
     @property
     def ended_at(self) -> float | None:
+        """Loop time of the terminal transition, once reached."""
         return self._history[-1].at if self._history and self.terminal else None
 
     def __repr__(self) -> str:

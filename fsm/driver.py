@@ -266,7 +266,7 @@ class PositionOpener:
         when the attempt is safe (:meth:`_conclude`)."""
         try:
             write()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing journal must not stop the rollback
             if a.journal_error is None:
                 a.journal_error = exc
                 log.critical("attempt %s: the journal failed (%r); driving the attempt to a "

@@ -97,7 +97,7 @@ class _Resumed(Generic[T]):
         while True:
             try:
                 sent = yield out
-            except BaseException as exc:  # a cancellation, the timeout's included
+            except BaseException as exc:  # noqa: BLE001 - a cancellation, the timeout's included
                 try:
                     out = coro.throw(exc)
                 except StopIteration as done:
@@ -134,7 +134,7 @@ async def look_up_order(adapter: ExchangePort, policy: Policy, symbol: str, clie
                                  policy.request_timeout, ambiguous=False)
         except (OrderNotFound, TimeoutError):
             pass
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed look-up proves nothing; retried
             log.info("recovery look-up of %s failed: %s", client_id, exc)
         if loop.time() >= give_up:
             return None
@@ -153,7 +153,7 @@ async def cancel_stop(adapter: ExchangePort, limit: float, *, symbol: str,
                                            client_id=client_id), limit, ambiguous=False)
     except OrderNotFound:
         return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - best effort: the monitor cancels what this misses
         log.warning("attempt %s: could not cancel leftover stop %s: %s", attempt_id,
                     client_id or order_id, exc,
                     extra={"attempt_id": attempt_id, "state": state})

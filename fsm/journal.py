@@ -188,6 +188,8 @@ class JournalError(Exception):
 
 @runtime_checkable
 class JournalSink(Protocol):
+    """What the driver writes to: synchronous, so an intent is durable before its send."""
+
     def begin(
         self, attempt_id: str, request: OpenRequest, client_id: str, at: float
     ) -> None:
@@ -281,7 +283,9 @@ class JournalStore(Protocol):
         ...
 
     @property
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        """The schema version of the stored records."""
+        ...
 
     def append(self, records: Sequence[NewRecord]) -> list[int]:
         """Store ``records`` atomically and durably; return their seqs."""
@@ -291,7 +295,9 @@ class JournalStore(Protocol):
         """Records with ``seq > after`` (of one attempt, if given), in order."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store."""
+        ...
 
 
 # --------------------------------------------------------------------------
@@ -444,13 +450,16 @@ class SQLiteStore:
 
     @property
     def durable(self) -> bool:
+        """Whether a returned append survives power loss (FULL or EXTRA)."""
         return self._sync in ("FULL", "EXTRA")
 
     @property
     def schema_version(self) -> int:
+        """The schema version of the file."""
         return self._version
 
     def append(self, records: Sequence[NewRecord]) -> list[int]:
+        """Store ``records`` in one transaction, durably; return their seqs."""
         if self.read_only:
             raise JournalError(f"{self.path}: the journal is open read-only")
         conn = self._open()
@@ -467,6 +476,7 @@ class SQLiteStore:
         return seqs
 
     def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
         conn = self._open()
         sql = "SELECT seq, attempt_id, kind, at, wall, data FROM records WHERE seq > ?"
         args: tuple[object, ...] = (after,)
@@ -477,6 +487,7 @@ class SQLiteStore:
         return [StoredRecord(*row) for row in rows]
 
     def close(self) -> None:
+        """Close the connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -609,38 +620,46 @@ class Journal:
 
     @property
     def path(self) -> Path | None:
+        """The file of an SQLite-backed journal, else None."""
         p = getattr(self.store, "path", None)
         return p if isinstance(p, Path) else None
 
     # -- JournalSink --------------------------------------------------------------
 
     def begin(self, attempt_id: str, request: OpenRequest, client_id: str, at: float) -> None:
+        """Record that the attempt exists; nothing has been sent yet."""
         self._append(attempt_id, "begin", at,
                      {"request": _request_dict(request), "client_id": client_id})
 
     def intent(
         self, attempt_id: str, action: str, client_id: str, at: float, data: Mapping[str, Any]
     ) -> None:
+        """Record that ``action`` is about to be sent; durable on return."""
         self._append(attempt_id, "intent", at, {"action": action, "client_id": client_id, **data})
 
     def transition(self, attempt_id: str, at: float, data: Mapping[str, Any]) -> None:
+        """Record a transition (:func:`encode_step` data)."""
         self._append(attempt_id, "transition", at, data)
 
     def end(self, attempt_id: str, state: State, at: float) -> None:
+        """Record that the attempt reached a terminal state."""
         self._append(attempt_id, "end", at, {"state": state.value})
 
     # -- JournalLog ---------------------------------------------------------------
 
     def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        """Append a record of ``kind``; durable on return."""
         _check_kind(kind)
         self._append(attempt_id, kind, at, data)
 
     def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
+        """Every record (of one attempt, if given), decoded, in the order written."""
         return [decode_record(r) for r in self.store.read(attempt_id)]
 
     # -- lifetime -----------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the store."""
         self.store.close()
 
     def __enter__(self) -> Journal:
@@ -665,12 +684,14 @@ class MemoryStore:
         self._records: list[StoredRecord] = []
 
     def append(self, records: Sequence[NewRecord]) -> list[int]:
+        """Keep ``records`` (at once); return their seqs."""
         start = len(self._records) + 1
         self._records.extend(StoredRecord(start + i, r.attempt_id, r.kind, r.at, r.wall, r.data)
                              for i, r in enumerate(records))
         return list(range(start, start + len(records)))
 
     def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
         return [r for r in self._records[after:]
                 if attempt_id is None or r.attempt_id == attempt_id]
 
@@ -692,6 +713,7 @@ class MemoryJournal(Journal):
         return self.read()
 
     def for_attempt(self, attempt_id: str) -> list[JournalRecord]:
+        """The records of one attempt, decoded, in order."""
         return self.read(attempt_id)
 
 
@@ -791,6 +813,7 @@ class AttemptSummary:
 
     @property
     def finished(self) -> bool:
+        """Whether the attempt's end record was written."""
         return self.ended is not None
 
     @property

@@ -60,9 +60,11 @@ class Observer:
     # -- plumbing ---------------------------------------------------------------------
 
     def now(self) -> float:
+        """The event loop's time: what deadlines are measured in."""
         return asyncio.get_running_loop().time()
 
     async def sleep_until(self, when: float) -> None:
+        """Sleep until loop time ``when`` (at once if it has passed)."""
         delay = when - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -286,7 +288,7 @@ class Observer:
         try:
             fills = await self.call(self.adapter.fetch_fills(a.request.symbol, since),
                                     deadline=deadline)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed read records nothing
             log.warning("attempt %s: could not read the symbol's executions: %s", a.attempt_id,
                         exc, extra=_extra(a))
             await self.back_off(polls, deadline)
@@ -321,7 +323,7 @@ class Observer:
         try:
             stops = await self.call(self.adapter.fetch_stops(a.request.symbol),
                                     deadline=deadline)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed look-up proves nothing; retried
             log.warning("attempt %s: stop look-up failed: %s", a.attempt_id, exc,
                         extra=_extra(a))
             stops = []
@@ -379,7 +381,7 @@ class Observer:
             await reply
         except AmbiguousError:
             pass  # the stream already told us what the reply would have
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the stream already proved the order; logged
             log.error("attempt %s: create reply after the stream had shown the order: %s",
                       a.attempt_id, exc, extra=_extra(a))
 
@@ -440,6 +442,7 @@ class Observer:
         return got_price, got_view
 
     async def market_price(self, symbol: str) -> float:
+        """The market's price, to check the stop-loss against; refuses without one."""
         price = await self.read(
             lambda: self.adapter.fetch_price(symbol),
             f"check stop_loss against the market for {symbol}; pass reference_price to "

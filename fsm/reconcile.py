@@ -91,7 +91,9 @@ class PositionLegs(Protocol):
 
     async def fetch_position_legs(
         self, symbols: Sequence[str] | None = None
-    ) -> list[PositionSnapshot]: ...
+    ) -> list[PositionSnapshot]:
+        """Every open position leg (of ``symbols``, or all), one per side."""
+        ...
 
 
 class OrphanAction(enum.Enum):
@@ -144,15 +146,18 @@ class ReconcilePolicy:
 
     @property
     def read_only(self) -> bool:
+        """Whether the policy writes nothing to the exchange."""
         return self.orphans is OrphanAction.ALERT and not self.cancel_leftover_stops
 
 
 class QueryStatus(enum.Enum):
+    """Whether a query answered; a failed one is unknown, never empty."""
     OK = "ok"
     FAILED = "failed"  # unknown: nothing is concluded from it
 
 
 class Coverage(enum.Enum):
+    """How far resting reduce-only stops cover a position."""
     COVERED = "covered"  # reduce-only stops on the closing side cover the size
     PARTIAL = "partial"  # some, not all
     NONE = "none"  # no stop at all
@@ -160,12 +165,14 @@ class Coverage(enum.Enum):
 
 
 class AlertKind(enum.Enum):
+    """What a monitor alert is about."""
     ORPHAN_POSITION = "orphan_position"  # a position without a covering stop
     UNKNOWN_POSITION = "unknown_position"  # exposure no attempt accounts for
     STALE_ATTEMPT = "stale_attempt"  # unfinished long after its last record: recover it
 
 
 class ActionKind(enum.Enum):
+    """What a monitor write did."""
     PROTECT = "protect"
     CLOSE = "close"
     CANCEL_STOP = "cancel_stop"
@@ -198,6 +205,7 @@ class PositionFinding:
 
     @property
     def orphan(self) -> bool:
+        """No covering stop, or only part of one."""
         return self.coverage in (Coverage.NONE, Coverage.PARTIAL)
 
     @property
@@ -208,6 +216,7 @@ class PositionFinding:
 
     @property
     def uncovered(self) -> float:
+        """The size no stop covers (0 when covered, or when stops are unknown)."""
         if self.coverage in (Coverage.COVERED, Coverage.UNKNOWN):
             return 0.0
         return max(0.0, self.size - self.covered)
@@ -262,10 +271,12 @@ class ReconcileReport:
 
     @property
     def orphans(self) -> tuple[PositionFinding, ...]:
+        """The positions without a covering stop."""
         return tuple(p for p in self.positions if p.orphan)
 
     @property
     def unknown(self) -> tuple[PositionFinding, ...]:
+        """The positions with size no attempt accounts for."""
         return tuple(p for p in self.positions if p.unexplained > 0)
 
     @property
@@ -401,7 +412,7 @@ class Reconciler:
                 try:
                     self._symbols[sym] = (await self._call(self.adapter.market(sym))).symbol
                     self._unresolvable.discard(sym)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - kept unresolved
                     log.warning("reconcile: cannot resolve the symbol %r of attempt %s: %s",
                                 sym, s.attempt_id, _words(exc))
                     self._unresolvable.add(sym)
@@ -420,7 +431,7 @@ class Reconciler:
         pos_err = stop_err = None
         try:
             positions = await self._fetch_positions()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed query is unknown, reported
             pos_err = _words(exc)
         # Read the journal after the positions: an attempt that finished in
         # between is then known, and settle_time covers its lagging views.
@@ -428,7 +439,7 @@ class Reconciler:
         scope: list[str] | None = None
         try:
             stops, scope = await self._fetch_stops(positions, attempts)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed query is unknown, reported
             stop_err = _words(exc)
         seen = Observed(now, positions, stops, attempts, frozenset(self._unresolvable))
         verdict = assess(seen, self.policy, frozenset(self._alerted))
@@ -495,7 +506,7 @@ class Reconciler:
         position."""
         try:
             return list(await self._call(self.adapter.fetch_stops(None))), None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - refused all at once: asked per symbol
             first = _words(exc)
         symbols = {p.symbol for p in positions or [] if p.size > 0}
         symbols |= {s.request.symbol for s in attempts if _may_have_a_stop(s)}
@@ -584,7 +595,7 @@ class Reconciler:
                 await self._call(self.adapter.create_order(
                     symbol=f.symbol, side=side, amount=amount, client_id=cid, reduce_only=True))
                 detail = f"reduce-only {side.value} close {amount:g}"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the write's failure is the report's
             log.error("reconcile %s of %s failed: %s", kind.value, f.symbol, _words(exc))
             return ActionTaken(kind, f.symbol, cid, owner.attempt_id, False,
                                f"failed: {_words(exc)}")
@@ -602,7 +613,7 @@ class Reconciler:
         except OrderNotFound:
             return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, True,
                                "already gone")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the cancel's failure is the report's
             return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, False,
                                f"failed: {_words(exc)}")
         return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, True,

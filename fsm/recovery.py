@@ -76,13 +76,24 @@ class Resumer(Protocol):
     a rebuilt attempt on to a terminal state."""
 
     @property
-    def adapter(self) -> ExchangePort: ...
+    def adapter(self) -> ExchangePort:
+        """The exchange the attempts were sent to."""
+        ...
+
     @property
-    def policy(self) -> Policy: ...
+    def policy(self) -> Policy:
+        """Deadlines and back-off for the resumed attempts."""
+        ...
+
     @property
-    def alerts(self) -> AlertSink | None: ...
+    def alerts(self) -> AlertSink | None:
+        """Where alerts go."""
+        ...
+
     @property
-    def journal(self) -> JournalSink | None: ...
+    def journal(self) -> JournalSink | None:
+        """The journal to recover from (must be a JournalLog)."""
+        ...
 
     async def resume(self, attempt: Attempt) -> Attempt:
         """Drive ``attempt`` to a terminal state under the engine's rules."""

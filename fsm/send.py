@@ -39,7 +39,9 @@ log = logging.getLogger("fsm")
 class Intent(Protocol):
     """Journals an intent before its send: ``(attempt, action, client_id, **data)``."""
 
-    def __call__(self, a: Attempt, action: str, client_id: str, **data: Any) -> None: ...
+    def __call__(self, a: Attempt, action: str, client_id: str, **data: Any) -> None:
+        """Journal the intent; raise if the entry's intent cannot be made durable."""
+        ...
 
 
 class Sender:

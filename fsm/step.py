@@ -65,6 +65,7 @@ class Fire:
 
     @property
     def trigger(self) -> Trigger:
+        """The row's trigger."""
         return self.row.trigger
 
 

@@ -49,6 +49,7 @@ class State(enum.Enum):
 
     @property
     def terminal(self) -> bool:
+        """Whether the state is terminal (no row leaves it)."""
         return self in TERMINAL
 
 
@@ -66,6 +67,7 @@ TERMINAL_MEANING: Mapping[State, str] = {
 
 
 class Trigger(enum.Enum):
+    """What moves an attempt; each names one or more rows of the table."""
     SUBMIT = "submit"
     REJECT = "reject"
     FETCHED = "fetched"
@@ -82,6 +84,7 @@ class Trigger(enum.Enum):
 
 @attrs.frozen(cache_hash=True)  # rows key the step function's look-ups
 class Row:
+    """One row of the table: trigger, source states, destination, guards, why."""
     trigger: Trigger
     sources: frozenset[State]
     dest: State
