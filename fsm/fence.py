@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
+from typing import Any
 
 import attrs
 
-__all__ = ["CURRENT", "Held", "Lease", "LeaseLost", "current_lease", "fence_refusal"]
+__all__ = ["CURRENT", "Held", "Lease", "LeaseLost", "check_held", "current_lease", "fence_refusal",
+           "lease_data"]
+
+log = logging.getLogger("fsm.lease")
 
 
 @attrs.frozen
@@ -74,3 +79,35 @@ def fence_refusal(fence: Lease, current: Lease | None, now: float) -> str | None
         return (f"fenced out: the lease on {where} (token {fence.token}) expired "
                 f"{now - current.expires:.3f}s ago")
     return None
+
+
+def check_held() -> None:
+    """Before each exchange request of a live attempt: if the lease it holds
+    has expired by this process's own clock (the process was paused, or its
+    renewals failed), stop here, before anything is sent: the holding task is
+    cancelled and :class:`LeaseLost` raised from its ``hold``. A process
+    resumed after a pause would otherwise send what it was about to send
+    before its next journal write could be refused."""
+    held = CURRENT.get()
+    if held is None or asyncio.get_running_loop().time() < held.local_expiry:
+        return
+    lease = held.lease
+    if not held.lost:
+        held.lost.append(LeaseLost(
+            f"fenced out: the lease on {lease.symbol} for account {lease.account} (token "
+            f"{lease.token}) expired by this process's clock before a request; nothing more "
+            "is sent"))
+        log.critical("%s", held.lost[0])
+    if held.task is not None:
+        held.task.cancel()
+    raise asyncio.CancelledError("lease lost")
+
+
+def lease_data() -> dict[str, Any]:
+    """What a ``lease`` or ``recover`` record says about the lease held:
+    account, symbol, owner and fence (empty when none is held)."""
+    lease = current_lease()
+    if lease is None:
+        return {}
+    return {"account": lease.account, "symbol": lease.symbol, "owner": lease.owner,
+            "fence": lease.token}

@@ -47,7 +47,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from fsm.fence import CURRENT, Held, Lease, LeaseLost, current_lease
+from fsm.fence import CURRENT, Held, Lease, LeaseLost, check_held, current_lease, lease_data
 from fsm.journal import JournalError
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ __all__ = [
     "check_held",
     "current_lease",
     "hold",
+    "lease_data",
     "new_owner",
 ]
 
@@ -101,28 +102,6 @@ class LeaseStore(Protocol):
     def holder(self, account: str, symbol: str) -> Lease | None:
         """The key's current row, live or expired; ``None`` if never taken."""
         ...
-
-
-def check_held() -> None:
-    """Before each exchange request of a live attempt: if the lease it holds
-    has expired by this process's own clock (the process was paused, or its
-    renewals failed), stop here, before anything is sent: the holding task is
-    cancelled and :class:`LeaseLost` raised from its ``hold``. A process
-    resumed after a pause would otherwise send what it was about to send
-    before its next journal write could be refused."""
-    held = CURRENT.get()
-    if held is None or asyncio.get_running_loop().time() < held.local_expiry:
-        return
-    lease = held.lease
-    if not held.lost:
-        held.lost.append(LeaseLost(
-            f"fenced out: the lease on {lease.symbol} for account {lease.account} (token "
-            f"{lease.token}) expired by this process's clock before a request; nothing more "
-            "is sent"))
-        log.critical("%s", held.lost[0])
-    if held.task is not None:
-        held.task.cancel()
-    raise asyncio.CancelledError("lease lost")
 
 
 def new_owner() -> str:
