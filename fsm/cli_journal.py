@@ -128,6 +128,7 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (JournalError, OSError, sqlite3.E
 
 
 def run_journal_show(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """``journal show``: print the attempts in a journal; returns the exit code."""
     out = out if out is not None else sys.stdout
     try:
         with Journal(args.db, read_only=True) as journal:
@@ -183,10 +184,9 @@ def _record_line(rec: JournalRecord, offset: float) -> str:
     if rec.kind == "intent":
         return (f"{head} about to send {d.get('action')} {d.get('client_id')}: "
                 f"{_fields(d, skip={'action', 'client_id'})}")
-    if rec.kind == "transition":
-        guards = ", ".join(d.get("guards") or [])
-        return (f"{head} {d.get('source')} --{d.get('trigger')}--> {d.get('dest')} "
-                f"[{guards}] via {d.get('evidence') or '-'}: {d.get('detail', '')}")
+    step = rec.step
+    if step is not None:
+        return f"{head} {step.describe()}"
     if rec.kind == "end":
         state = d.get("state")
         return f"{head} {getattr(state, 'value', state)}"
@@ -239,6 +239,7 @@ def run_reconcile(
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
 ) -> int:
+    """``reconcile``: one monitor pass against a venue; returns the exit code."""
     from fsm.reconcile import ReconcilePolicy
 
     out = out if out is not None else sys.stdout
@@ -288,7 +289,7 @@ async def _reconcile(args: argparse.Namespace, mode: str | None, factory: Exchan
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``python -m fsm.cli_journal``), for when the
     subcommands are not wired into ``python -m fsm``."""
-    from fsm.__main__ import OneLineParser, run_handler
+    from fsm.cli_parser import OneLineParser, run_handler
 
     parser = OneLineParser(prog="python -m fsm.cli_journal")
     add_parsers(parser.add_subparsers(dest="command", required=True))

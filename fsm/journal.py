@@ -39,9 +39,13 @@ from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
+from fsm.attempt import Transition
+from fsm.evidence import Facts
+from fsm.fence import Lease, LeaseLost, current_lease, fence_refusal
+from fsm.model import Source
 from fsm.redact import redact
 from fsm.request import OpenRequest
-from fsm.table import State
+from fsm.table import State, Trigger
 
 __all__ = [
     "KINDS",
@@ -55,9 +59,16 @@ __all__ = [
     "JournalSink",
     "JournalStore",
     "MemoryJournal",
+    "MemoryStore",
     "Migration",
     "NewRecord",
     "SQLiteStore",
+    "StepRecord",
+    "StoredRecord",
+    "decode_record",
+    "decode_step",
+    "encode_data",
+    "encode_step",
     "summarize",
 ]
 
@@ -70,10 +81,11 @@ log = logging.getLogger("fsm.journal")
 #: ``alert`` queues an alert (durably, before it is delivered) and
 #: ``alert_delivered`` records that the callback returned: recovery delivers
 #: again every queued alert without the second (at least once, by
-#: ``alert_id``).
+#: ``alert_id``). ``lease`` records which ``(account, symbol)`` lease (owner,
+#: fencing token) an opener or a recovery held when it took the attempt up.
 KINDS: Final = frozenset(
     {"begin", "intent", "transition", "end", "recover", "resolve", "reconcile", "alert",
-     "alert_delivered"}
+     "alert_delivered", "lease"}
 )
 
 
@@ -95,6 +107,82 @@ class JournalRecord:
     seq: int | None = None
     wall: float | None = None
 
+    @property
+    def step(self) -> StepRecord | None:
+        """A ``transition`` record decoded (:func:`decode_step`); else None."""
+        return decode_step(self.at, self.data) if self.kind == "transition" else None
+
+
+@attrs.frozen
+class StepRecord:
+    """A journalled transition, decoded. ``step`` is the transition exactly
+    as the attempt's history held it; it is None only for a record written
+    by hand without its trigger or source (then ``dest`` and the ids are
+    still read)."""
+
+    dest: State
+    detail: str
+    step: Transition | None
+    entry_order_id: str | None = None
+    filled: float | None = None
+    stop_order_id: str | None = None
+    close_order_id: str | None = None
+
+    def describe(self) -> str:
+        """The step in one line (as :meth:`Transition.describe`)."""
+        if self.step is not None:
+            return self.step.describe()
+        return f"? --?--> {self.dest.value}: {self.detail}"
+
+
+def encode_step(step: Transition, facts: Facts) -> dict[str, Any]:
+    """The ``transition`` record's data for ``step``, fired over ``facts``
+    (plain JSON values; :func:`decode_step` reverses it exactly). Every
+    journal backend stores this encoding."""
+    entry = facts.entry
+    return {
+        "trigger": step.trigger.value,
+        "source": step.source.value,
+        "dest": step.dest.value,
+        "guards": [g for g, _ in step.guards],
+        "evidence": step.evidence.value if step.evidence else None,
+        "detail": step.detail,
+        "entry_order_id": entry.order_id if entry else (
+            facts.ack.order_id if facts.ack else None),
+        "filled": entry.filled if entry else None,
+        "stop_order_id": facts.stop.order_id if facts.stop else None,
+        "close_order_id": facts.close_order.order_id if facts.close_order else None,
+    }
+
+
+def decode_step(at: float, data: Mapping[str, Any]) -> StepRecord:
+    """A ``transition`` record written at ``at`` back into its step: the one
+    reader of transition records (recovery, the monitor, ``journal show``
+    and the diagrams all read through it). A step is fired only when its
+    row's guards all held, so each guard decodes as held."""
+    dest = State(_value(data["dest"]))
+    step = None
+    if "trigger" in data and "source" in data:
+        evidence = data.get("evidence")
+        step = Transition(
+            at=float(data.get("at", at)),
+            trigger=Trigger(_value(data["trigger"])),
+            source=State(_value(data["source"])),
+            dest=dest,
+            guards=tuple((g if isinstance(g, str) else str(g[0]), True)
+                         for g in data.get("guards", ())),
+            evidence=None if evidence is None else Source(_value(evidence)),
+            detail=str(data.get("detail", "")),
+        )
+    filled = data.get("filled")
+    return StepRecord(dest, str(data.get("detail", "")), step, data.get("entry_order_id"),
+                      None if filled is None else float(filled),
+                      data.get("stop_order_id"), data.get("close_order_id"))
+
+
+def _value(v: Any) -> Any:
+    return v.value if isinstance(v, enum.Enum) else v
+
 
 class JournalError(Exception):
     """The journal cannot be opened or written as asked."""
@@ -102,6 +190,8 @@ class JournalError(Exception):
 
 @runtime_checkable
 class JournalSink(Protocol):
+    """What the driver writes to: synchronous, so an intent is durable before its send."""
+
     def begin(
         self, attempt_id: str, request: OpenRequest, client_id: str, at: float
     ) -> None:
@@ -137,44 +227,6 @@ class JournalLog(JournalSink, Protocol):
         """Append a record of ``kind`` (``recover``, ``resolve``,
         ``reconcile``). Durable when this returns, like an intent."""
         ...
-
-
-class MemoryJournal:
-    """An in-memory :class:`JournalLog` (no durability): for tests and demos."""
-
-    def __init__(self) -> None:
-        self.records: list[JournalRecord] = []
-
-    def begin(self, attempt_id: str, request: OpenRequest, client_id: str, at: float) -> None:
-        self.records.append(
-            JournalRecord(attempt_id, "begin", at, {"request": request, "client_id": client_id})
-        )
-
-    def intent(
-        self, attempt_id: str, action: str, client_id: str, at: float, data: Mapping[str, Any]
-    ) -> None:
-        self.records.append(
-            JournalRecord(attempt_id, "intent", at,
-                          {"action": action, "client_id": client_id, **data})
-        )
-
-    def transition(self, attempt_id: str, at: float, data: Mapping[str, Any]) -> None:
-        self.records.append(JournalRecord(attempt_id, "transition", at, dict(data)))
-
-    def end(self, attempt_id: str, state: State, at: float) -> None:
-        self.records.append(JournalRecord(attempt_id, "end", at, {"state": state}))
-
-    def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
-        _check_kind(kind)
-        self.records.append(JournalRecord(attempt_id, kind, at, dict(data)))
-
-    def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
-        if attempt_id is None:
-            return list(self.records)
-        return self.for_attempt(attempt_id)
-
-    def for_attempt(self, attempt_id: str) -> list[JournalRecord]:
-        return [r for r in self.records if r.attempt_id == attempt_id]
 
 
 # --------------------------------------------------------------------------
@@ -225,6 +277,10 @@ class JournalStore(Protocol):
       whatever order they commit, and ``at`` values of different writers do
       not compare. (The engine never needs more: one attempt is written by
       one opener at a time.)
+    * **Fencing.** A store that also keeps leases
+      (:class:`fsm.lease.LeaseStore`) checks ``fence``, when given, in the
+      append's own transaction: unless it is the current, unexpired lease
+      of its key, the batch is refused with :class:`fsm.lease.LeaseLost`.
     """
 
     @property
@@ -233,9 +289,12 @@ class JournalStore(Protocol):
         ...
 
     @property
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        """The schema version of the stored records."""
+        ...
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
         """Store ``records`` atomically and durably; return their seqs."""
         ...
 
@@ -243,7 +302,9 @@ class JournalStore(Protocol):
         """Records with ``seq > after`` (of one attempt, if given), in order."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store."""
+        ...
 
 
 # --------------------------------------------------------------------------
@@ -295,6 +356,17 @@ MIGRATIONS: tuple[Migration, ...] = (
           FROM records b
          WHERE b.kind = 'begin';
     """),
+    Migration(3, "leases on (account, symbol), with fencing tokens", """
+        CREATE TABLE leases (
+            account TEXT    NOT NULL,
+            symbol  TEXT    NOT NULL,
+            owner   TEXT    NOT NULL,
+            token   INTEGER NOT NULL,  -- strictly increasing per key, never reused
+            expires REAL    NOT NULL,  -- unix seconds, this host's clock
+            released INTEGER NOT NULL DEFAULT 0,  -- given back, not expired
+            PRIMARY KEY (account, symbol)
+        );
+    """),
 )
 
 #: The schema version this code writes.
@@ -336,7 +408,9 @@ class SQLiteStore:
         busy_timeout: float = 5.0,
         migrations: Sequence[Migration] = MIGRATIONS,
         read_only: bool = False,
+        lease_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = lease_clock
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}")
         self.path = Path(path)
@@ -396,18 +470,24 @@ class SQLiteStore:
 
     @property
     def durable(self) -> bool:
+        """Whether a returned append survives power loss (FULL or EXTRA)."""
         return self._sync in ("FULL", "EXTRA")
 
     @property
     def schema_version(self) -> int:
+        """The schema version of the file."""
         return self._version
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
-        if self.read_only:
-            raise JournalError(f"{self.path}: the journal is open read-only")
-        conn = self._open()
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
+        """Store ``records`` in one transaction, durably; return their seqs.
+        Refused with :class:`~fsm.fence.LeaseLost` if ``fence`` is not the
+        key's current, unexpired lease."""
+        conn = self._writable()
         seqs: list[int] = []
         with self._transaction(conn):
+            if fence is not None:
+                self._check_fence(conn, fence)
             for r in records:
                 cur = conn.execute(
                     "INSERT INTO records (attempt_id, kind, at, wall, data) "
@@ -419,6 +499,7 @@ class SQLiteStore:
         return seqs
 
     def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
         conn = self._open()
         sql = "SELECT seq, attempt_id, kind, at, wall, data FROM records WHERE seq > ?"
         args: tuple[object, ...] = (after,)
@@ -429,11 +510,70 @@ class SQLiteStore:
         return [StoredRecord(*row) for row in rows]
 
     def close(self) -> None:
+        """Close the connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
+    # -- leases (fsm.lease.LeaseStore), on this host's clock ------------------------
+
+    def acquire(self, account: str, symbol: str, owner: str,
+                duration: float) -> Lease | None:
+        """Take the key if free or expired (a new token); ``None`` if held."""
+        conn = self._writable()
+        with self._transaction(conn):
+            now = self._clock()
+            row = self._lease_row(conn, account, symbol)
+            if row is not None and row.expires > now:
+                return None
+            released = conn.execute("SELECT released FROM leases WHERE account = ? AND "
+                                    "symbol = ?", (account, symbol)).fetchone()
+            lease = Lease(account, symbol, owner, (row.token if row else 0) + 1,
+                          now + duration, taken_over=bool(released and not released[0]))
+            conn.execute("INSERT OR REPLACE INTO leases (account, symbol, owner, token, expires, "
+                         "released) VALUES (?, ?, ?, ?, ?, 0)",
+                         (account, symbol, owner, lease.token, lease.expires))
+        return lease
+
+    def renew(self, lease: Lease, duration: float) -> Lease:
+        """Extend a current, unexpired lease; :class:`~fsm.fence.LeaseLost` otherwise."""
+        conn = self._writable()
+        with self._transaction(conn):
+            self._check_fence(conn, lease)
+            expires = self._clock() + duration
+            conn.execute("UPDATE leases SET expires = ? WHERE account = ? AND symbol = ? "
+                         "AND token = ?", (expires, lease.account, lease.symbol, lease.token))
+        return attrs.evolve(lease, expires=expires)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back now, if it is still current (the token stays)."""
+        conn = self._writable()
+        with self._transaction(conn):
+            conn.execute("UPDATE leases SET expires = MIN(expires, ?), released = 1 WHERE "
+                         "account = ? AND symbol = ? AND token = ?",
+                         (self._clock(), lease.account, lease.symbol, lease.token))
+
+    def holder(self, account: str, symbol: str) -> Lease | None:
+        """The key's current row, live or expired."""
+        return self._lease_row(self._open(), account, symbol)
+
+    def _lease_row(self, conn: sqlite3.Connection, account: str, symbol: str) -> Lease | None:
+        row = conn.execute("SELECT owner, token, expires FROM leases WHERE account = ? AND "
+                           "symbol = ?", (account, symbol)).fetchone()
+        return Lease(account, symbol, row[0], int(row[1]), float(row[2])) if row else None
+
+    def _check_fence(self, conn: sqlite3.Connection, fence: Lease) -> None:
+        row = self._lease_row(conn, fence.account, fence.symbol)
+        refused = fence_refusal(fence, row, self._clock())
+        if refused is not None:
+            raise LeaseLost(refused)
+
     # -- internals ----------------------------------------------------------------
+
+    def _writable(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise JournalError(f"{self.path}: the journal is open read-only")
+        return self._open()
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -561,38 +701,46 @@ class Journal:
 
     @property
     def path(self) -> Path | None:
+        """The file of an SQLite-backed journal, else None."""
         p = getattr(self.store, "path", None)
         return p if isinstance(p, Path) else None
 
     # -- JournalSink --------------------------------------------------------------
 
     def begin(self, attempt_id: str, request: OpenRequest, client_id: str, at: float) -> None:
+        """Record that the attempt exists; nothing has been sent yet."""
         self._append(attempt_id, "begin", at,
                      {"request": _request_dict(request), "client_id": client_id})
 
     def intent(
         self, attempt_id: str, action: str, client_id: str, at: float, data: Mapping[str, Any]
     ) -> None:
+        """Record that ``action`` is about to be sent; durable on return."""
         self._append(attempt_id, "intent", at, {"action": action, "client_id": client_id, **data})
 
     def transition(self, attempt_id: str, at: float, data: Mapping[str, Any]) -> None:
+        """Record a transition (:func:`encode_step` data)."""
         self._append(attempt_id, "transition", at, data)
 
     def end(self, attempt_id: str, state: State, at: float) -> None:
+        """Record that the attempt reached a terminal state."""
         self._append(attempt_id, "end", at, {"state": state.value})
 
     # -- JournalLog ---------------------------------------------------------------
 
     def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        """Append a record of ``kind``; durable on return."""
         _check_kind(kind)
         self._append(attempt_id, kind, at, data)
 
     def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
-        return [_decode(r) for r in self.store.read(attempt_id)]
+        """Every record (of one attempt, if given), decoded, in the order written."""
+        return [decode_record(r) for r in self.store.read(attempt_id)]
 
     # -- lifetime -----------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the store."""
         self.store.close()
 
     def __enter__(self) -> Journal:
@@ -602,11 +750,58 @@ class Journal:
         self.close()
 
     def _append(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
-        # Secrets never reach the disk: a detail may quote an exchange error,
-        # and a ccxt error may quote a signed URL.
-        text = redact(json.dumps(data, default=_json_default, allow_nan=False,
-                                 sort_keys=True, separators=(",", ":")))
-        self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(), text)])
+        batch = [NewRecord(attempt_id, kind, float(at), self._wall(), encode_data(data))]
+        fence = current_lease()
+        if fence is None:
+            self.store.append(batch)
+        else:  # the store refuses it unless this is the key's current lease
+            self.store.append(batch, fence=fence)
+
+
+class MemoryStore:
+    """A :class:`JournalStore` in memory (no durability): records are kept
+    as the same JSON text a durable store keeps."""
+
+    durable = False
+    schema_version = SCHEMA_VERSION
+
+    def __init__(self) -> None:
+        self._records: list[StoredRecord] = []
+
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
+        """Keep ``records`` (at once); return their seqs. It keeps no leases,
+        so no opener holds one over it and ``fence`` is never checked."""
+        start = len(self._records) + 1
+        self._records.extend(StoredRecord(start + i, r.attempt_id, r.kind, r.at, r.wall, r.data)
+                             for i, r in enumerate(records))
+        return list(range(start, start + len(records)))
+
+    def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
+        return [r for r in self._records[after:]
+                if attempt_id is None or r.attempt_id == attempt_id]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class MemoryJournal(Journal):
+    """An in-memory :class:`JournalLog` (no durability): for tests and demos.
+    It encodes and decodes every record exactly as :class:`Journal` does, so
+    what a test reads back is what a durable journal would return."""
+
+    def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
+        super().__init__(store=MemoryStore(), wall_clock=wall_clock)
+
+    @property
+    def records(self) -> list[JournalRecord]:
+        """Every record, decoded, in the order written."""
+        return self.read()
+
+    def for_attempt(self, attempt_id: str) -> list[JournalRecord]:
+        """The records of one attempt, decoded, in order."""
+        return self.read(attempt_id)
 
 
 def _check_kind(kind: str) -> None:
@@ -640,6 +835,23 @@ def _plain(v: object) -> object:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return v
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """A record's payload as the JSON text every store keeps (enums by value,
+    an :class:`~fsm.request.OpenRequest` as a dict). Secrets never reach
+    the disk: a detail may quote an exchange error, and a ccxt error may
+    quote a signed URL."""
+    return redact(json.dumps(data, default=_json_default, allow_nan=False,
+                             sort_keys=True, separators=(",", ":")))
+
+
+def decode_record(r: StoredRecord) -> JournalRecord:
+    """A stored record read back: the request of a ``begin`` as an
+    :class:`~fsm.request.OpenRequest`, the state of an ``end`` as a
+    :class:`~fsm.table.State`, a transition decodable by
+    :attr:`JournalRecord.step`."""
+    return _decode(r)
 
 
 def _decode(r: StoredRecord) -> JournalRecord:
@@ -685,9 +897,13 @@ class AttemptSummary:
     records: tuple[JournalRecord, ...]
     #: queued alerts (their ``alert`` records' data) not yet recorded delivered
     alerts_pending: tuple[Mapping[str, Any], ...] = ()
+    #: the account of its latest ``lease`` record or recovery (``None``: written without
+    #: leases, by a single process)
+    account: str | None = None
 
     @property
     def finished(self) -> bool:
+        """Whether the attempt's end record was written."""
         return self.ended is not None
 
     @property
@@ -709,44 +925,82 @@ def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
     out: list[AttemptSummary] = []
     for attempt_id, recs in by_id.items():
         begin = next((r for r in recs if r.kind == "begin"), None)
-        if begin is None:
-            continue
-        request = begin.data["request"]
-        if not isinstance(request, OpenRequest):
-            request = OpenRequest(**request)
-        state, ended = State.NEW, None
-        intents: dict[str, Mapping[str, Any]] = {}
-        rolled_back = resolved = False
-        recovered = 0
-        ids: dict[str, Any] = {}
-        queued: dict[str, Mapping[str, Any]] = {}
-        for r in recs:
-            if r.kind == "alert":
-                queued[str(r.data["alert_id"])] = r.data
-            elif r.kind == "alert_delivered":
-                queued.pop(str(r.data["alert_id"]), None)
-            if r.kind == "transition":
-                state = State(r.data["dest"])
-                rolled_back = rolled_back or state is State.ROLLING_BACK
-                for key in ("entry_order_id", "filled", "stop_order_id", "close_order_id"):
-                    if r.data.get(key) is not None:
-                        ids[key] = r.data[key]
-            elif r.kind == "intent":
-                intents[str(r.data["action"])] = r.data
-            elif r.kind == "end":
-                ended = State(r.data["state"])
-            elif r.kind == "resolve":
-                resolved = True
-            elif r.kind == "recover":
-                recovered += 1
-        filled = ids.get("filled")
-        out.append(AttemptSummary(
-            attempt_id=attempt_id, request=request, client_id=str(begin.data["client_id"]),
-            state=state, ended=ended, intents=intents, rolled_back=rolled_back,
-            entry_order_id=ids.get("entry_order_id"),
-            filled=float(filled) if filled is not None else None,
-            stop_order_id=ids.get("stop_order_id"), close_order_id=ids.get("close_order_id"),
-            resolved=resolved, recovered=recovered, began_at=begin.at, began_wall=begin.wall,
-            last_wall=recs[-1].wall, records=tuple(recs), alerts_pending=tuple(queued.values()),
-        ))
+        if begin is not None:
+            out.append(_Fold(begin).over(attempt_id, recs))
     return out
+
+
+class _Fold:
+    """One attempt's records, folded in order."""
+
+    _IDS = ("entry_order_id", "filled", "stop_order_id", "close_order_id")
+
+    def __init__(self, begin: JournalRecord) -> None:
+        request = begin.data["request"]
+        self.begin = begin
+        self.request = request if isinstance(request, OpenRequest) else OpenRequest(**request)
+        self.state: State = State.NEW
+        self.ended: State | None = None
+        self.intents: dict[str, Mapping[str, Any]] = {}
+        self.rolled_back = self.resolved = False
+        self.recovered = 0
+        self.ids: dict[str, Any] = {}
+        self.queued: dict[str, Mapping[str, Any]] = {}
+        self.account: str | None = None
+
+    def over(self, attempt_id: str, recs: list[JournalRecord]) -> AttemptSummary:
+        fold = {"transition": self._transition, "intent": self._intent, "end": self._end,
+                "resolve": self._resolve, "recover": self._recover, "alert": self._alert,
+                "alert_delivered": self._alert_delivered, "lease": self._lease}
+        for r in recs:
+            fold.get(r.kind, self._other)(r)
+        filled = self.ids.get("filled")
+        return AttemptSummary(
+            attempt_id=attempt_id, request=self.request,
+            client_id=str(self.begin.data["client_id"]), state=self.state, ended=self.ended,
+            intents=self.intents, rolled_back=self.rolled_back,
+            entry_order_id=self.ids.get("entry_order_id"),
+            filled=float(filled) if filled is not None else None,
+            stop_order_id=self.ids.get("stop_order_id"),
+            close_order_id=self.ids.get("close_order_id"), resolved=self.resolved,
+            recovered=self.recovered, began_at=self.begin.at, began_wall=self.begin.wall,
+            last_wall=recs[-1].wall, records=tuple(recs),
+            alerts_pending=tuple(self.queued.values()), account=self.account,
+        )
+
+    def _transition(self, r: JournalRecord) -> None:
+        rec = r.step
+        assert rec is not None
+        self.state = rec.dest
+        self.rolled_back = self.rolled_back or self.state is State.ROLLING_BACK
+        for key in self._IDS:
+            value = getattr(rec, key)
+            if value is not None:
+                self.ids[key] = value
+
+    def _intent(self, r: JournalRecord) -> None:
+        self.intents[str(r.data["action"])] = r.data
+
+    def _end(self, r: JournalRecord) -> None:
+        self.ended = State(r.data["state"])
+
+    def _resolve(self, r: JournalRecord) -> None:
+        self.resolved = True
+
+    def _recover(self, r: JournalRecord) -> None:
+        self.recovered += 1
+        self._lease(r)
+
+    def _lease(self, r: JournalRecord) -> None:
+        """A ``lease`` record, or a recovery under a lease: whose account."""
+        if "account" in r.data:
+            self.account = str(r.data["account"])
+
+    def _alert(self, r: JournalRecord) -> None:
+        self.queued[str(r.data["alert_id"])] = r.data
+
+    def _alert_delivered(self, r: JournalRecord) -> None:
+        self.queued.pop(str(r.data["alert_id"]), None)
+
+    def _other(self, r: JournalRecord) -> None:
+        """``begin`` and ``reconcile`` change nothing in the summary."""

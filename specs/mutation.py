@@ -82,7 +82,7 @@ EQUIVALENT: dict[str, str] = {
     "position_flat: and (c.filled >= f.exposure or qty_eq(c.filled, f.exposure))":
         "'>' or qty_eq vs '>=' or qty_eq: exact equality is already inside qty_eq",
     # the table's data
-    "swap row 3 T.NOT_FILLED ['S.PLACED'] -> S.REJECTED with row 4 T.NOT_FILLED "
+    "swap row 4 T.NOT_FILLED ['S.PLACED'] -> S.REJECTED with row 5 T.NOT_FILLED "
     "['S.PLACED', 'S.ROLLING_BACK'] -> S.REJECTED":
         "the two rows cannot both hold (one needs the entry seen, entry_never_arrived "
         "needs it never seen), so their order never decides anything",
@@ -113,6 +113,7 @@ def workspace(name: str) -> Path:
 
 
 def env() -> dict[str, str]:
+    """The environment of every run: the mutation profile, no stray path."""
     e = dict(os.environ)
     e["FSM_SPECS_PROFILE"] = "mutation"
     e["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -190,6 +191,7 @@ def _function(mutant: str) -> str:
 
 def run_mutmut(modules: Sequence[str], suite: str, children: int,
                reuse: bool = False) -> dict[str, Any]:
+    """mutmut on ``modules`` against ``suite``: a summary per module."""
     ws = WORK / f"mutmut-{suite}"
     took = float("nan")
     if reuse and all((ws / "mutants" / (m + ".meta")).exists() for m in modules):
@@ -256,8 +258,9 @@ def _summary(total: int, counts: dict[str, int], survivors: list[dict[str, Any]]
 def _rows(source: bytes) -> list[ast.Call]:
     tree = ast.parse(source)
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) else None)
+        if not isinstance(node, ast.AnnAssign | ast.Assign):
+            continue
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
         if isinstance(target, ast.Name) and target.id == "TABLE":
             assert isinstance(node.value, ast.Tuple)
             rows = [e for e in node.value.elts if isinstance(e, ast.Call)]
@@ -349,12 +352,14 @@ def _patched_runs(kind: str, patches: list[tuple[str, str, bytes]], suite: str,
 
 
 def run_table(suite: str, children: int) -> dict[str, Any]:
+    """The table-data mutants against ``suite``."""
     source = (ROOT / "fsm" / "table.py").read_bytes()
     patches = [(label, "fsm/table.py", text) for label, text in table_mutants(source)]
     return _patched_runs("table", patches, suite, children)
 
 
 def always_true(source: bytes, name: str) -> bytes:
+    """``source`` with function ``name`` replaced by ``return True``."""
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             a, b = _span(source, node)
@@ -387,6 +392,7 @@ SPEC_ALONE: tuple[tuple[str, str, str, str], ...] = (
 
 
 def run_stop_checks(suite: str, children: int) -> dict[str, Any]:
+    """The ``SPEC_ALONE`` mutants against ``suite``."""
     source = (ROOT / "fsm" / "guards.py").read_bytes()
     patches = [(label, "fsm/guards.py",
                 always_true(source, g) if not old else replaced(source, g, old, new))
@@ -406,6 +412,7 @@ def _commit() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen mutants and rewrite the report."""
     p = argparse.ArgumentParser(prog="python -m specs.mutation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--modules", nargs="+", default=["fsm/guards.py"],

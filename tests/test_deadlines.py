@@ -105,7 +105,8 @@ class RecordingLoop(VirtualTimeLoop):
         super().__init__()
         self.waits: list[tuple[float, float]] = []
 
-    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> Any:
+    def call_at(  # type: ignore[override]
+            self, when: float, callback: Any, *args: Any, context: Any = None) -> Any:
         if getattr(callback, "__name__", "") in self._WAITS:
             self.waits.append((self.time(), when - self.time()))
         return super().call_at(when, callback, *args, context=context)
@@ -127,7 +128,7 @@ class Run:
         deadline = {State.PLACED: f.fetch_deadline, State.FETCHED: f.verify_deadline,
                     State.VERIFIED: f.protect_deadline, State.ROLLING_BACK: f.close_deadline}
         hist = self.attempt.history
-        out = []
+        out: list[tuple[State, float, float, float | None]] = []
         for step, nxt in zip(hist, [*hist[1:], None], strict=True):
             if step.dest.terminal:
                 continue
@@ -150,7 +151,7 @@ def run(venue_config: SimConfig, policy: Policy, *, ack: AckStyle = AckStyle.MIN
     inner = SimulatedExchange(attrs.evolve(venue_config, rtt=0.0, jitter=0.0, ack=ack))
     venue = Betraying(inner, hang=hang, transient=transient)
     alerts: list[Alert] = []
-    opener = PositionOpener(venue, policy=policy, alerts=alerts.append,  # type: ignore[arg-type]
+    opener = PositionOpener(venue, policy=policy, alerts=alerts.append,
                             journal=MemoryJournal(), ids=ids())
     loop = RecordingLoop()
 

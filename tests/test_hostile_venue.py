@@ -5,6 +5,8 @@ notice it and act (DESIGN rules 4, 6, 7), never trust it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from adapters.simulated import AckStyle, SimConfig
 from fsm import State
 from tests.helpers import PRICE, SYMBOL, run_attempt
@@ -23,7 +25,8 @@ def test_a_rollback_cancels_a_stop_the_venue_made_wrong_even_when_orphaned() -> 
     """Found by the hostile venue: the close is refused, so the attempt ends
     ORPHANED; the stop the venue made without reduce-only (it could open a
     position) must not be left resting."""
-    for knob in (dict(stop_drops_reduce_only=True), dict(stop_flips_side=True)):
+    knobs: list[dict[str, Any]] = [dict(stop_drops_reduce_only=True), dict(stop_flips_side=True)]
+    for knob in knobs:
         o = run_attempt(CALM, close_rejected=True, **knob)
         assert o.attempt.state is State.ORPHANED, knob
         assert not o.exchange.resting_stops(SYMBOL), knob

@@ -158,18 +158,19 @@ PRIORITIES: tuple[tuple[Trigger, State, Mapping[str, Any], tuple[str, ...], str]
      ("position_contradicted",),
      "rule 3: an opposite position is an anomaly first, a late confirmation second"),
     (T.PROTECT_FAILED, S.VERIFIED, dict(STOPPED, stop_error="refused", foreign_fill=FOREIGN),
-     ("stop_refused",),
-     "rule 4: the exchange's answer to this step's own request is its reason; a foreign "
-     "trade is a finding of recovery, and the rollback reads it from the facts anyway"),
+     ("exposure_unattributable",),
+     "rule 9: once someone else traded since the fill, nothing may be placed or sent for "
+     "this exposure, whatever the stop's fate: that is the reason to name"),
     (T.CLOSE_UNVERIFIED, S.ROLLING_BACK,
      dict(entry=FILLED, close_basis=pos(PositionSide.SHORT, 43.0), foreign_fill=FOREIGN,
           close_deadline=0.5),
-     ("close_side_contradicted",),
-     "rule 5: a side the exchange contradicts is named before anything else"),
-    (T.CLOSE_UNVERIFIED, S.ROLLING_BACK,
-     dict(entry=FILLED, foreign_fill=FOREIGN, close_deadline=0.5),
      ("exposure_unattributable",),
-     "rule 9: a foreign trade is why nothing was sent, not the deadline"),
+     "rule 9: a foreign trade is why nothing may be sent, whatever else is seen"),
+    (T.CLOSE_UNVERIFIED, S.ROLLING_BACK,
+     dict(entry=FILLED, close_basis=pos(PositionSide.SHORT, 43.0), close_deadline=0.5),
+     ("close_deadline_passed",),
+     "rule 6: once the deadline has passed the rollback ends on it; a contradicted side "
+     "is the reason only while time remains"),
     # NOT_FILLED's two rows cannot both hold: one needs the entry seen, the
     # other never seen.
 )

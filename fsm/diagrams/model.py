@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from fsm import table as _table
+from fsm.journal import decode_step
 from fsm.model import Source
 from fsm.table import TERMINAL, TERMINAL_MEANING, Row, State, Trigger
 
@@ -118,19 +119,26 @@ class StepLike(Protocol):
     """
 
     @property
-    def at(self) -> float: ...
+    def at(self) -> float:
+        """Loop time of the step."""
     @property
-    def trigger(self) -> Trigger: ...
+    def trigger(self) -> Trigger:
+        """The trigger that fired."""
     @property
-    def source(self) -> State: ...
+    def source(self) -> State:
+        """The state before."""
     @property
-    def dest(self) -> State: ...
+    def dest(self) -> State:
+        """The state after."""
     @property
-    def guards(self) -> Sequence[str | tuple[str, bool]]: ...
+    def guards(self) -> Sequence[str | tuple[str, bool]]:
+        """The guards that held, as names or ``(name, result)`` pairs."""
     @property
-    def evidence(self) -> Source | None: ...
+    def evidence(self) -> Source | None:
+        """The source of the evidence that fired it, if any."""
     @property
-    def detail(self) -> str: ...
+    def detail(self) -> str:
+        """What was seen, in words."""
 
 
 @attrs.frozen
@@ -163,26 +171,13 @@ def steps_from_records(records: Iterable[Any]) -> list[PathStep]:
         else:
             if getattr(rec, "kind", "transition") != "transition":
                 continue
-            data = rec.data
-            at = data.get("at", getattr(rec, "at", 0.0))
-        evidence = data.get("evidence")
-        guards = tuple(g if isinstance(g, str) else g[0] for g in data.get("guards", ()))
-        steps.append(
-            PathStep(
-                at=float(at),
-                trigger=Trigger(_value(data["trigger"])),
-                source=State(_value(data["source"])),
-                dest=State(_value(data["dest"])),
-                guards=guards,
-                evidence=None if evidence is None else Source(_value(evidence)),
-                detail=str(data.get("detail", "")),
-            )
-        )
+            data, at = rec.data, getattr(rec, "at", 0.0)
+        step = decode_step(float(at), data).step  # the journal's one reader
+        if step is not None:
+            steps.append(PathStep(at=step.at, trigger=step.trigger, source=step.source,
+                                  dest=step.dest, guards=tuple(g for g, _ in step.guards),
+                                  evidence=step.evidence, detail=step.detail))
     return steps
-
-
-def _value(v: Any) -> Any:
-    return v.value if isinstance(v, Trigger | State | Source) else v
 
 
 @attrs.frozen
@@ -194,6 +189,14 @@ class _Step:
     @property
     def guard_names(self) -> tuple[str, ...]:
         return tuple(g if isinstance(g, str) else g[0] for g in self.step.guards)
+
+
+def _path_states(steps: Sequence[_Step] | None) -> tuple[set[State], State | None]:
+    """The states a path went through, and the one it ended in (``None``: no path)."""
+    visited: set[State] = set()
+    for sp in steps or ():
+        visited.update((sp.step.source, sp.step.dest))
+    return visited, (steps[-1].step.dest if steps else None)
 
 
 def _match(steps: Sequence[StepLike], edges: Sequence[_Edge]) -> list[_Step]:
