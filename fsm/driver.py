@@ -26,12 +26,14 @@ import attrs
 
 from adapters.port import (
     AmbiguousError,
+    AttachedStopPort,
     DuplicateClientId,
     ExchangePort,
     Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
+    OrderStatus,
     PositionCache,
     PositionSnapshot,
     Side,
@@ -50,7 +52,8 @@ from fsm.redact import redact
 from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
 from fsm.table import State, Trigger
 
-__all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver", "client_ids"]
+__all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver",
+           "attached_stop_id", "client_ids"]
 
 log = logging.getLogger("fsm")
 
@@ -72,6 +75,13 @@ def client_ids(attempt_id: str) -> tuple[str, str, str]:
     """The (entry, stop, close) client order ids of an attempt."""
     base = _ID_PREFIX + attempt_id
     return base + "e", base + "s", base + "c"
+
+
+def attached_stop_id(attempt_id: str) -> str:
+    """The client id of the stop attached to an attempt's entry (where the
+    venue lets the caller name it); a fallback stop uses the stop id of
+    :func:`client_ids`, so the two are never confused."""
+    return _ID_PREFIX + attempt_id + "a"
 
 
 def _new_attempt_id() -> str:
@@ -156,6 +166,7 @@ class PositionOpener:
 
     async def _open(self, request: OpenRequest, attempt_id: str, entry_cid: str,
                     tally: _Tally) -> Attempt:
+        attach = self._attaches()
         market = await self._market(request.symbol)
         async with self._symbol_lock(market.symbol):
             if request.reference_price is None:
@@ -181,7 +192,7 @@ class PositionOpener:
                          request.amount, request.stop_loss,
                          extra={"attempt_id": attempt_id, "state": State.NEW.value})
             attempt = Attempt(attempt_id, prepared, entry_cid, self._now())
-            attempt.facts = _evolve(attempt.facts, baseline=baseline)
+            attempt.facts = _evolve(attempt.facts, baseline=baseline, stop_attached=attach)
             attempt.requests = tally.requests
             _CALLER.set(attempt)
             if self.journal is not None:
@@ -216,6 +227,17 @@ class PositionOpener:
         finally:
             _CALLER.reset(token)
         return attempt
+
+    def _attaches(self) -> bool:
+        """Whether this opener sends the stop with the entry
+        (``Policy.protection``); refuses ``"attached"`` where the adapter
+        cannot, with nothing sent."""
+        mode = self.policy.protection
+        able = isinstance(self.adapter, AttachedStopPort) and bool(self.adapter.attached_stops)
+        if mode == "attached" and not able:
+            raise BadRequest(f"Policy(protection='attached'), but {self.adapter.name} does not "
+                             "arm a stop attached to a market entry. Nothing was sent.")
+        return mode == "attached" or (mode == "auto" and able)
 
     def _symbol_lock(self, symbol: str) -> asyncio.Lock:
         """One attempt per symbol at a time: on a netted position a fill can
@@ -255,14 +277,25 @@ class PositionOpener:
 
     async def _submit(self, a: Attempt) -> None:
         r = a.request
+        attached = a.facts.stop_attached
+        extra: dict[str, Any] = {}
+        if attached:
+            extra = {"attached_stop_price": r.stop_loss,
+                     "attached_stop_client_id": attached_stop_id(a.attempt_id)}
         self._intent(a, "entry", a.client_id, side=r.side.value, amount=r.amount,
-                     reduce_only=False)
+                     reduce_only=False, **extra)
         sent_at = self._now()
         window = self.policy.verify_timeout
         base = _evolve(a.facts, fetch_deadline=sent_at + window,
                        verify_deadline=sent_at + window,
                        entry_absent_after=self._absent_after(sent_at))
         def create() -> Awaitable[OrderSnapshot]:
+            if attached:
+                assert isinstance(self.adapter, AttachedStopPort)
+                return self._call(self.adapter.create_order_with_stop(
+                    symbol=r.symbol, side=r.side, amount=r.amount, client_id=a.client_id,
+                    stop_price=r.stop_loss, stop_client_id=attached_stop_id(a.attempt_id),
+                ))
             return self._call(self.adapter.create_order(
                 symbol=r.symbol, side=r.side, amount=r.amount,
                 client_id=a.client_id, reduce_only=False,
@@ -386,6 +419,9 @@ class PositionOpener:
     # -- VERIFIED: place the stop for exactly the verified size ---------------------------
 
     async def _protect(self, a: Attempt) -> None:
+        if a.facts.relying_on_attached:
+            await self._await_attached(a)
+            return
         r = a.request
         _, stop_cid, _ = client_ids(a.attempt_id)
         size = a.facts.entry.filled if a.facts.entry is not None else None
@@ -464,6 +500,88 @@ class PositionOpener:
             await self._sleep_until(min(self._now() + self.policy.backoff(polls),
                                         _deadline(a.facts.protect_deadline)))
             polls += 1
+
+    async def _await_attached(self, a: Attempt) -> None:
+        """The entry carried its stop: read back what the exchange armed
+        until it shows the stop asked for (PROTECTED), or shows it refused,
+        wrong or not at all by the deadline (FALL_BACK to a separate stop).
+        Nothing is sent here but, for a wrong stop, its cancel."""
+        r = a.request
+        cid = attached_stop_id(a.attempt_id)
+        size = a.facts.entry.filled if a.facts.entry is not None else None
+        assert size is not None and size > 0, "VERIFIED without a fill"
+        if a.facts.attached_deadline is None or a.facts.stop_intent is None:
+            a.facts = _evolve(a.facts, stop_intent=StopIntent(
+                side=r.side.opposite, amount=size, trigger_price=r.stop_loss, client_id=cid),
+                attached_deadline=self._now() + self.policy.attached_stop_timeout)
+        assert isinstance(self.adapter, AttachedStopPort)
+        polls = 0
+        while True:
+            f = _at(a.facts, self._now())
+            if G.exposure_unattributable(f):
+                self._fire(a, Trigger.PROTECT_FAILED, f, Source.ORDER,
+                           f"{f.foreign_fill}: the exposure may not be this attempt's any more; "
+                           "placing nothing")
+                return
+            if self._recorder.possible(State.VERIFIED, Trigger.PROTECTED, f):
+                self._fire(a, Trigger.PROTECTED, f, Source.STOP,
+                           f"the exchange shows the stop attached to the entry: "
+                           f"{_stop_words(f.stop)}")
+                return
+            if G.attached_stop_failed(f):
+                s = f.stop
+                if s is None:
+                    reason = "no attached stop shown by the deadline"
+                elif s.status is not OrderStatus.OPEN:
+                    status = s.status.value if s.status is not None else "?"
+                    reason = f"attached stop {status}: {_stop_words(s)}"
+                else:
+                    reason = f"attached stop is not the one asked for: {_stop_words(s)}"
+                self._fire(a, Trigger.FALL_BACK, f, Source.STOP if s else Source.CLOCK,
+                           f"{reason}; placing a separate stop")
+                error = None
+                if s is None or s.status is OrderStatus.OPEN:
+                    # Live but wrong, or not shown yet (it may still arm): it
+                    # must go before another stop is placed, or two stops of
+                    # the attempt could rest at once.
+                    error = await self._cancel_attached(a, s, cid)
+                a.facts = _evolve(a.facts, attached_failed=reason, stop_intent=None, stop=None,
+                                  stop_error=error, protect_deadline=None)
+                return
+            try:
+                snap = await self._call(self.adapter.fetch_attached_stop(
+                    symbol=r.symbol, order_id=_order_id(f.entry) or _order_id(f.ack),
+                    client_id=a.client_id, stop_client_id=cid),
+                    deadline=f.attached_deadline)
+            except Exception as exc:
+                log.warning("attempt %s: attached stop look-up failed: %s", a.attempt_id, exc,
+                            extra={"attempt_id": a.attempt_id, "state": a.state.value})
+                snap = None
+            if snap is not None:
+                a.facts = _evolve(a.facts, stop=snap)
+                if G.stop_shown_in_full(_at(a.facts, self._now())) \
+                        or snap.status is not OrderStatus.OPEN:
+                    continue
+            await self._sleep_until(min(self._now() + self.policy.backoff(polls),
+                                        _deadline(a.facts.attached_deadline)))
+            polls += 1
+
+    async def _cancel_attached(self, a: Attempt, s: StopSnapshot | None,
+                               cid: str) -> str | None:
+        """Cancel the attached stop (shown wrong, or not shown yet). Returns
+        why the attempt must not place another stop, or ``None``."""
+        order_id = s.order_id if s is not None else None
+        client_id = (s.client_id if s is not None else None) or (None if order_id else cid)
+        try:
+            await self._call(self.adapter.cancel_order(
+                symbol=a.request.symbol, order_id=order_id, client_id=client_id),
+                deadline=self._now() + self.policy.protect_timeout)
+        except OrderNotFound:
+            return None
+        except Exception as exc:
+            return (f"could not cancel the attached stop ({_said(exc)}): no second stop is "
+                    "placed beside it")
+        return None
 
     # -- ROLLING_BACK: reduce-only close, then prove flat -----------------------------------
 
@@ -604,7 +722,8 @@ class PositionOpener:
                          None)
             if other is not None:
                 side = other.side.value if other.side is not None else "?"
-                whose = ("the attempt's own stop" if other.client_id == stop_cid else
+                own_stops = (stop_cid, attached_stop_id(a.attempt_id))
+                whose = ("the attempt's own stop" if other.client_id in own_stops else
                          "the attempt's own close" if other.client_id == close_cid else
                          "an execution that is not this attempt's")
                 foreign = (f"{whose} ({side} {other.amount:g}, order {other.order_id or '?'}) "
@@ -898,17 +1017,24 @@ class PositionOpener:
         """After a verified close, cancel a stop this attempt may have left
         (it would otherwise act on a future position). Best effort: the
         reconciliation monitor cancels what this misses."""
-        if a.facts.stop_intent is None:
-            return
-        try:
-            await self._call(self.adapter.cancel_order(
-                symbol=a.request.symbol, order_id=_stop_id(a.facts.stop), client_id=stop_cid))
-        except OrderNotFound:
-            pass
-        except Exception as exc:
-            log.warning("attempt %s: could not cancel leftover stop %s: %s", a.attempt_id,
-                        stop_cid, exc, extra={"attempt_id": a.attempt_id,
-                                              "state": a.state.value})
+        leftovers: list[tuple[str | None, str]] = []
+        if a.facts.stop_intent is not None:
+            leftovers.append((_stop_id(a.facts.stop), a.facts.stop_intent.client_id))
+        if a.facts.stop_attached and (
+                a.facts.stop_intent is None or a.facts.stop_intent.client_id == stop_cid):
+            # The stop attached to the entry may rest too (armed late, or a
+            # wrong one whose cancel failed): cancel it by its own id.
+            leftovers.append((None, attached_stop_id(a.attempt_id)))
+        for order_id, cid in leftovers:
+            try:
+                await self._call(self.adapter.cancel_order(
+                    symbol=a.request.symbol, order_id=order_id, client_id=cid))
+            except OrderNotFound:
+                pass
+            except Exception as exc:
+                log.warning("attempt %s: could not cancel leftover stop %s: %s", a.attempt_id,
+                            cid, exc, extra={"attempt_id": a.attempt_id,
+                                             "state": a.state.value})
 
     async def _read(self, make: Callable[[], Awaitable[T]], what: str) -> T:
         """One read before the entry. A transient failure (rate limit, 503,
