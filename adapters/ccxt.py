@@ -74,6 +74,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import ccxt.async_support as ccxt_async
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
@@ -82,6 +83,7 @@ from adapters.ccxt_profiles import (
     BYBIT_LINEAR,
     GENERIC,
     OKX_SWAP,
+    AttachedStyle,
     ExchangeProfile,
     LookupStyle,
     StopStyle,
@@ -227,15 +229,17 @@ def _error_code(exc: BaseException) -> str | None:
         return None
     if not isinstance(body, dict):
         return None
+    # OKX answers a refused order with code "1" ("Operation failed") and the
+    # reason in data[0].sCode: the specific code says more.
+    data = body.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        scode = data[0].get("sCode")
+        if scode is not None and str(scode) not in ("", "0"):
+            return str(scode)
     for key in ("retCode", "ret_code", "code"):
         value = body.get(key)
         if value is not None and str(value) not in ("0", "200"):
             return str(value)
-    data = body.get("data")
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        scode = data[0].get("sCode")
-        if scode is not None and str(scode) != "0":
-            return str(scode)
     return None
 
 
@@ -265,6 +269,8 @@ class CcxtAdapter:
         self._stream_tasks: list[asyncio.Task[None]] = []
         #: Errors seen by the stream loops, newest last (bounded).
         self.stream_errors: list[BaseException] = []
+        #: exchange time of entries whose attached stop is being read back
+        self._entry_times: dict[str, float] = {}
 
     # ------------------------------------------------------------------
     # identity and setup
@@ -380,7 +386,140 @@ class CcxtAdapter:
             params["reduceOnly"] = True
         what = f"create {side.value} {amount} {symbol} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return self._order_snapshot(raw, symbol)
+        return self._ack_snapshot(raw, symbol)
+
+    # -- stops attached to the entry (adapters.port.AttachedStopPort) ---------------
+
+    @property
+    def attached_stops(self) -> bool:
+        """The profile's venue arms a stop sent with a market entry."""
+        return self._profile.attached_style is not None
+
+    async def create_order_with_stop(
+        self, *, symbol: str, side: Side, amount: float, client_id: str,
+        stop_price: float, stop_client_id: str,
+    ) -> OrderSnapshot:
+        """A market entry with a reduce-only stop-market attached, for this
+        order's fill only (see :class:`~adapters.ccxt_profiles.AttachedStyle`)."""
+        style = self._profile.attached_style
+        if style is None:
+            raise OrderRejected(f"{self.name}: no stop can be attached to a market entry here. "
+                                "Nothing was sent.")
+        self._check_client_id(client_id)
+        self._check_client_id(stop_client_id)
+        params = self._write_params(client_id)
+        stop: dict[str, object] = {"triggerPrice": stop_price}
+        if style is AttachedStyle.BYBIT_PARTIAL:
+            params["tpslMode"] = "Partial"
+            params["slOrderType"] = "Market"
+            params["slTriggerBy"] = "LastPrice"
+        else:
+            stop["type"] = "market"  # slOrdPx=-1
+        params["stopLoss"] = stop
+        what = (f"create {side.value} {amount} {symbol} ({client_id}) with stop @ "
+                f"{stop_price} attached")
+        if style is AttachedStyle.OKX_ATTACH_ALGO:
+            # ccxt builds attachAlgoOrds from params["stopLoss"] and copies no
+            # client id into it: send the list ourselves, as ccxt would, plus
+            # attachAlgoClOrdId (OKX docs, Place order).
+            market = self._resolve_market(symbol)
+            params.pop("stopLoss")
+            params["attachAlgoOrds"] = [{
+                "attachAlgoClOrdId": stop_client_id,
+                "slTriggerPx": self._exchange.price_to_precision(market["symbol"], stop_price),
+                "slOrdPx": "-1",
+                "slTriggerPxType": "last",
+            }]
+        raw = await self._send_market(symbol, side, amount, params, what)
+        return self._ack_snapshot(raw, symbol)
+
+    async def fetch_attached_stop(
+        self, *, symbol: str, order_id: str | None, client_id: str | None,
+        stop_client_id: str,
+    ) -> StopSnapshot | None:
+        """The stop the venue armed for the entry, from the venue's own
+        fields; ``None`` while it shows none."""
+        style = self._profile.attached_style
+        what = f"fetch the stop attached to {order_id or client_id} on {symbol}"
+        try:
+            if style is AttachedStyle.OKX_ATTACH_ALGO:
+                return await self._attached_okx(symbol, order_id, client_id, stop_client_id)
+            if style is AttachedStyle.BYBIT_PARTIAL:
+                return await self._attached_bybit(symbol, order_id, client_id)
+        except ExchangeError:
+            raise
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what=what) from exc
+        return None
+
+    async def _attached_okx(self, symbol: str, order_id: str | None, client_id: str | None,
+                            stop_client_id: str) -> StopSnapshot | None:
+        # 1. The algo order OKX placed from the attachment, by algoClOrdId
+        #    (GET /api/v5/trade/order-algo).
+        params: dict[str, object] = {"trigger": True, "clientOrderId": stop_client_id}
+        try:
+            raw = await self._exchange.fetch_order(None, symbol, params)
+        except ccxt_async.OrderNotFound:
+            raw = None
+        if raw is not None:
+            info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+            if info.get("algoClOrdId") == stop_client_id:
+                return self._stop_snapshot(raw, symbol)
+        # 2. Not placed (yet): the entry says whether placing it failed
+        #    (attachAlgoOrds[].failCode, e.g. the price crossed the trigger).
+        if order_id is None and client_id is None:
+            return None
+        entry_params: dict[str, object] = {}
+        if order_id is None:
+            entry_params["clOrdId"] = client_id
+        try:
+            entry = await self._exchange.fetch_order(order_id, symbol, entry_params)
+        except ccxt_async.OrderNotFound:
+            return None
+        info = entry.get("info") if isinstance(entry.get("info"), Mapping) else {}
+        for att in info.get("attachAlgoOrds") or []:
+            if not isinstance(att, Mapping) or att.get("attachAlgoClOrdId") != stop_client_id:
+                continue
+            if att.get("failCode") not in (None, "", "0"):
+                return StopSnapshot(
+                    symbol=symbol, order_id=None, client_id=stop_client_id, side=None,
+                    amount=None, trigger_price=_num(att.get("slTriggerPx")), reduce_only=None,
+                    status=OrderStatus.REJECTED)
+        return None
+
+    async def _attached_bybit(self, symbol: str, order_id: str | None,
+                              client_id: str | None) -> StopSnapshot | None:
+        # The PartialStopLoss conditional order Bybit arms at the fill
+        # carries no client id and names no parent: it is the one open
+        # partial stop-loss order on the symbol created at or after the
+        # entry. Two candidates are ambiguous: report none (the engine then
+        # falls back to a stop of its own, after cancelling nothing).
+        key = order_id or client_id
+        since = self._entry_times.get(key) if key is not None else None
+        if since is None:
+            entry = await self.fetch_order(symbol=symbol, order_id=order_id,
+                                           client_id=client_id)
+            since = entry.timestamp
+            if since is None or key is None:
+                return None
+            self._entry_times[key] = since
+        # No orderFilter: for a unified account /v5/order/realtime then lists
+        # every kind of open order (Bybit docs, Get Open & Closed Orders),
+        # TP/SL orders included, whatever family Bybit files them under.
+        raws = await self._exchange.fetch_open_orders(
+            symbol, None, self._profile.stops_page_limit, dict(self._profile.common_params))
+        found = []
+        for raw in raws:
+            info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+            if info.get("stopOrderType") != "PartialStopLoss":
+                continue
+            created = _order_time(raw)
+            if created is None or created < since:
+                continue
+            found.append(raw)
+        if len(found) != 1:
+            return None
+        return self._stop_snapshot(found[0], symbol)
 
     async def _send_market(
         self, symbol: str, side: Side, amount: float, params: dict[str, object], what: str
@@ -405,6 +544,8 @@ class CcxtAdapter:
     ) -> StopSnapshot:
         self._check_client_id(client_id)
         params = self._write_params(client_id)
+        if self._profile.stop_client_id_key != "clientOrderId":
+            params[self._profile.stop_client_id_key] = params.pop("clientOrderId")
         params["reduceOnly"] = True
         if self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION:
             # A stop-loss for a long is a sell that fires when the price
@@ -415,7 +556,11 @@ class CcxtAdapter:
             params["stopLossPrice"] = trigger_price
         what = f"stop {side.value} {amount} {symbol} @ {trigger_price} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return self._stop_snapshot(raw, symbol)
+        snap = self._stop_snapshot(raw, symbol)
+        if snap.client_id is None and isinstance(raw.get("info"), Mapping) \
+                and raw["info"].get(self._profile.stop_client_id_key) == client_id:
+            snap = attrs.evolve(snap, client_id=client_id)
+        return snap
 
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
@@ -738,8 +883,10 @@ class CcxtAdapter:
         if self._profile.stops_need_trigger_flag or (
             self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION
         ):
-            # Bybit: orderFilter=StopOrder; Binance: /fapi/v1/openAlgoOrders.
+            # Bybit: orderFilter=StopOrder; Binance: /fapi/v1/openAlgoOrders;
+            # OKX: orders-algo-pending, with the profile's ordType.
             params["trigger"] = True
+            params.update(self._profile.stop_list_params)
         try:
             raws = await self._exchange.fetch_open_orders(
                 symbol, None, self._profile.stops_page_limit, params
@@ -773,9 +920,16 @@ class CcxtAdapter:
             # with a partial fill.
             status = OrderStatus.CANCELED
         reduce_only = raw.get("reduceOnly")
+        info = raw.get("info")
+        if isinstance(info, Mapping) and "reduceOnly" not in info:
+            # ccxt turns an absent field into False (okx.parse_order: OKX's
+            # algo replies carry no reduceOnly): absent is unknown, not false.
+            reduce_only = None
         sym = raw.get("symbol")
         order_id = raw.get("id")
         client_id = raw.get("clientOrderId")
+        if (client_id is None or client_id == "") and isinstance(info, Mapping):
+            client_id = info.get("algoClOrdId") or None
         return OrderSnapshot(
             symbol=sym if isinstance(sym, str) else symbol,
             order_id=None if order_id is None else str(order_id),
@@ -788,6 +942,16 @@ class CcxtAdapter:
             average=_num(raw.get("average")),
             timestamp=_order_time(raw),
         )
+
+    def _ack_snapshot(self, raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
+        """A create's reply. ccxt's okx.create_order copies the *requested*
+        side into the parsed reply; a side the venue did not send is not a
+        fact (rule 1), so it is dropped when the raw reply has none."""
+        snap = self._order_snapshot(raw, symbol)
+        info = raw.get("info")
+        if isinstance(info, Mapping) and info and not any(k in info for k in ("side", "S")):
+            snap = attrs.evolve(snap, side=None)
+        return snap
 
     def _stop_snapshot(self, raw: Mapping[str, Any], symbol: str | None) -> StopSnapshot:
         order = self._order_snapshot(raw, symbol or str(raw.get("symbol") or ""))
@@ -983,6 +1147,8 @@ class CcxtAdapter:
         not_found = code is not None and code in p.not_found_codes
         if isinstance(exc, ccxt_async.OrderNotFound) or not_found:
             return OrderNotFound(msg, cause=exc)
+        if code is not None and code in p.definitive_codes:
+            return OrderRejected(msg, cause=exc) if write else ExchangeError(msg, cause=exc)
         if isinstance(exc, ccxt_async.DuplicateOrderId) and create:
             return AmbiguousError(msg + " (client id already used: the order may exist)", cause=exc)
         if isinstance(exc, _RATE_LIMIT):

@@ -25,6 +25,7 @@ from adapters.virtual_time import run_virtual
 from fsm import Attempt, OpenRequest, PositionOpener, State, client_ids
 from fsm.cli_journal import add_parsers, run_journal_show, run_reconcile
 from fsm.journal import Journal, summarize
+from fsm.policy import Policy
 from tests import ccxt_fake as F
 
 AVL = "AVL/USDT:USDT"
@@ -32,6 +33,10 @@ AID = "00000000000000000000abcd"
 ENTRY, STOP, CLOSE = client_ids(AID)
 AVL_LONG = OpenRequest(symbol=AVL, side="buy", amount=43, stop_loss=0.1290)
 CREATE = "/v5/order/create"
+
+#: The separate stop: these scenarios predate stops attached to the entry,
+#: which tests/test_ccxt_attached.py covers.
+SEPARATE = Policy(protection="separate")
 
 
 def _die_after_applying(venue: F.FakeVenue, cid: str) -> list[bool]:
@@ -78,7 +83,8 @@ def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path) -> Attempt:
         # The first process: dies with the request applied and unanswered.
         exchange = await _exchange(venue)
         journal = Journal(path)
-        opener = PositionOpener(CcxtAdapter(exchange), journal=journal, ids=lambda: AID)
+        opener = PositionOpener(CcxtAdapter(exchange), policy=SEPARATE,
+                journal=journal, ids=lambda: AID)
         with pytest.raises(asyncio.CancelledError):
             await opener.open(AVL_LONG)
         assert died, "the crash did not happen"
@@ -90,7 +96,7 @@ def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path) -> Attempt:
         # The second process: the journal file is all it has.
         exchange = await _exchange(venue)
         with Journal(path) as journal:
-            (attempt,) = await PositionOpener(CcxtAdapter(exchange),
+            (attempt,) = await PositionOpener(CcxtAdapter(exchange), policy=SEPARATE,
                                               journal=journal).recover()
         await exchange.close()
         return attempt
@@ -233,7 +239,8 @@ def test_cli_reconcile_on_binance_sees_the_algo_stop(tmp_path: Path) -> None:
     async def open_one() -> State:
         exchange = await make("binanceusdm", None, {})
         with Journal(path) as j:
-            a = await PositionOpener(CcxtAdapter(exchange), journal=j, ids=lambda: AID).open(btc)
+            a = await PositionOpener(CcxtAdapter(exchange), policy=SEPARATE,
+                    journal=j, ids=lambda: AID).open(btc)
         await exchange.close()
         return a.state
 
