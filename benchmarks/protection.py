@@ -39,9 +39,11 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
+from adapters.port import Side
 from adapters.simulated import AckStyle, SimConfig, SimulatedExchange, StreamMode
 from adapters.virtual_time import run_virtual
 from benchmarks.profiles import PROFILES, Profile
@@ -59,7 +61,7 @@ VENUES: dict[str, dict[str, object]] = {
     "binance": {"ack": AckStyle.NEW, "attached_stops": False},
 }
 MODES = ("auto", "separate")
-BENCH_PROFILES = ("calm", "loaded", "incident")
+BENCH_PROFILES = ("calm", "loaded", "incident", "calm-no-stream", "faulty")
 
 
 @attrs.frozen
@@ -68,15 +70,24 @@ class WindowSample:
     limit: float  # the honest limit for this world and mode
     filled: bool
     requests: int
+    #: where the time went (separate stops): from the fill until the first
+    #: channel could show it, from then until the engine sent the stop, and
+    #: the stop request's own trip to the exchange
+    observable: float = 0.0
+    engine: float = 0.0
+    trip: float = 0.0
 
 
 def unprotected_window(sim: SimulatedExchange, ids: tuple[str, ...], entry_cid: str,
                        close_cid: str) -> float | None:
     """Ground truth: seconds from the entry's fill until a stop of the
-    attempt was armed or its close filled; ``None`` if nothing filled."""
+    attempt was armed or its close filled; ``None`` if the fill added no
+    exposure on the request's side (nothing filled, or, in a shared account,
+    the fill only reduced someone else's opposite position: a netted account
+    then holds nothing of the attempt's to protect)."""
     entry = next((o for o in sim.log if o.kind == "market" and o.client_id == entry_cid
                   and o.accepted and o.filled > 0), None)
-    if entry is None:
+    if entry is None or not _exposed_after(sim, entry_cid, entry.side):
         return None
     ends = [o.at for o in sim.log if o.kind == "stop" and o.accepted and o.client_id in ids
             and o.at >= entry.at]
@@ -84,14 +95,39 @@ def unprotected_window(sim: SimulatedExchange, ids: tuple[str, ...], entry_cid: 
     return (min(ends) - entry.at) if ends else math.inf
 
 
-def honest_limit(config: SimConfig, attached: bool) -> float:
-    """See the module docstring."""
+def _exposed_after(sim: SimulatedExchange, entry_cid: str, side: Side) -> bool:
+    """The account's net position, right after the entry's fill, is on the
+    side the entry opens."""
+    fill = next(f for f in sim.fills if f.client_id == entry_cid)
+    net = sim.config.initial_positions.get(fill.symbol, 0.0)
+    for f in sim.fills:
+        if f.symbol == fill.symbol:
+            net += f.amount if f.side is Side.BUY else -f.amount
+        if f is fill:
+            break
+    return net > 1e-12 if side is Side.BUY else net < -1e-12
+
+
+def fill_observable(config: SimConfig) -> float:
+    """Seconds after the fill at which the first channel can show it: the
+    stream's push, or the create reply back plus one fetch round trip (the
+    minimal and NEW/0 replies carry no fill) answered no earlier than the
+    order becomes visible, at the base RTT."""
+    rtt = config.rtt
+    by_reply = rtt / 2
+    if config.ack is not AckStyle.FULL:
+        # one fetch, which can show the order only once it is visible
+        by_reply = max(rtt / 2 + rtt, config.order_visibility_lag + rtt / 2)
+    by_stream = config.stream_lag if config.stream is StreamMode.PRESENT else math.inf
+    return min(by_reply, by_stream)
+
+
+def honest_limit(config: SimConfig, attached: bool, trip: float | None = None) -> float:
+    """See the module docstring. ``trip``: the stop request's actual trip to
+    the exchange in this world, when known (else half the base RTT)."""
     if attached:
         return 0.0
-    rtt = config.rtt
-    by_reply = rtt / 2 + (0.0 if config.ack is AckStyle.FULL else rtt)
-    by_stream = config.stream_lag if config.stream is StreamMode.PRESENT else math.inf
-    return min(by_reply, by_stream) + rtt / 2
+    return fill_observable(config) + (config.rtt / 2 if trip is None else trip)
 
 
 async def _cell(profile: Profile, venue: str, mode: str, n: int, seed: int
@@ -100,6 +136,14 @@ async def _cell(profile: Profile, venue: str, mode: str, n: int, seed: int
     for i in range(n):
         config = attrs.evolve(profile.world(i, seed), **VENUES[venue])  # type: ignore[arg-type]
         sim = SimulatedExchange(config)
+        sent: list[float] = []
+        place = sim.place_stop
+
+        async def timed_place(**kw: Any) -> Any:
+            sent.append(asyncio.get_running_loop().time())
+            return await place(**kw)
+
+        sim.place_stop = timed_place  # type: ignore[method-assign]
         aid = f"{i:024x}"
         opener = PositionOpener(sim, policy=Policy(protection=mode), ids=lambda a=aid: a)
         try:
@@ -110,8 +154,16 @@ async def _cell(profile: Profile, venue: str, mode: str, n: int, seed: int
         entry, stop, close = client_ids(aid)
         w = unprotected_window(sim, (stop, attached_stop_id(aid)), entry, close)
         attached = mode == "auto" and config.attached_stops
-        out.append(WindowSample(math.inf if w is None else w, honest_limit(config, attached),
-                                w is not None, sim.total_calls))
+        fill_at = next((o.at for o in sim.log if o.client_id == entry and o.filled > 0), None)
+        armed = next((o.at for o in sim.log if o.kind == "stop" and o.accepted
+                      and o.client_id == stop), None)
+        trip = armed - sent[0] if sent and armed is not None else None
+        obs = fill_observable(config)
+        engine = sent[0] - fill_at - obs if sent and fill_at is not None else 0.0
+        out.append(WindowSample(math.inf if w is None else w,
+                                honest_limit(config, attached, trip), w is not None,
+                                sim.total_calls, 0.0 if attached else obs, engine,
+                                trip or 0.0))
     return out
 
 
@@ -123,7 +175,7 @@ def run_cell(profile: str, venue: str, mode: str, n: int, seed: int = 0) -> list
 
 
 def _ms(x: float) -> float | None:
-    return None if math.isinf(x) or math.isnan(x) else round(x * 1000, 3)
+    return None if math.isinf(x) or math.isnan(x) else round(x * 1000, 3) + 0.0
 
 
 def summarize(samples: Sequence[WindowSample]) -> dict[str, object]:
@@ -131,6 +183,7 @@ def summarize(samples: Sequence[WindowSample]) -> dict[str, object]:
     windows = sorted(s.window for s in filled)
     limits = sorted(s.limit for s in filled)
     p99, lim99 = percentile(windows, 99), percentile(limits, 99)
+    at = next((s for s in filled if s.window == p99), None)
     return {
         "p50_ms": _ms(percentile(windows, 50)),
         "p99_ms": _ms(p99),
@@ -141,6 +194,9 @@ def summarize(samples: Sequence[WindowSample]) -> dict[str, object]:
         "requests_per_attempt": round(sum(s.requests for s in samples) / max(1, len(samples)),
                                       3),
         "unprotected_forever": sum(math.isinf(s.window) for s in filled),
+        # where the p99 attempt's time went: fill -> observable -> stop sent -> armed
+        "p99_split_ms": None if at is None else [_ms(at.observable), _ms(at.engine),
+                                                 _ms(at.trip)],
     }
 
 
@@ -164,14 +220,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     def cell(v: object) -> str:
         return "never" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
+    def split(v: object) -> str:
+        if not isinstance(v, list) or not any(v):
+            return "-"
+        return " / ".join(cell(x) for x in v)
+
     lines = [f"Unprotected window (ms, ground truth), {args.n} worlds per row, seed "
              f"{args.seed}: `python -m benchmarks.protection --n {args.n}`", "",
              "| profile | venue | mode | p50 | p99 | p100 | honest limit p99 | p99/limit "
-             "| requests/attempt |", "|---|---|---|---|---|---|---|---|---|"]
+             "| p99 split: observable / engine / stop trip | requests/attempt |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['profile']} | {r['venue']} | {r['mode']} | {cell(r['p50_ms'])} | "
                      f"{cell(r['p99_ms'])} | {cell(r['p100_ms'])} | {cell(r['limit_p99_ms'])} "
-                     f"| {cell(r['p99_over_limit'])} | {cell(r['requests_per_attempt'])} |")
+                     f"| {cell(r['p99_over_limit'])} | {split(r['p99_split_ms'])} "
+                     f"| {cell(r['requests_per_attempt'])} |")
     text = "\n".join(lines) + "\n"
     (args.out / "protection.md").write_text(text)
     print(text)
