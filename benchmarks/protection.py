@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -130,26 +131,30 @@ def honest_limit(config: SimConfig, attached: bool, trip: float | None = None) -
     return fill_observable(config) + (config.rtt / 2 if trip is None else trip)
 
 
+def _time_stops(sim: SimulatedExchange) -> list[float]:
+    """Record when the engine sends each separate stop (loop time)."""
+    sent: list[float] = []
+    place = sim.place_stop
+
+    async def timed_place(**kw: Any) -> Any:
+        sent.append(asyncio.get_running_loop().time())
+        return await place(**kw)
+
+    sim.place_stop = timed_place  # type: ignore[method-assign]
+    return sent
+
+
 async def _cell(profile: Profile, venue: str, mode: str, n: int, seed: int
                 ) -> list[WindowSample]:
     out = []
     for i in range(n):
         config = attrs.evolve(profile.world(i, seed), **VENUES[venue])  # type: ignore[arg-type]
         sim = SimulatedExchange(config)
-        sent: list[float] = []
-        place = sim.place_stop
-
-        async def timed_place(**kw: Any) -> Any:
-            sent.append(asyncio.get_running_loop().time())
-            return await place(**kw)
-
-        sim.place_stop = timed_place  # type: ignore[method-assign]
+        sent = _time_stops(sim)
         aid = f"{i:024x}"
         opener = PositionOpener(sim, policy=Policy(protection=mode), ids=lambda a=aid: a)
-        try:
+        with contextlib.suppress(BadRequest):  # refused, nothing sent
             await opener.open(REQUEST)
-        except BadRequest:
-            pass
         await asyncio.sleep(settle_time(config))
         entry, stop, close = client_ids(aid)
         w = unprotected_window(sim, (stop, attached_stop_id(aid)), entry, close)
