@@ -101,6 +101,11 @@ def _observe(o: Outcome) -> None:
         event("ending", r.attempt.state.value if r.attempt else "refused before sending")
         event("held before the attempt", held_before(o.world.config, r.request))
         event("operator traded during the attempt", str(o.operator_during(r)))
+        if r.attempt is not None:
+            f = r.attempt.facts
+            mode = ("attached, fell back" if f.attached_failed is not None else "attached"
+                    ) if f.stop_attached else "separate"
+            event("protection", mode)
 
 
 def _alone(o: Outcome, run: Run) -> bool:
