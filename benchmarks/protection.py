@@ -51,7 +51,7 @@ from benchmarks.profiles import PROFILES, Profile
 from benchmarks.timing import REQUEST, percentile
 from fsm import Policy, PositionOpener, attached_stop_id, client_ids
 from fsm.request import BadRequest
-from specs.worlds import quiet_engine_log, settle_time
+from harness.runs import quiet_engine_log, settle_time
 
 __all__ = ["VENUES", "WindowSample", "honest_limit", "run_cell", "unprotected_window"]
 

@@ -24,17 +24,19 @@ from typing import Any, TypeVar
 
 import attrs
 
-from adapters.port import (
+from fsm import guards as G
+from fsm.alerts import AlertSink, deliver_queued
+from fsm.attempt import Alert, Attempt, Recorder, Transition
+from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.journal import JournalError, JournalLog, JournalSink
+from fsm.model import (
     AmbiguousError,
-    AttachedStopPort,
     DuplicateClientId,
-    ExchangePort,
     Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
     OrderStatus,
-    PositionCache,
     PositionSnapshot,
     Side,
     Source,
@@ -42,12 +44,8 @@ from adapters.port import (
     TransientError,
     UnknownSymbol,
 )
-from fsm import guards as G
-from fsm.alerts import AlertSink, deliver_queued
-from fsm.attempt import Alert, Attempt, Recorder, Transition
-from fsm.evidence import CloseIntent, Facts, StopIntent
-from fsm.journal import JournalError, JournalLog, JournalSink
 from fsm.policy import Policy
+from fsm.port import AttachedStopPort, ExchangePort, PositionCache
 from fsm.redact import redact
 from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
 from fsm.table import State, Trigger

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from adapters.port import OrderStatus, qty_eq
 from fsm.evidence import Facts
+from fsm.model import OrderStatus, qty_eq
 
 __all__ = ["GUARDS", "Guard", "evaluate"]
 
@@ -133,7 +133,7 @@ def stop_reduce_only(f: Facts) -> bool:
 
 def stop_opposite_side(f: Facts) -> bool:
     i, s = f.stop_intent, f.stop
-    want = f.request.side.opposite
+    want = f.request.side.closing_side
     return i is not None and i.side is want and s is not None and s.side in (None, want)
 
 
