@@ -70,6 +70,8 @@ class Venue:
     def fake(self, **kw: Any) -> F.FakeVenue:
         if self.name == "bybit":
             return F.FakeBybit(**kw)
+        if self.name == "okx":
+            return F.FakeOkx(**kw)
         return F.FakeBinanceUsdm(**kw)
 
     def request(self, n: float = 43, *, symbol: str | None = None) -> OpenRequest:
@@ -101,11 +103,25 @@ BINANCE = Venue(
     "/fapi/v1/order",
     "origClientOrderId",
 )
-VENUES = [pytest.param(BYBIT, id="bybit"), pytest.param(BINANCE, id="binanceusdm")]
+#: BTC-USDT-SWAP contracts (0.01 BTC each), on the 0.01 lot grid.
+OKX = Venue(
+    "okx",
+    "BTC/USDT:USDT",
+    "BTC-USDT-SWAP",
+    1.0,
+    90000.0,
+    89000.0,
+    "/api/v5/trade/batch-orders",
+    "/api/v5/trade/order",
+    "clOrdId",
+)
+VENUES = [pytest.param(BYBIT, id="bybit"), pytest.param(BINANCE, id="binanceusdm"),
+          pytest.param(OKX, id="okx")]
 
 AID = "00000000000000000000c0de"
 ENTRY, STOP, CLOSE = client_ids(AID)
-ORDER_PATHS = {"/v5/order/create", "/fapi/v1/order", "/fapi/v1/algoOrder"}
+ORDER_PATHS = {"/v5/order/create", "/fapi/v1/order", "/fapi/v1/algoOrder",
+               "/api/v5/trade/batch-orders", "/api/v5/trade/order-algo"}
 
 
 # ---------------------------------------------------------------------------
@@ -172,8 +188,11 @@ async def connect(fake: F.FakeVenue) -> tuple[Any, CcxtAdapter]:
     """A new ccxt exchange on ``fake`` (a new process), markets from the
     recorded payloads; the venue's request log is kept whole."""
     kept = list(fake.requests)
-    make = F.bybit if isinstance(fake, F.FakeBybit) else F.binanceusdm
-    exchange = make(fake)  # type: ignore[arg-type]
+    if isinstance(fake, F.FakeOkx):
+        exchange = F.okx(fake)
+    else:
+        make = F.bybit if isinstance(fake, F.FakeBybit) else F.binanceusdm
+        exchange = make(fake)  # type: ignore[arg-type]
     await F.load_markets_offline(exchange, fake)  # clears the log
     fake.requests[:0] = kept
     return exchange, CcxtAdapter(exchange)
@@ -478,7 +497,13 @@ def test_4_a_close_whose_reply_was_lost_and_look_ups_failed_is_never_sent_again(
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("v", VENUES)
+#: Venues whose receive window reaches the wire through ccxt. OKX's (the
+#: expTime header) does not, so there a lost create can never be proven
+#: absent: tests/test_ccxt_attached.py shows it ends ORPHANED, alerted.
+WINDOWED = VENUES[:2]
+
+
+@pytest.mark.parametrize("v", WINDOWED)
 @pytest.mark.parametrize(
     ("kind", "delay"),
     [("delayed", 5.5), ("delayed", 60.0), ("timeout_before", 0.0)],
