@@ -76,14 +76,15 @@ def _creates(venue: F.FakeVenue, cid: str | None = None) -> list[F.Request]:
             if cid is None or r.params.get("orderLinkId") == cid]
 
 
-def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path) -> Attempt:
+def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path,
+                       policy: Policy = SEPARATE) -> Attempt:
     died = _die_after_applying(venue, cid)
 
     async def go() -> Attempt:
         # The first process: dies with the request applied and unanswered.
         exchange = await _exchange(venue)
         journal = Journal(path)
-        opener = PositionOpener(CcxtAdapter(exchange), policy=SEPARATE,
+        opener = PositionOpener(CcxtAdapter(exchange), policy=policy,
                 journal=journal, ids=lambda: AID)
         with pytest.raises(asyncio.CancelledError):
             await opener.open(AVL_LONG)
@@ -96,12 +97,33 @@ def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path) -> Attempt:
         # The second process: the journal file is all it has.
         exchange = await _exchange(venue)
         with Journal(path) as journal:
-            (attempt,) = await PositionOpener(CcxtAdapter(exchange), policy=SEPARATE,
+            (attempt,) = await PositionOpener(CcxtAdapter(exchange), policy=policy,
                                               journal=journal).recover()
         await exchange.close()
         return attempt
 
     return run_virtual(go())
+
+
+def test_entry_sent_with_its_stop_attached_then_a_crash_recovers_to_the_armed_stop(
+    tmp_path: Path,
+) -> None:
+    """The entry went with its stop attached (Bybit, tpslMode=Partial), and
+    the process died before the reply. Recovery knows from the journalled
+    entry intent that a stop travelled with it: it finds the entry by client
+    id, reads back the stop Bybit armed and ends PROTECTED on it, placing
+    nothing: one order in the log, one stop resting."""
+    venue = F.FakeBybit(position_lag=4.0, realtime_shows_closed=False)
+    attempt = crash_then_recover(venue, ENTRY, tmp_path / "j.sqlite3", Policy())
+
+    assert attempt.state is State.PROTECTED, attempt.history
+    assert [t.trigger.value for t in attempt.history] == ["submit", "fetched", "verified",
+                                                         "protected"]
+    [entry] = _creates(venue)
+    assert entry.params["orderLinkId"] == ENTRY and entry.params["tpslMode"] == "Partial"
+    [resting] = [o for o in venue.book.orders.values() if o.conditional and o.open]
+    assert (resting.side, resting.qty, resting.reduce_only) == ("sell", 43.0, True)
+    assert attempt.facts.stop is not None and attempt.facts.stop.order_id == resting.order_id
 
 
 def test_entry_sent_but_not_acknowledged_is_found_by_client_id_and_protected(
