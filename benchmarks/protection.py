@@ -13,7 +13,10 @@ Venues (on each latency profile's worlds):
   are armed at the fill (``stopLoss`` + ``tpslMode=Partial``);
 * ``okx``: minimal create reply (``ordId``/``clOrdId``/``sCode``), attached
   stops (``attachAlgoOrds``);
-* ``binance``: NEW/0 create reply, no attached stop on a market entry.
+* ``binance``: NEW/0 create reply, no attached stop on a market entry;
+* ``bybit, armed 0.3 s late`` and ``bybit, refused at the fill``: the
+  attached stop's failure modes (``auto`` only): the window is then the
+  arming delay, or the fallback to a separate stop.
 
 Modes: ``auto`` (attached where the venue arms them) and ``separate``.
 
@@ -60,6 +63,11 @@ VENUES: dict[str, dict[str, object]] = {
     "bybit": {"ack": AckStyle.MINIMAL, "attached_stops": True},
     "okx": {"ack": AckStyle.MINIMAL, "attached_stops": True},
     "binance": {"ack": AckStyle.NEW, "attached_stops": False},
+    # Bybit with the attached stop's failure modes: what the fallback costs.
+    "bybit, armed 0.3 s late": {"ack": AckStyle.MINIMAL, "attached_stops": True,
+                                "attached_stop_delay": 0.3},
+    "bybit, refused at the fill": {"ack": AckStyle.MINIMAL, "attached_stops": True,
+                                   "attached_stop_refused": True},
 }
 MODES = ("auto", "separate")
 BENCH_PROFILES = ("calm", "loaded", "incident", "calm-no-stream", "faulty")
@@ -194,8 +202,9 @@ def summarize(samples: Sequence[WindowSample]) -> dict[str, object]:
         "p99_ms": _ms(p99),
         "p100_ms": _ms(windows[-1]) if windows else None,
         "limit_p99_ms": _ms(lim99),
+        # n/a: a limit of 0 (attached) that a failing venue cannot reach
         "p99_over_limit": (round(p99 / lim99, 3) if lim99 and not math.isinf(p99)
-                           else (0.0 if p99 == 0 else None)),
+                           else 0.0 if p99 == 0 else None if lim99 else "n/a"),
         "requests_per_attempt": round(sum(s.requests for s in samples) / max(1, len(samples)),
                                       3),
         "unprotected_forever": sum(math.isinf(s.window) for s in filled),
@@ -217,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             for mode in MODES:
                 if venue == "binance" and mode == "auto":
                     continue  # the same as separate: Binance arms no attached stop
+                if venue.startswith("bybit,") and mode == "separate":
+                    continue  # the attached stop's failures matter to auto only
                 s = summarize(run_cell(profile, venue, mode, args.n, args.seed))
                 rows.append({"profile": profile, "venue": venue, "mode": mode, **s})
     args.out.mkdir(parents=True, exist_ok=True)
