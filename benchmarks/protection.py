@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -49,12 +50,12 @@ import attrs
 
 from adapters.port import Side
 from adapters.simulated import AckStyle, SimConfig, SimulatedExchange, StreamMode
+from adapters.simulated.runs import quiet_engine_log, settle_time
 from adapters.virtual_time import run_virtual
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.timing import REQUEST, percentile
 from fsm import Policy, PositionOpener, attached_stop_id, client_ids
 from fsm.request import BadRequest
-from harness.runs import quiet_engine_log, settle_time
 
 __all__ = ["VENUES", "WindowSample", "honest_limit", "run_cell", "unprotected_window"]
 
@@ -75,6 +76,8 @@ BENCH_PROFILES = ("calm", "loaded", "incident", "calm-no-stream", "faulty")
 
 @attrs.frozen
 class WindowSample:
+    """One attempt's unprotected window, as ground truth saw it."""
+
     window: float  # seconds; inf if the fill was never protected nor closed
     limit: float  # the honest limit for this world and mode
     filled: bool
@@ -160,7 +163,8 @@ async def _cell(profile: Profile, venue: str, mode: str, n: int, seed: int
         sim = SimulatedExchange(config)
         sent = _time_stops(sim)
         aid = f"{i:024x}"
-        opener = PositionOpener(sim, policy=Policy(protection=mode), ids=lambda a=aid: a)
+        opener = PositionOpener(sim, policy=Policy(protection=mode),
+                                ids=itertools.repeat(aid).__next__)
         with contextlib.suppress(BadRequest):  # refused, nothing sent
             await opener.open(REQUEST)
         await asyncio.sleep(settle_time(config))

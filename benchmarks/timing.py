@@ -19,11 +19,11 @@ import attrs
 
 from adapters.port import qty_eq
 from adapters.simulated import INCIDENT_REQUEST, Fault, SimConfig, run_virtual
+from adapters.simulated.ledger import GroundTruthExchange, Own, ledger
+from adapters.simulated.runs import quiet_engine_log, settle_time
 from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
-from harness.ledger import GroundTruthExchange, Own, ledger
-from harness.runs import quiet_engine_log, settle_time
 
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 
@@ -70,6 +70,7 @@ class Summary:
 
 def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
             ids: tuple[str, str, str]) -> Sample:
+    """One attempt's sample, read from ground truth, not from the driver."""
     entry_cid, stop_cid, close_cid = ids
     sym = request.symbol
     led = ledger(sim.fills, Own(sym, request.side, request.amount, entry_cid, stop_cid,
@@ -137,6 +138,7 @@ def _ms(x: float) -> float | None:
 
 
 def summarize(samples: Sequence[Sample]) -> Summary:
+    """Percentiles and counts over one driver's samples on one profile."""
     ttps = sorted(s.ttp for s in samples if s.filled)
     return Summary(
         p50_ms=_ms(percentile(ttps, 50)),

@@ -92,6 +92,7 @@ class Facts:
         return self.stop_attached and self.attached_failed is None
 
     def at(self, now: float) -> Facts:
+        """These facts, as of loop time ``now``."""
         return attrs.evolve(self, now=now)
 
     def with_position(self, snap: PositionSnapshot) -> Facts:

@@ -30,7 +30,7 @@ Checked after recovery, against the simulator's ground truth:
   records the attempt as ended ``ORPHANED``;
 * L11 the attempt never reduced exposure it did not create.
 
-The account is shared (``harness/ledger.py`` judges whose exposure is whose):
+The account is shared (``adapters/simulated/ledger.py`` judges whose exposure is whose):
 a position may be held before, the operator trades while the attempt runs
 and, sometimes, while the process is down.
 """
@@ -60,6 +60,7 @@ from adapters.port import (
     qty_eq,
 )
 from adapters.simulated import AckStyle, Fault, OperatorMove, SimConfig, StreamMode
+from adapters.simulated.ledger import GroundTruthExchange, Own, ledger
 from adapters.virtual_time import run_virtual
 from fsm import (
     Alert,
@@ -71,9 +72,8 @@ from fsm import (
     attached_stop_id,
     client_ids,
 )
-from fsm.journal import Journal, summarize
+from fsm.journal import Journal, SQLiteStore, summarize
 from fsm.request import BadRequest
-from harness.ledger import GroundTruthExchange, Own, ledger
 from specs.worlds import (
     World,
     canonical,
@@ -245,6 +245,7 @@ def fill_disk(journal: Journal) -> None:
     """The journal's disk is full from now on, for this process: SQLite's own
     SQLITE_FULL on every later write (the cap is the connection's, so a new
     process after the crash finds room again, as after an operator freed it)."""
+    assert isinstance(journal.store, SQLiteStore)
     conn = journal.store._conn
     assert conn is not None
     pages = conn.execute("PRAGMA page_count").fetchone()[0]

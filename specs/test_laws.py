@@ -4,7 +4,7 @@ Every spec runs the real engine (:class:`fsm.PositionOpener`) against the
 simulated exchange in virtual time, in a **shared account** (a position held
 before the run, an operator trading by hand on the same symbol, other
 attempts), and judges the result by the simulator's ground truth, never by
-what the engine believes: per attempt, by the ledger of ``harness/ledger.py``
+what the engine believes: per attempt, by the ledger of ``adapters/simulated/ledger.py``
 (its live exposure, its entry's true fill, its own signed net, the foreign
 exposure it touched), and by ``resting_stops`` and the order ``log``. The
 ``check_*`` functions are the laws as code; the legacy witness runs the same
@@ -31,12 +31,12 @@ from adapters.simulated import (
     SimulatedExchange,
     StreamMode,
 )
+from adapters.simulated.ledger import Ledger, describe
 from fsm import Attempt, OpenRequest, Policy, State, attached_stop_id, client_ids
 from fsm.attempt import Transition
 from fsm.evidence import Facts
 from fsm.guards import GUARDS
 from fsm.table import TABLE, TERMINAL, Row
-from harness.ledger import Ledger, describe
 from specs.worlds import (
     SYMBOLS,
     Outcome,
@@ -480,7 +480,9 @@ def test_l8_no_false_rollback_when_the_exchange_answers_in_time(world: World) ->
     assert o.attempt is not None, f"refused: {o.run.refused}"
     # A partial fill is whole lots: a fraction of one lot fills nothing, and
     # REJECTED is then the truth, not a false rollback.
-    assume(o.ledger(o.run).entry_filled > 0)
+    led = o.ledger(o.run)
+    assert led is not None
+    assume(led.entry_filled > 0)
     assert o.attempt.state is State.PROTECTED, (
         f"L8 broken: {o.attempt.state.value} in a timely world")
 

@@ -36,14 +36,14 @@ from adapters.simulated import (
     SimConfig,
     StreamMode,
 )
+from adapters.simulated.ledger import ATTEMPT_TAG, GroundTruthExchange, Ledger, Own, ledger
+from adapters.simulated.runs import quiet_engine_log, settle_time
 from adapters.virtual_time import run_virtual
 from fsm import Alert, Attempt, MemoryJournal, OpenRequest, Policy, PositionOpener, client_ids
 from fsm.attempt import Recorder, Transition
 from fsm.evidence import Facts
 from fsm.request import BadRequest
 from fsm.table import Trigger
-from harness.ledger import ATTEMPT_TAG, GroundTruthExchange, Ledger, Own, ledger
-from harness.runs import quiet_engine_log, settle_time
 
 T = TypeVar("T")
 
@@ -142,7 +142,7 @@ def _py(value: object) -> str:
 def _same(a: object, b: object) -> bool:
     try:
         return type(a) is type(b) and bool(a == b)
-    except Exception:  # pragma: no cover - incomparable values are printed
+    except Exception:  # noqa: BLE001  # pragma: no cover - incomparable values are printed
         return False
 
 
@@ -156,6 +156,7 @@ class World:
 
     @property
     def request(self) -> OpenRequest:
+        """The world's first (or only) request."""
         return self.requests[0]
 
     def __repr__(self) -> str:
@@ -491,6 +492,7 @@ class Run:
 
     @property
     def duration(self) -> float:
+        """Seconds from start to end of the run."""
         return self.ended - self.started
 
     @property
@@ -520,10 +522,12 @@ class Outcome:
 
     @property
     def run(self) -> Run:
+        """The first (or only) run."""
         return self.runs[0]
 
     @property
     def attempt(self) -> Attempt | None:
+        """The first run's attempt, if it was not refused."""
         return self.runs[0].attempt
 
     def ledger(self, run: Run) -> Ledger | None:

@@ -996,7 +996,9 @@ class FakeBybit(FakeVenue):
         loop.call_at(max(at, loop.time()), self.settle)
 
     # routes --------------------------------------------------------------
-    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+    def route(  # noqa: C901 - one branch per endpoint, read like the venue's API index
+        self, method: str, path: str, params: dict[str, Any]
+    ) -> tuple[int, Any]:
         key = (method, path)
         if key == ("GET", "/v5/market/instruments-info"):
             if params.get("status") == "PreLaunch":
@@ -1075,13 +1077,9 @@ class FakeBybit(FakeVenue):
         else:
             if order.reduce_only and self.book.reducible(symbol, side) == 0:
                 return self.error_body("reduce_only_not_satisfied")
-            if p.get("stopLoss") not in (None, ""):
-                trigger = _num(p["stopLoss"])
-                mark = self.book.marks[symbol]
-                if (side == "buy" and not trigger < mark) or (
-                        side == "sell" and not trigger > mark):
-                    return self.error_body("param_error")
-                order.extra["sl"] = {"trigger": trigger, "mode": str(p.get("tpslMode") or "Full")}
+            refused = self._attach_stop_loss(order, p)
+            if refused is not None:
+                return refused
             if self.book.fill_ratios:
                 order.fill_ratio = self.book.fill_ratios.pop(0)
             order.fill_at = now + self.fill_delay
@@ -1089,6 +1087,20 @@ class FakeBybit(FakeVenue):
         self.book.add(order)
         # The acknowledgement carries the two ids and nothing else.
         return self._ok({"orderId": order.order_id, "orderLinkId": order.client_id})
+
+    def _attach_stop_loss(self, order: FakeOrder, p: dict[str, Any]) -> tuple[int, Any] | None:
+        """A ``stopLoss`` sent with a market entry: refused (10001) unless it
+        is below (buy) / above (sell) the last price, else kept on the order
+        with its ``tpslMode`` (Bybit's default: ``Full``)."""
+        if p.get("stopLoss") in (None, ""):
+            return None
+        trigger = _num(p["stopLoss"])
+        mark = self.book.marks[order.symbol]
+        if (order.side == "buy" and not trigger < mark) or (
+                order.side == "sell" and not trigger > mark):
+            return self.error_body("param_error")
+        order.extra["sl"] = {"trigger": trigger, "mode": str(p.get("tpslMode") or "Full")}
+        return None
 
     def _off_grid(self, symbol: str, p: dict[str, Any]) -> tuple[int, Any] | None:
         """Bybit refuses a quantity off ``qtyStep`` or below ``minOrderQty``
@@ -1367,7 +1379,9 @@ class FakeBinanceUsdm(FakeVenue):
         ]
         self.broadcast(msg)
 
-    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+    def route(  # noqa: C901 - one branch per endpoint, read like the venue's API index
+        self, method: str, path: str, params: dict[str, Any]
+    ) -> tuple[int, Any]:
         key = (method, path)
         if key == ("POST", "/fapi/v1/order"):
             return self._create(params)
@@ -1761,50 +1775,54 @@ class FakeOkx(FakeVenue):
 
     # routes --------------------------------------------------------------
     def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
-        key = (method, path)
-        if key == ("POST", "/api/v5/trade/batch-orders"):
-            return self._create(params)
-        if key == ("POST", "/api/v5/trade/order-algo"):
-            return self._create_algo(params)
-        if key == ("GET", "/api/v5/trade/order"):
-            order = self._find(params, algo=False)
-            if order is None:
-                return self.error_body("order_not_exist")
-            return self._env([self.order_json(order)])
-        if key == ("GET", "/api/v5/trade/order-algo"):
-            order = self._find(params, algo=True)
-            if order is None:
-                return self.error_body("order_not_exist")
-            return self._env([self.algo_json(order)])
-        if key == ("GET", "/api/v5/trade/orders-algo-pending"):
-            kinds = str(params.get("ordType", "")).split(",")
-            return self._env(
-                [
-                    self.algo_json(o)
-                    for o in sorted(self.book.orders.values(), key=lambda o: o.created_at,
-                                    reverse=True)
-                    if o.extra.get("algo") and o.open and "conditional" in kinds
-                    and params.get("instId") in (None, o.symbol)
-                ]
-            )
-        if key == ("POST", "/api/v5/trade/cancel-algos"):
-            return self._cancel_algos(params)
-        if key == ("GET", "/api/v5/account/positions"):
-            return self._positions(params)
-        if key == ("GET", "/api/v5/market/ticker"):
-            env = load("okx", "ticker")
-            mark = self.book.marks[params["instId"]]
-            env["data"][0].update(
-                {"instId": params["instId"], "last": _fmt(mark), "ts": str(self.ms())}
-            )
-            return 200, env
-        if key == ("GET", "/api/v5/trade/fills-history"):
-            start = _ms_to_loop(params.get("begin"))
-            execs = self.book.executions_between(params.get("instId"), start, None)
-            execs.sort(key=lambda e: e.at, reverse=True)
-            limit = min(int(params.get("limit") or 100), 100)
-            return self._env([self.fill_json(e) for e in execs[:limit]])
-        return self.not_found(method, path)
+        handler = {
+            ("POST", "/api/v5/trade/batch-orders"): self._create,
+            ("POST", "/api/v5/trade/order-algo"): self._create_algo,
+            ("GET", "/api/v5/trade/order"): self._order_detail,
+            ("GET", "/api/v5/trade/order-algo"): self._algo_detail,
+            ("GET", "/api/v5/trade/orders-algo-pending"): self._algos_pending,
+            ("POST", "/api/v5/trade/cancel-algos"): self._cancel_algos,
+            ("GET", "/api/v5/account/positions"): self._positions,
+            ("GET", "/api/v5/market/ticker"): self._ticker,
+            ("GET", "/api/v5/trade/fills-history"): self._fills_history,
+        }.get((method, path))
+        if handler is None:
+            return self.not_found(method, path)
+        return handler(params)
+
+    def _order_detail(self, p: dict[str, Any]) -> tuple[int, Any]:
+        order = self._find(p, algo=False)
+        if order is None:
+            return self.error_body("order_not_exist")
+        return self._env([self.order_json(order)])
+
+    def _algo_detail(self, p: dict[str, Any]) -> tuple[int, Any]:
+        order = self._find(p, algo=True)
+        if order is None:
+            return self.error_body("order_not_exist")
+        return self._env([self.algo_json(order)])
+
+    def _algos_pending(self, p: dict[str, Any]) -> tuple[int, Any]:
+        """Only the ``ordType`` asked for: a stop-loss is ``conditional``."""
+        kinds = str(p.get("ordType", "")).split(",")
+        newest = sorted(self.book.orders.values(), key=lambda o: o.created_at, reverse=True)
+        return self._env([self.algo_json(o) for o in newest
+                          if o.extra.get("algo") and o.open and "conditional" in kinds
+                          and p.get("instId") in (None, o.symbol)])
+
+    def _ticker(self, p: dict[str, Any]) -> tuple[int, Any]:
+        env = load("okx", "ticker")
+        mark = self.book.marks[p["instId"]]
+        env["data"][0].update({"instId": p["instId"], "last": _fmt(mark), "ts": str(self.ms())})
+        return 200, env
+
+    def _fills_history(self, p: dict[str, Any]) -> tuple[int, Any]:
+        """Newest first, from ``begin`` (ms), at most 100."""
+        start = _ms_to_loop(p.get("begin"))
+        execs = self.book.executions_between(p.get("instId"), start, None)
+        execs.sort(key=lambda e: e.at, reverse=True)
+        limit = min(int(p.get("limit") or 100), 100)
+        return self._env([self.fill_json(e) for e in execs[:limit]])
 
     def _find(self, p: dict[str, Any], *, algo: bool) -> FakeOrder | None:
         id_key, cid_key = ("algoId", "algoClOrdId") if algo else ("ordId", "clOrdId")

@@ -17,6 +17,7 @@ from fsm.model import OrderSnapshot, OrderStatus, PositionSide, Side, StopSnapsh
 
 __all__ = [
     "ack_snapshot",
+    "client_id_in",
     "grid_step",
     "num",
     "order_snapshot",
@@ -92,6 +93,18 @@ def side_of(signed: float) -> PositionSide | None:
     if signed == 0:
         return None
     return PositionSide.LONG if signed > 0 else PositionSide.SHORT
+
+
+def client_id_in(info: object) -> str | None:
+    """Our client order id in a trade's raw ``info``, under whichever name the
+    venue uses (Bybit ``orderLinkId``, Binance ``clientOrderId``, OKX
+    ``clOrdId``); ``None`` when there is none."""
+    if isinstance(info, Mapping):
+        for key in ("orderLinkId", "clientOrderId", "clOrdId"):
+            value = info.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
 
 
 def order_snapshot(raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
