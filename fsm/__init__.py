@@ -11,8 +11,8 @@ The public contract::
 """
 
 from fsm.alerts import AlertSink
-from fsm.attempt import Alert, Attempt, Transition
-from fsm.driver import JournalFailed, PositionOpener, attached_stop_id, client_ids
+from fsm.attempt import Alert, Attempt, Transition, attached_stop_id
+from fsm.driver import JournalFailed, PositionOpener, client_ids
 from fsm.evidence import Facts
 from fsm.journal import Journal, JournalLog, JournalSink, MemoryJournal
 from fsm.policy import Policy
