@@ -172,7 +172,11 @@ def _position_default(f: Facts, ctx: Context) -> Step:
 
 def _fills_first(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
     """A recovered attempt reads the symbol's executions before it places a
-    stop: the operator may have traded while the process was down (rule 9)."""
+    stop: the operator may have traded while the process was down (rule 9).
+    While the stop attached to the entry is relied on, nothing is placed, so
+    nothing is read first (after a fall_back, the separate stop is)."""
+    if f.relying_on_attached:
+        return f
     if f.recovered and not f.fills_checked and (
             f.protect_deadline is None or f.now < f.protect_deadline):
         return LookUp(Look.FILLS, f)

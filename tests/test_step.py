@@ -265,3 +265,17 @@ def test_after_the_fall_back_the_separate_stop_is_sent() -> None:
                                      client_id="s"), protect_deadline=5.0)
     step = next_step(State.VERIFIED, f, ctx())
     assert isinstance(step, Send) and step.what == "stop"
+
+
+def test_a_recovered_attempt_relying_on_its_attached_stop_reads_it_back_not_the_fills() -> None:
+    """Found by the crash spec: a recovered attempt asked for the symbol's
+    executions before a stop it would never place, with no deadline of its
+    own (protect_deadline is unset while the attached stop is relied on), so
+    once its look-ups ran out of time it asked again without end. Nothing is
+    placed here, so nothing is read first."""
+    f = facts(entry=order(), stop_attached=True, stop_intent=ATT, attached_deadline=5.0,
+              recovered=True, now=9.0)
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.FALL_BACK  # its deadline passed
+    step = next_step(State.VERIFIED, evolve(f, now=1.0), ctx())
+    assert isinstance(step, LookUp) and step.what is Look.ATTACHED
