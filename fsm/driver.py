@@ -126,24 +126,25 @@ class PositionOpener:
             # The lease (when the journal keeps leases) is held from before
             # the account is read until the end record: one attempt per
             # (account, symbol) across processes, every write fenced.
-            market = await self._observe.market(request.symbol)
+            give_up = self._observe.pre_entry_deadline()
+            market = await self._observe.market(request.symbol, give_up)
             async with self.hold_lease(market.symbol) as lease:
                 if lease is not None and lease.taken_over:
                     # Its last holder died or was fenced out: finish what it
                     # left before moving the position again (rule 9 would
                     # orphan it otherwise).
                     await recover(self, symbol=market.symbol)
-                return await self._open(request, attempt_id, entry_cid, tally)
+                return await self._open(request, attempt_id, entry_cid, tally, give_up)
         finally:
             CALLER.reset(token)
 
     async def _open(self, request: OpenRequest, attempt_id: str, entry_cid: str,
-                    tally: Tally) -> Attempt:
+                    tally: Tally, give_up: float) -> Attempt:
         attach = self._attaches()
-        market = await self._observe.market(request.symbol)
+        market = await self._observe.market(request.symbol, give_up)
         async with self._symbol_lock(market.symbol):
             price, baseline = await self._observe.price_and_account(
-                market.symbol, request.side, request.reference_price)
+                market.symbol, request.side, request.reference_price, give_up)
             prepared = fit_to_market(request, market, price)
             if prepared.symbol != request.symbol or prepared.amount != request.amount \
                     or prepared.stop_loss != request.stop_loss:

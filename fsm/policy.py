@@ -173,11 +173,14 @@ class Policy:
 
     @property
     def max_duration(self) -> float:
-        """An upper bound on the duration of one attempt (law L3): the create,
-        verification, protection and rollback windows, each of which may be
-        overrun by at most one in-flight request, and the alert's delivery."""
+        """An upper bound on the duration of one attempt (law L3): the window
+        the reads before the entry share, the create, verification, protection
+        and rollback windows, each of which may be overrun by at most one
+        in-flight request, and the alert's delivery. Waiting for a busy lease
+        (a shared journal, at most ``lease_wait``) comes before it and on top."""
         return (
-            self.request_timeout
+            (self.verify_timeout + self.request_timeout)
+            + self.request_timeout
             + (self.verify_timeout + self.request_timeout)
             + (self.attached_stop_timeout + self.request_timeout)
             + (self.protect_timeout + self.request_timeout)
