@@ -23,19 +23,19 @@ from typing import Any
 
 from fsm import guards as G
 from fsm.alerts import AlertSink, journal_alert, orphaned_alert
-from fsm.attempt import Alert, Attempt, Recorder, Transition, client_ids
+from fsm.attempt import Alert, Attempt, Recorder, Transition, attached_stop_id, client_ids
 from fsm.effects import CALLER, Tally, deliver_queued, notify
 from fsm.evidence import Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink, encode_step
 from fsm.lease import Lease, LeaseLost, LeaseStore, account_of, hold, lease_data, new_owner
 from fsm.observe import Observer, said
 from fsm.policy import Policy
-from fsm.port import ExchangePort
+from fsm.port import AttachedStopPort, ExchangePort
 from fsm.recovery import recover
 from fsm.request import BadRequest, OpenRequest, fit_to_market
 from fsm.send import Sender
 from fsm.step import Context, Fire, LookUp, Send, at, evolve, next_step
-from fsm.table import State
+from fsm.table import State, Trigger
 
 __all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver", "client_ids"]
 
@@ -141,6 +141,7 @@ class PositionOpener:
 
     async def _open(self, request: OpenRequest, attempt_id: str, entry_cid: str,
                     tally: Tally, give_up: float) -> Attempt:
+        attach = self._attaches()
         market = await self._observe.market(request.symbol, give_up)
         async with self._symbol_lock(market.symbol):
             price, baseline = await self._observe.price_and_account(
@@ -154,7 +155,7 @@ class PositionOpener:
                          request.amount, request.stop_loss,
                          extra={"attempt_id": attempt_id, "state": State.NEW.value})
             attempt = Attempt(attempt_id, prepared, entry_cid, self._now())
-            attempt.facts = evolve(attempt.facts, baseline=baseline)
+            attempt.facts = evolve(attempt.facts, baseline=baseline, stop_attached=attach)
             attempt.requests = tally.requests
             CALLER.set(attempt)
             if self.journal is not None:
@@ -189,6 +190,17 @@ class PositionOpener:
         finally:
             CALLER.reset(token)
         return attempt
+
+    def _attaches(self) -> bool:
+        """Whether this opener sends the stop with the entry
+        (``Policy.protection``); refuses ``"attached"`` where the adapter
+        cannot, with nothing sent."""
+        mode = self.policy.protection
+        able = isinstance(self.adapter, AttachedStopPort) and bool(self.adapter.attached_stops)
+        if mode == "attached" and not able:
+            raise BadRequest(f"Policy(protection='attached'), but {self.adapter.name} does not "
+                             "arm a stop attached to a market entry. Nothing was sent.")
+        return mode == "attached" or (mode == "auto" and able)
 
     @contextlib.asynccontextmanager
     async def hold_lease(self, symbol: str) -> AsyncIterator[Lease | None]:
@@ -256,16 +268,26 @@ class PositionOpener:
                 if step.close is not None:
                     await self._send.close(a, step.close)
                     polls = 0  # fetch the close's fate at once, then back off
-                elif a.state is not before:
+                elif step.trigger is Trigger.FALL_BACK:
+                    # The stop attached to the entry is not trusted: cancel
+                    # it, then protect as if none had been attached.
+                    await self._send.fall_back(a)
                     polls = 0
                     ctx.stop_lookup = self._enter(a)
-                    if a.state is State.ROLLING_BACK and _stop_made_wrong(a.facts):
-                        # The venue made the stop other than asked (not
-                        # reduce-only, the wrong side or size): it must not
-                        # rest, it could open a position.
-                        await self._send.cancel_stop(a, deadline=a.facts.close_deadline)
+                elif a.state is not before:
+                    polls = 0
+                    ctx.stop_lookup = await self._entered(a)
                 if a.state is State.CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
+
+    async def _entered(self, a: Attempt) -> bool:
+        """:meth:`_enter`, and on entering ROLLING_BACK, cancel a stop the
+        venue made other than asked (not reduce-only, the wrong side or
+        size): it must not rest, it could open a position."""
+        lookup = self._enter(a)
+        if a.state is State.ROLLING_BACK and _stop_made_wrong(a.facts):
+            await self._send.cancel_wrong_stop(a, a.facts.close_deadline or self._now())
+        return lookup
 
     def _facts_now(self, a: Attempt) -> Facts:
         f = at(a.facts, self._now())
@@ -289,6 +311,16 @@ class PositionOpener:
         size = f.entry.filled if f.entry is not None else None
         assert size is not None and size > 0, "VERIFIED without a fill"
         r = a.request
+        if f.relying_on_attached:
+            # The stop went with the entry: nothing is sent, what the exchange
+            # armed is read back until its own deadline (then fall_back).
+            if f.stop_intent is None or f.attached_deadline is None:
+                intent = StopIntent(side=r.side.opposite, amount=size,
+                                    trigger_price=r.stop_loss,
+                                    client_id=attached_stop_id(a.attempt_id))
+                a.facts = evolve(f, stop_intent=intent,
+                                 attached_deadline=now + self.policy.attached_stop_timeout)
+            return False
         resumed = f.stop_intent is not None
         if not resumed or f.protect_deadline is None:
             intent = StopIntent(side=r.side.opposite, amount=size, trigger_price=r.stop_loss,
