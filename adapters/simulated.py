@@ -104,7 +104,9 @@ class Fault(enum.Enum):
     TIMEOUT_BEFORE = "timeout_before"  # lost on the way: no effect, no reply
     TIMEOUT_AFTER = "timeout_after"  # took effect, reply lost
     RATE_LIMIT = "rate_limit"  # refused before taking effect
-    UNAVAILABLE = "unavailable"  # 503: refused before taking effect
+    #: 503: refused before taking effect, but a write's client cannot know
+    #: that, so a write raises AmbiguousError
+    UNAVAILABLE = "unavailable"
     #: The client times out; the request reaches the exchange only after
     #: ``SimConfig.delayed_arrival`` seconds, and is executed only if that is
     #: within the receive window.
@@ -602,6 +604,11 @@ class SimulatedExchange:
             raise TransientError(f"{kind}: request timed out")
         if fate in (Fault.RATE_LIMIT, Fault.UNAVAILABLE):
             await asyncio.sleep(self._latency())
+            if fate is Fault.UNAVAILABLE and write:
+                # A venue's 503 does not tell the client that a write was not
+                # executed (Binance: "the execution status is UNKNOWN"); only
+                # the simulator knows it was refused before taking effect.
+                raise AmbiguousError(f"{kind}: service unavailable")
             what = "rate limit exceeded" if fate is Fault.RATE_LIMIT else "service unavailable"
             raise TransientError(f"{kind}: {what}", retry_after=0.1)
         try:

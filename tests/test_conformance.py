@@ -1,0 +1,13 @@
+"""The conformance kit on every adapter we ship, each with its venue.
+
+A failure names the promise and the venue (``adapters.conformance``)."""
+
+from __future__ import annotations
+
+from adapters.conformance import AdapterConformance, Venue
+from adapters.conformance.simulated import simulated_venue
+
+
+class TestSimulated(AdapterConformance):
+    async def make_venue(self) -> Venue:
+        return await simulated_venue()
