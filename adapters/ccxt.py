@@ -761,6 +761,10 @@ class CcxtAdapter:
     def _order_snapshot(self, raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
         amount = _num(raw.get("amount"))
         filled = _num(raw.get("filled"))
+        info = raw.get("info")
+        keys = self._profile.filled_info_keys
+        if keys and isinstance(info, Mapping) and all(info.get(k) in (None, "") for k in keys):
+            filled = None  # ccxt's default, not the venue's word
         status = _STATUS.get(str(raw.get("status"))) if raw.get("status") is not None else None
         if (
             status is OrderStatus.CLOSED
@@ -920,6 +924,11 @@ class CcxtAdapter:
             stamp = raw.get("lastUpdateTimestamp")
             if stamp is None:
                 stamp = raw.get("timestamp")
+            as_of = _seconds(stamp)
+            held = self._cache.latest(sym)
+            if held is not None and held.as_of is not None and as_of is not None \
+                    and as_of < held.as_of:
+                continue  # an out-of-order push never replaces a newer view
             self._cache.update(
                 PositionSnapshot(
                     symbol=sym,
@@ -927,7 +936,7 @@ class CcxtAdapter:
                     size=abs(signed),
                     source=Source.STREAM,
                     received_at=now,
-                    as_of=_seconds(stamp),
+                    as_of=as_of,
                 )
             )
 

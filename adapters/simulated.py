@@ -614,8 +614,11 @@ class SimulatedExchange:
         try:
             result = effect()
         except Exception:
-            await asyncio.sleep(self._latency())
-            raise
+            if fate is not Fault.TIMEOUT_AFTER:
+                await asyncio.sleep(self._latency())
+                raise
+            # The answer (a refusal, "no such order") is lost with the reply:
+            # the client sees the timeout, not what the exchange said.
         if fate is Fault.TIMEOUT_AFTER:
             await asyncio.sleep(max(0.0, self.config.client_timeout - self.config.rtt / 2))
             if write:

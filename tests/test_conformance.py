@@ -6,8 +6,19 @@ from __future__ import annotations
 
 from adapters.conformance import AdapterConformance, Venue
 from adapters.conformance.simulated import simulated_venue
+from tests.conformance_venues import binance_venue, bybit_venue
 
 
 class TestSimulated(AdapterConformance):
     async def make_venue(self) -> Venue:
         return await simulated_venue()
+
+
+class TestBybit(AdapterConformance):
+    async def make_venue(self) -> Venue:
+        return await bybit_venue()
+
+
+class TestBinanceUsdm(AdapterConformance):
+    async def make_venue(self) -> Venue:
+        return await binance_venue()
