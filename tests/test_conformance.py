@@ -4,7 +4,7 @@ A failure names the promise and the venue (``adapters.conformance``)."""
 
 from __future__ import annotations
 
-from adapters.conformance import AdapterConformance, Venue
+from adapters.conformance import AdapterConformance, Venue, example
 from adapters.conformance.simulated import simulated_venue
 from tests.conformance_venues import binance_venue, bybit_venue
 
@@ -22,3 +22,10 @@ class TestBybit(AdapterConformance):
 class TestBinanceUsdm(AdapterConformance):
     async def make_venue(self) -> Venue:
         return await binance_venue()
+
+
+class TestExampleTern(AdapterConformance):
+    """The guide's worked example passes the kit."""
+
+    async def make_venue(self) -> Venue:
+        return await example.make_venue()
