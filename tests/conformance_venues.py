@@ -305,20 +305,22 @@ def _bybit_subscribed(venue: Any) -> bool:
                for conn in venue.ws_connections for m in conn.sent)
 
 
-async def bybit_venue(adapter_class: type[CcxtAdapter] = CcxtAdapter) -> Venue:
+async def bybit_venue(adapter_class: type[CcxtAdapter] = CcxtAdapter, name: str = "bybit"
+                      ) -> Venue:
     venue = F.FakeBybit()
     driver = BybitDriver(venue, {"AVL/USDT:USDT": "AVLUSDT", "BTC/USDT:USDT": "BTCUSDT"})
     # 110007 insufficient balance, 110017 reduce-only not satisfied.
-    return await ccxt_venue("bybit", venue, F.bybit, driver, symbol="AVL/USDT:USDT",
+    return await ccxt_venue(name, venue, F.bybit, driver, symbol="AVL/USDT:USDT",
                             amount=43.0, price=0.1343, refused=("110007", "110017"),
                             adapter_class=adapter_class, subscribed=_bybit_subscribed)
 
 
-async def binance_venue(adapter_class: type[CcxtAdapter] = CcxtAdapter) -> Venue:
+async def binance_venue(adapter_class: type[CcxtAdapter] = CcxtAdapter,
+                        name: str = "binanceusdm") -> Venue:
     venue = F.FakeBinanceUsdm()
     driver = BinanceDriver(venue, {"BTC/USDT:USDT": "BTCUSDT", "ETH/USDT:USDT": "ETHUSDT"})
     # -2019 margin insufficient, -2021 would trigger at once, -2022 reduce-only.
-    return await ccxt_venue("binanceusdm", venue, F.binanceusdm, driver,
+    return await ccxt_venue(name, venue, F.binanceusdm, driver,
                             symbol="BTC/USDT:USDT", amount=0.002, price=97000.0,
                             refused=("-2019", "-2021", "-2022"), adapter_class=adapter_class)
 
