@@ -34,12 +34,11 @@ from adapters.port import (
     Side,
     StopSnapshot,
 )
-from adapters.simulated import SimulatedExchange
-from adapters.virtual_time import run_virtual
+from adapters.simulated import SimulatedExchange, run_virtual
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.timing import REQUEST
 from fsm import OpenRequest, PositionOpener
-from specs.worlds import quiet_engine_log
+from harness.runs import quiet_engine_log
 
 __all__ = [
     "InstantExchange",
@@ -112,7 +111,7 @@ async def handwritten(ex: InstantExchange, request: OpenRequest, n: int) -> None
         order = await ex.fetch_order(symbol=request.symbol, order_id=ack.order_id,
                                      client_id=cid + "e")
         if order.terminal and order.filled and order.side is request.side:
-            await ex.place_stop(symbol=request.symbol, side=request.side.opposite,
+            await ex.place_stop(symbol=request.symbol, side=request.side.closing_side,
                                 amount=order.filled, trigger_price=request.stop_loss,
                                 client_id=cid + "s")
 

@@ -8,7 +8,7 @@ the runner, the same way for every driver.
 * ``engine``: this library, default :class:`~fsm.policy.Policy`.
 * ``seed_plan``: the fix plan's algorithm (seed/fix-plan-orphaned-position.md,
   FIX #1.1 + #1.2 + #2.1 + #1.3 + #2.2), over the same exchange port.
-* ``legacy``: the incident's algorithm, :func:`specs.legacy.legacy_open`.
+* ``legacy``: the incident's algorithm, :func:`harness.legacy.legacy_open`.
 * ``limit``: the physical bound, an oracle reading ground truth.
 
 The seed plan and the legacy code wait with fixed sleeps on purpose: that is
@@ -29,7 +29,7 @@ from adapters.simulated import SimulatedExchange
 from benchmarks.profiles import Profile
 from fsm import OpenRequest, PositionOpener, State, client_ids
 from fsm.request import BadRequest
-from specs.legacy import legacy_open
+from harness.legacy import legacy_open
 
 __all__ = ["DRIVERS", "Run", "client_ids_of", "engine", "legacy", "limit", "seed_plan"]
 
@@ -117,7 +117,7 @@ async def seed_plan(sim: SimulatedExchange, request: OpenRequest, profile: Profi
             raise _AtomicPositionError("order missing 'side'")
         if not await _seed_verify(sim, request, entry):
             return Run(rolled_back=False)  # closed with nothing filled: no position
-        stop_side = entry.side.opposite
+        stop_side = entry.side.closing_side
         await sim.place_stop(symbol=sym, side=stop_side, amount=request.amount,
                              trigger_price=request.stop_loss, client_id=prefix + "s")
         return Run(rolled_back=False)
@@ -186,7 +186,7 @@ async def _seed_rollback(sim: SimulatedExchange, request: OpenRequest,
     if ours is None:
         return True  # "if our_position:": nothing seen, nothing closed
     if entry.side is not None:
-        close_side = entry.side.opposite
+        close_side = entry.side.closing_side
     elif ours.side is not None:
         close_side = ours.side.closing_side
     else:

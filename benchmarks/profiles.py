@@ -18,6 +18,7 @@ import attrs
 
 from adapters.simulated import (
     CALLS,
+    INCIDENT,
     AckStyle,
     ClientIdScope,
     Fault,
@@ -88,17 +89,17 @@ def _loaded(rng: random.Random, seed: int) -> SimConfig:
 
 
 def _incident(rng: random.Random, seed: int) -> SimConfig:
-    # AVLUSDT, 2025-10-28 (seed/fix-plan-orphaned-position.md): minimal ack;
-    # the WebSocket showed size=43 at 06.036 and the create reply was being
-    # handled at 06.044, so the stream (~100 ms after the fill) beat the
-    # reply by a few ms: one-way ~100-110 ms, RTT ~0.2 s. REST positions
-    # still showed nothing 4 s later.
-    return SimConfig(
+    # AVLUSDT, 2025-10-28 (seed/fix-plan-orphaned-position.md): the incident's
+    # exchange (minimal ack, stream present ~100 ms behind), with the latencies
+    # measured that day: the WebSocket showed size=43 at 06.036 and the create
+    # reply was being handled at 06.044, so the stream (~100 ms after the fill)
+    # beat the reply by a few ms: one-way ~100-110 ms, RTT ~0.2 s. REST
+    # positions still showed nothing 4 s later.
+    return attrs.evolve(
+        INCIDENT,
         seed=seed,
         rtt=0.200,
         jitter=0.020,
-        ack=AckStyle.MINIMAL,
-        stream=StreamMode.PRESENT,
         stream_lag=0.100,
         rest_position_lag=rng.uniform(3.5, 4.5),
     )

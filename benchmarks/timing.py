@@ -18,19 +18,17 @@ from collections.abc import Sequence
 import attrs
 
 from adapters.port import qty_eq
-from adapters.simulated import Fault, SimConfig
-from adapters.virtual_time import run_virtual
+from adapters.simulated import INCIDENT_REQUEST, Fault, SimConfig, run_virtual
 from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
-from specs.ledger import GroundTruthExchange, Own, ledger
-from specs.worlds import quiet_engine_log, settle_time
+from harness.ledger import GroundTruthExchange, Own, ledger
+from harness.runs import quiet_engine_log, settle_time
 
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 
 #: The incident's order: buy 43 AVL/USDT perpetual, stop at 0.1290.
-REQUEST = OpenRequest(symbol="AVL/USDT:USDT", side="buy", amount=43, stop_loss=0.1290,
-                      reference_price=0.1358)
+REQUEST = INCIDENT_REQUEST
 
 
 @attrs.frozen
@@ -77,7 +75,7 @@ def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
     led = ledger(sim.fills, Own(sym, request.side, request.amount, entry_cid, stop_cid,
                                 close_cid),
                  initial=sim.config.initial_positions.get(sym, 0.0), arrivals=sim.arrivals)
-    covered = any(s.client_id == stop_cid and s.side is request.side.opposite
+    covered = any(s.client_id == stop_cid and s.side is request.side.closing_side
                   and qty_eq(s.amount or 0.0, led.exposure)
                   for s in sim.resting_stops(sym))
     entry = next((o for o in sim.log if o.kind == "market" and not o.reduce_only

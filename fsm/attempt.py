@@ -25,9 +25,9 @@ from typing import Any
 import attrs
 from transitions import Machine, MachineError
 
-from adapters.port import OrderSnapshot, Source, StopSnapshot
 from fsm.evidence import Facts
 from fsm.guards import GUARDS, evaluate
+from fsm.model import OrderSnapshot, Source, StopSnapshot
 from fsm.request import OpenRequest
 from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigger, rows_for
 

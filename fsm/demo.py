@@ -11,40 +11,22 @@ rollback path is exercised too.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import attrs
 
-from adapters.simulated import AckStyle, SimConfig, SimulatedExchange, StreamMode
-from adapters.virtual_time import run_virtual
+from adapters.simulated import INCIDENT, INCIDENT_REQUEST, SimConfig, SimulatedExchange, replay
+from adapters.simulated.clock import run_virtual
 from fsm.attempt import Alert, Attempt
-from fsm.driver import PositionOpener
 from fsm.request import OpenRequest
 
 __all__ = ["INCIDENT", "INCIDENT_REQUEST", "Scenario", "main", "run_scenario"]
 
-SYMBOL = "AVL/USDT:USDT"
-
-#: The exchange as it behaved on the day: Bybit-style minimal acknowledgement,
-#: REST positions 4 s behind, the private WebSocket about 100 ms behind.
-INCIDENT = SimConfig(
-    seed=20251028,
-    rtt=0.03,
-    ack=AckStyle.MINIMAL,
-    rest_position_lag=4.0,
-    stream=StreamMode.PRESENT,
-    stream_lag=0.1,
-    prices={SYMBOL: 0.1358},
-)
-
-INCIDENT_REQUEST = OpenRequest(
-    symbol=SYMBOL, side="buy", amount=43, stop_loss=0.1290, reference_price=0.1358
-)
-
 
 @attrs.frozen
 class Scenario:
+    """One replay the demo prints: a title and the exchange it runs on."""
+
     title: str
     config: SimConfig
 
@@ -61,14 +43,8 @@ async def run_scenario(
 ) -> tuple[Attempt, SimulatedExchange, list[Alert], float]:
     """Run one attempt on a fresh simulator; returns the attempt, the exchange
     (for ground truth), the alerts raised and the loop time it started at."""
-    exchange = SimulatedExchange(config)
-    alerts: list[Alert] = []
-    counter = iter(range(1, 1_000_000))
-    opener = PositionOpener(exchange, alerts=alerts.append,
-                            ids=lambda: f"{config.seed:016x}{next(counter):08x}")
-    start = asyncio.get_running_loop().time()
-    attempt = await opener.open(request)
-    return attempt, exchange, alerts, start
+    r = await replay(config, request)
+    return r.attempt, r.exchange, r.alerts, r.started_at
 
 
 def render(attempt: Attempt, exchange: SimulatedExchange, alerts: list[Alert],

@@ -24,15 +24,18 @@ from typing import Any, TypeVar
 
 import attrs
 
-from adapters.port import (
+from fsm import guards as G
+from fsm.alerts import AlertSink, deliver_queued
+from fsm.attempt import Alert, Attempt, Recorder, Transition
+from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.journal import JournalError, JournalLog, JournalSink
+from fsm.model import (
     AmbiguousError,
     DuplicateClientId,
-    ExchangePort,
     Market,
     OrderNotFound,
     OrderRejected,
     OrderSnapshot,
-    PositionCache,
     PositionSnapshot,
     Side,
     Source,
@@ -40,12 +43,8 @@ from adapters.port import (
     TransientError,
     UnknownSymbol,
 )
-from fsm import guards as G
-from fsm.alerts import AlertSink, deliver_queued
-from fsm.attempt import Alert, Attempt, Recorder, Transition
-from fsm.evidence import CloseIntent, Facts, StopIntent
-from fsm.journal import JournalError, JournalLog, JournalSink
 from fsm.policy import Policy
+from fsm.port import ExchangePort, PositionCache
 from fsm.redact import redact
 from fsm.request import BadRequest, OpenRequest, OppositePosition, fit_to_market
 from fsm.table import State, Trigger

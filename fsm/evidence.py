@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from adapters.port import OrderSnapshot, PositionSnapshot, Side, Source, StopSnapshot
+from fsm.model import OrderSnapshot, PositionSnapshot, Side, Source, StopSnapshot
 from fsm.request import OpenRequest
 
 __all__ = ["CloseIntent", "Facts", "StopIntent"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from adapters.port import OrderStatus, qty_eq
 from fsm.evidence import Facts
+from fsm.model import OrderStatus, qty_eq
 
 __all__ = ["GUARDS", "Guard", "evaluate"]
 
@@ -132,7 +132,7 @@ def stop_reduce_only(f: Facts) -> bool:
 
 def stop_opposite_side(f: Facts) -> bool:
     i, s = f.stop_intent, f.stop
-    want = f.request.side.opposite
+    want = f.request.side.closing_side
     return i is not None and i.side is want and s is not None and s.side in (None, want)
 
 

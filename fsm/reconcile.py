@@ -41,8 +41,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from adapters.port import (
-    ExchangePort,
+from fsm.driver import client_ids
+from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.model import (
     OrderNotFound,
     OrderStatus,
     PositionSide,
@@ -50,9 +51,8 @@ from adapters.port import (
     StopSnapshot,
     qty_eq,
 )
-from fsm.driver import client_ids
-from fsm.journal import AttemptSummary, JournalLog, summarize
 from fsm.policy import MAX_WAIT, MIN_REQUEST_TIMEOUT, seconds_in
+from fsm.port import ExchangePort
 from fsm.redact import install as _install_redaction
 from fsm.redact import redact
 from fsm.table import State

@@ -55,11 +55,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from adapters.port import OrderNotFound, OrderSnapshot, Side, Source
 from fsm.alerts import Note, alert_from_record, deliver_queued
 from fsm.attempt import Alert, Attempt, Recorder
 from fsm.evidence import CloseIntent, Facts, StopIntent
 from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.model import OrderNotFound, OrderSnapshot, Side, Source
 from fsm.table import State, Trigger
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import attrs
 
-from adapters.port import Market, PositionSnapshot, Side
+from fsm.model import Market, PositionSnapshot, Side
 
 __all__ = ["BadRequest", "OpenRequest", "OppositePosition", "fit_to_market"]
 

@@ -30,7 +30,7 @@ Checked after recovery, against the simulator's ground truth:
   records the attempt as ended ``ORPHANED``;
 * L11 the attempt never reduced exposure it did not create.
 
-The account is shared (``specs/ledger.py`` judges whose exposure is whose):
+The account is shared (``harness/ledger.py`` judges whose exposure is whose):
 a position may be held before, the operator trades while the attempt runs
 and, sometimes, while the process is down.
 """
@@ -64,7 +64,7 @@ from adapters.virtual_time import run_virtual
 from fsm import Alert, JournalFailed, OpenRequest, Policy, PositionOpener, State, client_ids
 from fsm.journal import Journal, summarize
 from fsm.request import BadRequest
-from specs.ledger import GroundTruthExchange, Own, ledger
+from harness.ledger import GroundTruthExchange, Own, ledger
 from specs.worlds import (
     World,
     canonical,
@@ -401,7 +401,7 @@ def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
         assert led.entry_filled > 0, "L4: PROTECTED but the entry filled nothing"
         assert len(stops) == 1, f"L4: {len(stops)} own resting stops: {stops}"
         stop = stops[0]
-        assert stop.reduce_only and stop.side is req.side.opposite
+        assert stop.reduce_only and stop.side is req.side.closing_side
         assert stop.amount is not None and qty_eq(stop.amount, led.entry_filled), (
             f"L4: stop for {stop.amount}, the entry filled {led.entry_filled}")
         if alone:

@@ -4,7 +4,7 @@ Every spec runs the real engine (:class:`fsm.PositionOpener`) against the
 simulated exchange in virtual time, in a **shared account** (a position held
 before the run, an operator trading by hand on the same symbol, other
 attempts), and judges the result by the simulator's ground truth, never by
-what the engine believes: per attempt, by the ledger of ``specs/ledger.py``
+what the engine believes: per attempt, by the ledger of ``harness/ledger.py``
 (its live exposure, its entry's true fill, its own signed net, the foreign
 exposure it touched), and by ``resting_stops`` and the order ``log``. The
 ``check_*`` functions are the laws as code; the legacy witness runs the same
@@ -36,7 +36,7 @@ from fsm.attempt import Transition
 from fsm.evidence import Facts
 from fsm.guards import GUARDS
 from fsm.table import TABLE, TERMINAL, Row
-from specs.ledger import Ledger, describe
+from harness.ledger import Ledger, describe
 from specs.worlds import (
     SYMBOLS,
     Outcome,
@@ -185,7 +185,7 @@ def check_l4(exchange: SimulatedExchange, run: Run, led: Ledger | None) -> None:
     assert len(mine) == 1, f"L4 broken: PROTECTED with own resting stops {mine}"
     s = mine[0]
     assert s.reduce_only, f"L4 broken: stop {s} is not reduce-only"
-    assert s.side is r.side.opposite, f"L4 broken: stop {s} is not on the opposite side"
+    assert s.side is r.side.closing_side, f"L4 broken: stop {s} is not on the opposite side"
     assert s.trigger_price is not None
     tick, eps = _tick(r.symbol), 1e-9 * r.stop_loss
     away = (r.stop_loss - s.trigger_price if r.side is Side.BUY
@@ -615,7 +615,7 @@ def test_concurrent_attempts_on_the_same_symbol_keep_the_laws(world: World) -> N
         check_attempt(o, r)
     ours = {client_ids(a.attempt_id)[1] for a in attempts}
     stops = [s for s in o.exchange.resting_stops(sym) if s.client_id in ours]
-    assert all(s.reduce_only and s.side is side.opposite for s in stops), (
+    assert all(s.reduce_only and s.side is side.closing_side for s in stops), (
         "L4 broken: a resting stop is not reduce-only on the opposite side")
     c = world.config
     if (any(a.state is State.ORPHANED for a in attempts) or c.initial_positions.get(sym)

@@ -76,7 +76,7 @@ _qty = st.sampled_from([0.0, 4.0, 10.0, 12.0])
 
 
 def _order(request: OpenRequest, *, reduce: bool) -> st.SearchStrategy[OrderSnapshot]:
-    good_side = request.side.opposite if reduce else request.side
+    good_side = request.side.closing_side if reduce else request.side
     good = st.builds(
         OrderSnapshot, symbol=st.just(SYM), order_id=st.just("o1"), client_id=st.just("c1"),
         side=st.just(good_side), amount=st.just(request.amount),
@@ -118,7 +118,7 @@ def _stop_parts(request: OpenRequest) -> st.SearchStrategy[tuple[StopIntent, Sto
                             status=status)
         return intent, snap
 
-    opp = request.side.opposite
+    opp = request.side.closing_side
     good = st.builds(
         make, st.just(opp), st.just(request.amount), st.just(True),
         st.sampled_from([opp, None]), st.sampled_from([request.amount, None]),
@@ -147,7 +147,7 @@ def facts_for(request: OpenRequest) -> st.SearchStrategy[Facts]:
     closes = st.one_of(_order(request, reduce=True), st.none())
     positions = st.one_of(_position(request), st.none())
     close_intents = st.one_of(st.builds(
-        CloseIntent, side=st.sampled_from([request.side.opposite, request.side]),
+        CloseIntent, side=st.sampled_from([request.side.closing_side, request.side]),
         amount=st.sampled_from([request.amount, 4.0]), client_id=st.just("c2")), st.none())
     sources = st.sampled_from([None, *Source])
     errors = st.sampled_from([None, "refused"])

@@ -15,12 +15,10 @@ ids come from a counter, and the loop's clock is virtual.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import itertools
-import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -44,7 +42,8 @@ from fsm.attempt import Recorder, Transition
 from fsm.evidence import Facts
 from fsm.request import BadRequest
 from fsm.table import Trigger
-from specs.ledger import ATTEMPT_TAG, GroundTruthExchange, Ledger, Own, ledger
+from harness.ledger import ATTEMPT_TAG, GroundTruthExchange, Ledger, Own, ledger
+from harness.runs import quiet_engine_log, settle_time
 
 T = TypeVar("T")
 
@@ -526,27 +525,6 @@ class Outcome:
         """The operator traded on the run's symbol while the attempt ran."""
         return any(f.actor == "operator" and f.symbol == run.symbol
                    and run.started <= f.at <= run.ended for f in self.exchange.fills)
-
-
-@contextlib.contextmanager
-def quiet_engine_log() -> Iterator[None]:
-    """Silence the engine's log while a world runs: thousands of examples
-    would otherwise spend their time formatting ORPHANED alerts."""
-    logger = logging.getLogger("fsm")
-    was = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = was
-
-
-def settle_time(config: SimConfig) -> float:
-    """How long to keep the exchange running after the attempts end, so that
-    every request still on its way (a ``DELAYED`` one) has landed, or been
-    refused, before ground truth is read."""
-    delayed = any(Fault.DELAYED in fates for fates in config.faults.values())
-    return (config.delayed_arrival if delayed else 0.0) + 1.0
 
 
 def run_many(world: World, requests: Sequence[OpenRequest] | None = None) -> Outcome:

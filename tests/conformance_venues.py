@@ -10,8 +10,7 @@ import asyncio
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar
 
-from adapters.ccxt import CcxtAdapter
-from adapters.ccxt_profiles import ExchangeProfile
+from adapters.ccxt import CcxtAdapter, ExchangeProfile
 from adapters.conformance import Call, ErrorKind, Failure, Outcome, Received, Unsupported, Venue
 from adapters.port import Side
 from tests import ccxt_fake as F

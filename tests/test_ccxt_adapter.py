@@ -20,7 +20,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from adapters.ccxt import CcxtAdapter, InvalidClientId
-from adapters.ccxt_profiles import OKX_SWAP
+from adapters.ccxt.profiles import OKX_SWAP
 from adapters.port import (
     AmbiguousError,
     ExchangeError,

@@ -10,26 +10,44 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 from xml.etree import ElementTree
 
 import attrs
 import ccxt.async_support as ccxt_async
 
 from adapters.ccxt import CcxtAdapter
-from adapters.port import ExchangeError, OrderNotFound, OrderSnapshot, Side
+from adapters.port import ExchangeError, OrderNotFound, OrderSnapshot, Side, StopSnapshot
+
+Snap = TypeVar("Snap", OrderSnapshot, StopSnapshot)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class SideDefaultsToBuy(CcxtAdapter):
-    """Broken: an order whose side the venue omitted reads as a buy."""
+    """Broken: an order or stop whose side the venue omitted reads as a buy."""
 
-    def _order_snapshot(self, raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
-        snap = super()._order_snapshot(raw, symbol)
-        return snap if snap.side is not None else attrs.evolve(snap, side=Side.BUY)
+    async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
+                           reduce_only: bool) -> OrderSnapshot:
+        return _buy_if_unknown(await super().create_order(
+            symbol=symbol, side=side, amount=amount, client_id=client_id,
+            reduce_only=reduce_only))
+
+    async def fetch_order(self, *, symbol: str, order_id: str | None,
+                          client_id: str | None) -> OrderSnapshot:
+        return _buy_if_unknown(await super().fetch_order(symbol=symbol, order_id=order_id,
+                                                         client_id=client_id))
+
+    async def place_stop(self, *, symbol: str, side: Side, amount: float, trigger_price: float,
+                         client_id: str) -> StopSnapshot:
+        return _buy_if_unknown(await super().place_stop(
+            symbol=symbol, side=side, amount=amount, trigger_price=trigger_price,
+            client_id=client_id))
+
+
+def _buy_if_unknown(snap: Snap) -> Snap:
+    return snap if snap.side is not None else attrs.evolve(snap, side=Side.BUY)
 
 
 class UnavailableIsNotFound(CcxtAdapter):

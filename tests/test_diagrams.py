@@ -27,6 +27,9 @@ from fsm import MemoryJournal, OpenRequest, PositionOpener, State, Trigger
 from fsm import diagrams as dg
 from fsm.attempt import Recorder, Transition
 from fsm.cli_diagrams import run as cli_run
+from fsm.diagrams import dot as dg_svg  # where find_dot is looked up
+from fsm.diagrams.dot import _svg_problem
+from fsm.diagrams.model import _DIM, _PATH
 from fsm.table import TABLE, Row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +108,7 @@ def test_check_command_fails_with_the_regenerate_command(
 
 def test_regenerating_fixes_the_drift(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(fsm.table, "TABLE", (*TABLE, _extra_row()))
-    monkeypatch.setattr(dg, "find_dot", lambda: None)  # no SVG needed for the text files
+    monkeypatch.setattr(dg_svg, "find_dot", lambda: None)  # no SVG needed for the text files
     rendered = [dg.render_lifecycle()]
     dg.write(tmp_path, rendered)
     assert [p for p in dg.check(tmp_path, rendered) if not p.endswith(".svg: missing")] == []
@@ -211,8 +214,8 @@ def test_incident_path_is_highlighted_in_order_with_its_evidence(incident: dg.In
         for g, _ok in h.guards:
             assert g in text
     # Only the path's edges are highlighted; every other row is drawn dimmed.
-    assert r.dot.count(f'color="{dg._PATH}", fontcolor="{dg._PATH}"') == len(attempt.history)
-    assert r.dot.count(f'color="{dg._DIM}", fontcolor="{dg._DIM}"') == (
+    assert r.dot.count(f'color="{_PATH}", fontcolor="{_PATH}"') == len(attempt.history)
+    assert r.dot.count(f'color="{_DIM}", fontcolor="{_DIM}"') == (
         sum(len(row.sources) for row in TABLE) - len(attempt.history))
 
     assert _mermaid_path(r.markdown) == expected
@@ -295,14 +298,14 @@ def test_svg_renders_with_graphviz(tmp_path: Path) -> None:
         assert row.trigger.value in text
     # The stamp ties the SVG to its DOT, so --check works without `dot`.
     (tmp_path / "lifecycle.svg").write_text(svg, encoding="utf-8")
-    assert dg._svg_problem(tmp_path / "lifecycle.svg", "lifecycle.dot", r.dot) is None
-    assert dg._svg_problem(tmp_path / "lifecycle.svg", "lifecycle.dot", r.dot + " ") is not None
+    assert _svg_problem(tmp_path / "lifecycle.svg", "lifecycle.dot", r.dot) is None
+    assert _svg_problem(tmp_path / "lifecycle.svg", "lifecycle.dot", r.dot + " ") is not None
 
 
 def test_without_dot_text_is_written_and_the_install_command_is_printed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(dg, "find_dot", lambda: None)
+    monkeypatch.setattr(dg_svg, "find_dot", lambda: None)
     with pytest.raises(dg.DotMissing, match="apt-get install graphviz"):
         dg.render_svg("digraph {}", "x.dot")
     out = tmp_path / "diagrams"

@@ -2,7 +2,7 @@
 and the benchmarks. No keys, no network.
 
 It runs on whatever asyncio loop it is awaited on; on a
-:class:`~adapters.virtual_time.VirtualTimeLoop` a 10 s deadline costs
+:class:`~adapters.simulated.clock.VirtualTimeLoop` a 10 s deadline costs
 microseconds. Exchange time *is* loop time, so ``as_of`` and order timestamps
 compare directly with deadlines.
 
@@ -49,7 +49,7 @@ from typing import TypeVar
 
 import attrs
 
-from adapters.port import (
+from fsm.model import (
     AmbiguousError,
     DuplicateClientId,
     Fill,
@@ -58,7 +58,6 @@ from adapters.port import (
     OrderRejected,
     OrderSnapshot,
     OrderStatus,
-    PositionCache,
     PositionSide,
     PositionSnapshot,
     Side,
@@ -67,6 +66,7 @@ from adapters.port import (
     TransientError,
     UnknownSymbol,
 )
+from fsm.port import PositionCache
 
 T = TypeVar("T")
 
@@ -696,7 +696,7 @@ class SimulatedExchange:
                                   accepted, filled, reason))
 
     def _snapshot(self, o: _Order) -> OrderSnapshot:
-        side = o.side.opposite if self.config.misreport_side else o.side
+        side = o.side.closing_side if self.config.misreport_side else o.side
         return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
                              side=side, amount=o.amount, filled=o.filled, status=o.status,
                              reduce_only=o.reduce_only, average=o.average,

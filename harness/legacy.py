@@ -141,7 +141,7 @@ async def legacy_open(
     if found:
         # The stop side comes from the signal (the request), as the old
         # stop-loss manager's did; only the incident's rules are reproduced.
-        stop_side = request.side.opposite
+        stop_side = request.side.closing_side
         stop_cid = prefix + "s"
         try:
             stop: StopSnapshot = await adapter.place_stop(

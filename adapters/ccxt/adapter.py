@@ -1,9 +1,14 @@
 """The production adapter: real exchanges through ``ccxt.async_support``.
 
-:class:`CcxtAdapter` implements :class:`adapters.port.ExchangePort` over a ccxt
+The port methods live here; the rest of the package is pure: parsing ccxt
+structures (:mod:`adapters.ccxt.parsing`), classifying errors
+(:mod:`adapters.ccxt.errors`), the watch loop (:mod:`adapters.ccxt.stream`)
+and the venues' facts (:mod:`adapters.ccxt.profiles`).
+
+:class:`CcxtAdapter` implements :class:`fsm.port.ExchangePort` over a ccxt
 async exchange that the caller built (keys, sandbox or demo mode, options are
 the caller's). It never guesses: a field the exchange did not send is
-``None``. Exchange differences live in :mod:`adapters.ccxt_profiles`.
+``None``. Exchange differences live in :mod:`adapters.ccxt.profiles`.
 
 What the adapter sets on the caller's exchange, and why
 --------------------------------------------------------
@@ -44,7 +49,7 @@ Hidden requests the caller can move off the critical path with
 lazily on first use) and, on Binance, the leverage brackets that
 ``fetch_positions`` loads on first use (``GET /fapi/v1/leverageBracket``).
 
-Error mapping (see :meth:`CcxtAdapter._map_error`)
+Error mapping (:func:`adapters.ccxt.errors.map_error`)
 ---------------------------------------------------
 * writes: ``InvalidOrder``, ``InsufficientFunds``, ``BadRequest``,
   ``OperationRejected``, authentication errors and anything ccxt refuses
@@ -68,16 +73,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
-from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
-from adapters.ccxt_profiles import (
+from adapters.ccxt.errors import InvalidClientId, map_error
+from adapters.ccxt.parsing import (
+    grid_step,
+    num,
+    order_snapshot,
+    seconds,
+    side_of,
+    signed_contracts,
+    stop_snapshot,
+)
+from adapters.ccxt.profiles import (
     BINANCE_USDM,
     BYBIT_LINEAR,
     GENERIC,
@@ -87,26 +100,22 @@ from adapters.ccxt_profiles import (
     StopStyle,
     profile_for,
 )
-from adapters.port import (
-    AmbiguousError,
+from adapters.ccxt.stream import watch_forever
+from fsm import redact as _redact
+from fsm.model import (
     ExchangeError,
-    ExchangePort,
     Fill,
     Market,
     OrderNotFound,
-    OrderRejected,
     OrderSnapshot,
-    OrderStatus,
-    PositionCache,
     PositionSide,
     PositionSnapshot,
     Side,
     Source,
     StopSnapshot,
-    TransientError,
     UnknownSymbol,
 )
-from fsm import redact as _redact
+from fsm.port import ExchangePort, PositionCache
 
 __all__ = [
     "BINANCE_USDM",
@@ -118,126 +127,9 @@ __all__ = [
     "InvalidClientId",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("adapters.ccxt")  # the name users configure, whatever the module
 # ccxt's errors quote the signed request; no log line of ours may carry it.
 _redact.install(log)
-
-#: ccxt's unified order statuses, onto the port's. ``canceling`` is still
-#: open as far as exposure goes; anything else unknown stays ``None``.
-_STATUS: Mapping[str, OrderStatus] = {
-    "open": OrderStatus.OPEN,
-    "canceling": OrderStatus.OPEN,
-    "closed": OrderStatus.CLOSED,
-    "canceled": OrderStatus.CANCELED,
-    "cancelled": OrderStatus.CANCELED,
-    "rejected": OrderStatus.REJECTED,
-    "expired": OrderStatus.EXPIRED,
-}
-
-# ccxt error classes, grouped by what they tell the engine. Order matters in
-# _map_error: OrderNotFound and DuplicateOrderId subclass InvalidOrder, and
-# every network error subclasses OperationFailed.
-_DEFINITIVE: tuple[type[BaseException], ...] = (
-    ccxt_async.InvalidOrder,
-    ccxt_async.InsufficientFunds,
-    ccxt_async.BadRequest,
-    ccxt_async.OperationRejected,
-    ccxt_async.ArgumentsRequired,
-    ccxt_async.NotSupported,
-    ccxt_async.AuthenticationError,
-    ccxt_async.ExchangeClosedByUser,  # raised in fetch() before any send
-)
-_RATE_LIMIT: tuple[type[BaseException], ...] = (
-    ccxt_async.RateLimitExceeded,
-    ccxt_async.DDoSProtection,
-)
-
-
-class InvalidClientId(OrderRejected, ValueError):
-    """The client order id breaks the exchange's rule (length, characters).
-    Refused before anything is sent, so it is a definitive rejection."""
-
-
-def _num(value: object) -> float | None:
-    """A finite non-negative float, or ``None``: ccxt values arrive as
-    float, int, numeric string or ``None``."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(v) or v < 0:
-        return None
-    return v
-
-
-def _seconds(ms: object) -> float | None:
-    v = _num(ms)
-    return None if v is None or v == 0 else v / 1000.0
-
-
-def _order_time(raw: Mapping[str, Any]) -> float | None:
-    """The exchange's time of the order's latest change (for a filled market
-    order: its fill), falling back to its creation time. The engine compares
-    it with a flat position's ``as_of``, so it must not be the earlier
-    creation time when the exchange reports a later one."""
-    for key in ("lastUpdateTimestamp", "lastTradeTimestamp", "timestamp"):
-        t = _seconds(raw.get(key))
-        if t is not None:
-            return t
-    return None
-
-
-def _grid_step(value: object, mode: object) -> float | None:
-    """A market's price or amount step from ccxt's ``precision`` entry:
-    the step itself in ccxt's TICK_SIZE mode (Bybit, Binance in ccxt 4.5),
-    ``10**-n`` in DECIMAL_PLACES mode, and ``None`` (no grid we can state)
-    otherwise."""
-    v = _num(value)
-    if v is None or v == 0:
-        return None
-    if mode == TICK_SIZE:
-        return v
-    if mode == DECIMAL_PLACES:
-        return float(10.0**-v)
-    return None
-
-
-def _side_of(signed: float) -> PositionSide | None:
-    if signed == 0:
-        return None
-    return PositionSide.LONG if signed > 0 else PositionSide.SHORT
-
-
-def _error_code(exc: BaseException) -> str | None:
-    """The exchange's own error code from a ccxt exception.
-
-    ccxt's ``handle_errors`` raises with ``"<id> <response body>"`` as the
-    message, so the code is recovered from the JSON body (Bybit ``retCode``,
-    Binance ``code``, OKX ``code`` or ``data[0].sCode``). ``None`` when the
-    exception carries no body (timeouts, local refusals)."""
-    text = str(exc)
-    start = text.find("{")
-    if start < 0:
-        return None
-    try:
-        body, _end = json.JSONDecoder().raw_decode(text[start:])
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    for key in ("retCode", "ret_code", "code"):
-        value = body.get(key)
-        if value is not None and str(value) not in ("0", "200"):
-            return str(value)
-    data = body.get("data")
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        scode = data[0].get("sCode")
-        if scode is not None and str(scode) != "0":
-            return str(scode)
-    return None
-
 
 class CcxtAdapter:
     """:class:`~adapters.port.ExchangePort` over a ``ccxt.async_support``
@@ -245,7 +137,7 @@ class CcxtAdapter:
 
     ``exchange`` is any ccxt async exchange instance; a ``ccxt.pro`` instance
     additionally enables :meth:`start_stream`. ``profile`` defaults to the one
-    matching ``exchange.id`` (:func:`adapters.ccxt_profiles.profile_for`).
+    matching ``exchange.id`` (:func:`adapters.ccxt.profiles.profile_for`).
     """
 
     def __init__(
@@ -380,7 +272,7 @@ class CcxtAdapter:
             params["reduceOnly"] = True
         what = f"create {side.value} {amount} {symbol} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return self._order_snapshot(raw, symbol)
+        return order_snapshot(raw, symbol, self._profile.filled_info_keys)
 
     async def _send_market(
         self, symbol: str, side: Side, amount: float, params: dict[str, object], what: str
@@ -415,7 +307,7 @@ class CcxtAdapter:
             params["stopLossPrice"] = trigger_price
         what = f"stop {side.value} {amount} {symbol} @ {trigger_price} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return self._stop_snapshot(raw, symbol)
+        return stop_snapshot(raw, symbol)
 
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
@@ -532,7 +424,7 @@ class CcxtAdapter:
                 continue
             if raw.get("symbol") not in (None, symbol):
                 continue
-            return self._order_snapshot(raw, symbol)
+            return order_snapshot(raw, symbol, self._profile.filled_info_keys)
         return None
 
     async def market(self, symbol: str) -> Market:
@@ -549,19 +441,19 @@ class CcxtAdapter:
         mode = getattr(self._exchange, "precisionMode", None)
         precision = raw.get("precision") or {}
         limits = raw.get("limits") or {}
-        min_notional = _num((limits.get("cost") or {}).get("min"))
+        min_notional = num((limits.get("cost") or {}).get("min"))
         if not min_notional and self._profile.min_notional_info_path:
             node: Any = raw.get("info")
             for key in self._profile.min_notional_info_path:
                 node = node.get(key) if isinstance(node, Mapping) else None
-            min_notional = _num(node)
+            min_notional = num(node)
         native = raw.get("id")
         return Market(
             symbol=str(raw["symbol"]),
             native_id=None if native is None else str(native),
-            price_step=_grid_step(precision.get("price"), mode),
-            amount_step=_grid_step(precision.get("amount"), mode),
-            min_amount=_num((limits.get("amount") or {}).get("min")) or None,
+            price_step=grid_step(precision.get("price"), mode),
+            amount_step=grid_step(precision.get("amount"), mode),
+            min_amount=num((limits.get("amount") or {}).get("min")) or None,
             min_notional=min_notional or None,
         )
 
@@ -621,10 +513,10 @@ class CcxtAdapter:
                 continue
             if raw.get("symbol") not in (None, market.symbol):
                 continue
-            amount = _num(raw.get("amount"))
+            amount = num(raw.get("amount"))
             if amount is None:
                 raise ExchangeError(f"{self.name}: {what}: an execution without amount: {raw!r}")
-            stamp = _seconds(raw.get("timestamp"))
+            stamp = seconds(raw.get("timestamp"))
             if since is not None and stamp is not None and stamp < since:
                 continue
             order = raw.get("order")
@@ -674,7 +566,7 @@ class CcxtAdapter:
         now = asyncio.get_running_loop().time()
         legs: dict[tuple[str, PositionSide], float] = {}
         for raw in raws:
-            size = _num(raw.get("contracts"))
+            size = num(raw.get("contracts"))
             if not size:
                 continue
             info: Mapping[str, Any] = raw["info"] if isinstance(raw.get("info"), Mapping) else {}
@@ -699,7 +591,7 @@ class CcxtAdapter:
         net: dict[str, float] = {}
         for raw in raws:
             sym = str(raw["symbol"])
-            signed = self._signed_contracts(raw)
+            signed = signed_contracts(raw)
             if signed is None:
                 continue
             net[sym] = net.get(sym, 0.0) + signed
@@ -708,7 +600,7 @@ class CcxtAdapter:
             out.append(
                 PositionSnapshot(
                     symbol=sym,
-                    side=_side_of(signed),
+                    side=side_of(signed),
                     size=abs(signed),
                     source=Source.REST,
                     received_at=now,
@@ -728,7 +620,7 @@ class CcxtAdapter:
         except Exception as exc:
             raise self._map_error(exc, write=False, what=f"fetch price of {symbol}") from exc
         for key in ("last", "close", "markPrice"):
-            price = _num(ticker.get(key))
+            price = num(ticker.get(key))
             if price:
                 return price
         return None
@@ -748,80 +640,11 @@ class CcxtAdapter:
             raise self._map_error(exc, write=False, what="fetch stops") from exc
         stops: list[StopSnapshot] = []
         for raw in raws:
-            snap = self._stop_snapshot(raw, symbol)
+            snap = stop_snapshot(raw, symbol)
             if snap.trigger_price is None:
                 continue  # not a conditional order
             stops.append(snap)
         return stops
-
-    # ------------------------------------------------------------------
-    # ccxt structures → port value types (no guessing)
-    # ------------------------------------------------------------------
-
-    def _order_snapshot(self, raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
-        amount = _num(raw.get("amount"))
-        filled = _num(raw.get("filled"))
-        info = raw.get("info")
-        keys = self._profile.filled_info_keys
-        if keys and isinstance(info, Mapping) and all(info.get(k) in (None, "") for k in keys):
-            filled = None  # ccxt's default, not the venue's word
-        status = _STATUS.get(str(raw.get("status"))) if raw.get("status") is not None else None
-        if (
-            status is OrderStatus.CLOSED
-            and amount is not None
-            and filled is not None
-            and filled < amount
-        ):
-            # ccxt reports Bybit "PartiallyFilledCanceled" as "closed"; the
-            # port's CLOSED means fully filled, so this is an ended order
-            # with a partial fill.
-            status = OrderStatus.CANCELED
-        reduce_only = raw.get("reduceOnly")
-        sym = raw.get("symbol")
-        order_id = raw.get("id")
-        client_id = raw.get("clientOrderId")
-        return OrderSnapshot(
-            symbol=sym if isinstance(sym, str) else symbol,
-            order_id=None if order_id is None else str(order_id),
-            client_id=client_id if isinstance(client_id, str) and client_id else None,
-            side=Side.parse(raw.get("side")),
-            amount=amount,
-            filled=filled,
-            status=status,
-            reduce_only=reduce_only if isinstance(reduce_only, bool) else None,
-            average=_num(raw.get("average")),
-            timestamp=_order_time(raw),
-        )
-
-    def _stop_snapshot(self, raw: Mapping[str, Any], symbol: str | None) -> StopSnapshot:
-        order = self._order_snapshot(raw, symbol or str(raw.get("symbol") or ""))
-        trigger = _num(raw.get("triggerPrice"))
-        if trigger is None:
-            trigger = _num(raw.get("stopLossPrice"))
-        return StopSnapshot(
-            symbol=order.symbol,
-            order_id=order.order_id,
-            client_id=order.client_id,
-            side=order.side,
-            amount=order.amount,
-            trigger_price=trigger,
-            reduce_only=order.reduce_only,
-            status=order.status,
-        )
-
-    @staticmethod
-    def _signed_contracts(raw: Mapping[str, Any]) -> float | None:
-        """Signed size of one ccxt position entry; ``None`` when it cannot
-        be stated (size > 0 with no known direction)."""
-        size = _num(raw.get("contracts"))
-        if size is None:
-            return None
-        if size == 0:
-            return 0.0
-        side = PositionSide.parse(raw.get("side"))
-        if side is None:
-            return None
-        return size if side is PositionSide.LONG else -size
 
     # ------------------------------------------------------------------
     # the optional stream (ccxt pro)
@@ -854,10 +677,13 @@ class CcxtAdapter:
         if self._cache is None:
             self._cache = PositionCache()
         syms = list(symbols) if symbols is not None else None
-        self._stream_tasks = [asyncio.create_task(self._run_positions(syms))]
+        self._stream_tasks = [asyncio.create_task(watch_forever(
+            lambda: self._exchange.watch_positions(syms), self.feed_positions,
+            self._note_stream_error))]
         has = getattr(self._exchange, "has", {}) or {}
         if has.get("watchOrders") and hasattr(self._exchange, "watch_orders"):
-            self._stream_tasks.append(asyncio.create_task(self._run_orders()))
+            self._stream_tasks.append(asyncio.create_task(watch_forever(
+                self._exchange.watch_orders, self.feed_orders, self._note_stream_error)))
         return self._cache
 
     async def stop_stream(self) -> None:
@@ -867,36 +693,6 @@ class CcxtAdapter:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-
-    async def _run_positions(self, symbols: list[str] | None) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                raws = await self._exchange.watch_positions(symbols)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._note_stream_error(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            backoff = 0.5
-            self.feed_positions(raws)
-
-    async def _run_orders(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                raws = await self._exchange.watch_orders()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._note_stream_error(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            backoff = 0.5
-            self.feed_orders(raws)
 
     def _note_stream_error(self, exc: BaseException) -> None:
         log.warning("%s stream error: %r", self.name, _redact.redact_exception(exc))
@@ -914,17 +710,17 @@ class CcxtAdapter:
             sym = raw.get("symbol")
             if not isinstance(sym, str):
                 continue
-            if raw.get("hedged") is True and (_num(raw.get("contracts")) or 0) > 0:
+            if raw.get("hedged") is True and (num(raw.get("contracts")) or 0) > 0:
                 # One leg of a hedge-mode position is not the net position
                 # the port describes; say nothing rather than mislead.
                 continue
-            signed = self._signed_contracts(raw)
+            signed = signed_contracts(raw)
             if signed is None:
                 continue
             stamp = raw.get("lastUpdateTimestamp")
             if stamp is None:
                 stamp = raw.get("timestamp")
-            as_of = _seconds(stamp)
+            as_of = seconds(stamp)
             held = self._cache.latest(sym)
             if held is not None and held.as_of is not None and as_of is not None \
                     and as_of < held.as_of:
@@ -932,7 +728,7 @@ class CcxtAdapter:
             self._cache.update(
                 PositionSnapshot(
                     symbol=sym,
-                    side=_side_of(signed),
+                    side=side_of(signed),
                     size=abs(signed),
                     source=Source.STREAM,
                     received_at=now,
@@ -949,7 +745,7 @@ class CcxtAdapter:
             sym = raw.get("symbol")
             if not isinstance(sym, str):
                 continue
-            self._cache.update_order(self._order_snapshot(raw, sym))
+            self._cache.update_order(order_snapshot(raw, sym, self._profile.filled_info_keys))
 
     def _streamed_terminal(
         self, order_id: str | None, client_id: str | None
@@ -969,43 +765,9 @@ class CcxtAdapter:
     def _map_error(
         self, exc: BaseException, *, write: bool, what: str, create: bool = False
     ) -> ExchangeError:
-        """Classify a ccxt (or any) exception for the engine; see the module
-        docstring. ``create`` marks order placement, where a duplicate client
-        id means our order may already exist."""
-        if isinstance(exc, ExchangeError):
-            return exc
-        p = self._profile
-        code = _error_code(exc)
-        # ccxt quotes the request in timeout and HTTP-status errors: on
-        # Binance that is the signed URL (``...&signature=...``). Neither our
-        # error nor the ccxt one it chains to may carry it onwards.
-        _redact.redact_exception(exc)
-        msg = _redact.redact(f"{self.name}: {what}: {type(exc).__name__}: {exc}")
-        transient_cls: type[TransientError] = AmbiguousError if write else TransientError
-        if code is not None and code in p.duplicate_client_id_codes and create:
-            return AmbiguousError(msg + " (client id already used: the order may exist)", cause=exc)
-        if code is not None and code in p.ambiguous_codes:
-            return transient_cls(msg, cause=exc)
-        if code is not None and code in p.refused_codes:
-            # The exchange answered "not now" before executing anything.
-            return TransientError(msg, retry_after=p.rate_limit_backoff, cause=exc)
-        not_found = code is not None and code in p.not_found_codes
-        if isinstance(exc, ccxt_async.OrderNotFound) or not_found:
-            return OrderNotFound(msg, cause=exc)
-        if isinstance(exc, ccxt_async.DuplicateOrderId) and create:
-            return AmbiguousError(msg + " (client id already used: the order may exist)", cause=exc)
-        if isinstance(exc, _RATE_LIMIT):
-            return transient_cls(msg, retry_after=p.rate_limit_backoff, cause=exc)
-        if isinstance(exc, ccxt_async.OperationFailed):
-            # NetworkError (RequestTimeout, ExchangeNotAvailable, InvalidNonce),
-            # BadResponse, NullResponse, CancelPending.
-            return transient_cls(msg, cause=exc)
-        if isinstance(exc, _DEFINITIVE):
-            return OrderRejected(msg, cause=exc) if write else ExchangeError(msg, cause=exc)
-        # An ExchangeError ccxt could not classify, or a failure while parsing
-        # the answer: for a write we cannot know whether it took effect.
-        return transient_cls(msg, cause=exc)
-
+        """Classify an exception for the engine (:func:`adapters.ccxt.errors.map_error`)."""
+        return map_error(exc, self._profile, venue=self.name, write=write, what=what,
+                         create=create)
 
 if TYPE_CHECKING:
     # Static proof that the adapter satisfies the port (mypy --strict).
