@@ -230,6 +230,12 @@ class AdapterConformance:
             got = await _lookup(v, cid, promise=P.LOOKUP_OPEN_AND_CLOSED)
             _expect(v, P.LOOKUP_OPEN_AND_CLOSED, got.client_id == cid and got.terminal,
                     f"a filled order reads back as {got}")
+            if got.order_id is not None:  # and by the exchange's id
+                by_id = await v.adapter.fetch_order(symbol=v.symbol, order_id=got.order_id,
+                                                    client_id=None)
+                _expect(v, P.LOOKUP_OPEN_AND_CLOSED, by_id.order_id == got.order_id
+                        and by_id.client_id in (cid, None) and by_id.terminal,
+                        f"look-up by id {got.order_id!r} answers {by_id}")
 
         self._run(case)
 
@@ -370,6 +376,10 @@ class AdapterConformance:
             await v.adapter.cancel_order(symbol=v.symbol, order_id=None, client_id=cid)
             left = [s for s in await v.adapter.fetch_stops(v.symbol) if s.client_id == cid]
             _expect(v, P.STOP_LISTED, not left, f"a stop cancelled by client id is listed: {left}")
+            again = await _raised(v.adapter.cancel_order(symbol=v.symbol, order_id=None,
+                                                         client_id=cid))
+            _expect(v, P.STOP_LISTED, isinstance(again, OrderNotFound),
+                    f"cancelling a stop already cancelled: the adapter said {_said(again)}")
 
         self._run(case)
 

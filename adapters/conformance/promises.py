@@ -66,7 +66,7 @@ _TEXT: dict[Promise, str] = {
     Promise.STOP_AS_PLACED: "a stop reads back with the side, size, trigger price and reduce-only "
     "it was placed with, and fires in the direction that closes",
     Promise.STOP_LISTED: "the stop listing finds a stop by its client id; cancel by client id "
-    "removes it",
+    "removes it, and cancelling it again raises OrderNotFound",
     Promise.POSITIONS: "positions report side and size per symbol under the canonical symbol",
     Promise.SYMBOL_CANONICAL: "a market found by either spelling reports the canonical symbol; "
     "an unknown one raises UnknownSymbol",

@@ -81,7 +81,8 @@ class TernAdapter:
 
     async def fetch_order(self, *, symbol: str, order_id: str | None,
                           client_id: str | None) -> OrderSnapshot:
-        body = await self._call("GET", "/v1/orders", client_id=client_id)
+        key = {"client_id": client_id} if order_id is None else {"id": order_id}
+        body = await self._call("GET", "/v1/orders", **key)
         return _order(body["order"], symbol)
 
     async def market(self, symbol: str) -> Market:
@@ -126,7 +127,8 @@ class TernAdapter:
 
     async def cancel_order(self, *, symbol: str, order_id: str | None,
                            client_id: str | None) -> None:
-        await self._call("DELETE", "/v1/orders", write=True, client_id=client_id)
+        key = {"client_id": client_id} if order_id is None else {"id": order_id}
+        await self._call("DELETE", "/v1/orders", write=True, **key)
 
 
 def _native(symbol: str) -> str:

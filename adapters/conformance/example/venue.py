@@ -84,7 +84,8 @@ class TernVenue:
             return 200, {"stops": [self._shown(o) for o in self.orders.values()
                                    if o["type"] == "stop" and o["status"] == "NEW"
                                    and p.get("symbol") in (None, o["symbol"])]}
-        order = self.orders.get(p.get("client_id", ""))
+        order = self.orders.get(p.get("client_id") or "") or next(
+            (o for o in self.orders.values() if o["id"] == p.get("id")), None)
         if (method, path) == ("GET", "/v1/orders"):
             if order is None or self._now() < order["ts"] + self.hidden_for:
                 return _err(404, "NO_ORDER")
