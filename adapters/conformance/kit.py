@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from adapters.conformance.promises import Promise, broken
+from adapters.conformance.promises import Promise, PromiseBroken, broken
 from adapters.conformance.venue import ErrorKind, Failure, Unsupported, Venue
 from adapters.port import (
     AmbiguousError,
@@ -69,7 +69,9 @@ class AdapterConformance:
 
     # -- running a case ----------------------------------------------------------------
 
-    def _run(self, case: Callable[[Venue], Awaitable[None]]) -> None:
+    def _run(self, case: Callable[[Venue], Awaitable[None]], promise: Promise) -> None:
+        """Run ``case`` on a fresh venue. Anything it raises other than a
+        broken promise or a skip is reported as ``promise`` broken."""
         skipped: list[str] = []
 
         async def main() -> None:
@@ -79,6 +81,11 @@ class AdapterConformance:
                     await case(venue)
             except Unsupported as exc:
                 skipped.append(f"not checked on venue {venue.name!r}: {exc}")
+            except (PromiseBroken, pytest.skip.Exception):
+                raise
+            except Exception as exc:
+                raise PromiseBroken(promise, venue.name,
+                                    f"the case could not complete: {_said(exc)}") from exc
             finally:
                 if venue.close is not None:
                     await venue.close()
@@ -106,7 +113,7 @@ class AdapterConformance:
                 got = await _lookup(v, cid)
                 _all_none(v, got, "the look-up by client id")
 
-        self._run(case)
+        self._run(case, P.UNKNOWN_IS_NONE)
 
     def test_reported_fields_are_the_venues(self) -> None:
         """reported-as-is: a filled order reads back as the venue holds it."""
@@ -128,7 +135,7 @@ class AdapterConformance:
             _expect(v, P.REPORTED_AS_IS, got.reduce_only is not True,
                     "an entry reads back reduce-only")
 
-        self._run(case)
+        self._run(case, P.REPORTED_AS_IS)
 
     # -- error classes -----------------------------------------------------------------
 
@@ -138,7 +145,7 @@ class AdapterConformance:
         async def case(v: Venue) -> None:
             await _expect_miss(v, _cid("never"), P.NOT_FOUND_IS_A_MISS)
 
-        self._run(case)
+        self._run(case, P.NOT_FOUND_IS_A_MISS)
 
     def test_refused_order_is_definitive(self) -> None:
         """refused-is-definitive: a refused entry raises OrderRejected."""
@@ -154,7 +161,7 @@ class AdapterConformance:
                     "the venue holds the order it refused (driver fault)")
             await _expect_flat(v, P.REFUSED_IS_DEFINITIVE)
 
-        self._run(case)
+        self._run(case, P.REFUSED_IS_DEFINITIVE)
 
     @pytest.mark.parametrize("failure", ["timeout_before", "timeout_after", "unavailable"])
     def test_write_of_unknown_fate_is_ambiguous(self, failure: Failure) -> None:
@@ -169,7 +176,7 @@ class AdapterConformance:
             _expect(v, P.AMBIGUOUS_WRITE, isinstance(exc, AmbiguousError),
                     f"create met {failure}; the adapter said {_said(exc)}")
 
-        self._run(case)
+        self._run(case, P.AMBIGUOUS_WRITE)
 
     @pytest.mark.parametrize("failure",
                              ["timeout_before", "timeout_after", "unavailable", "rate_limit"])
@@ -186,7 +193,7 @@ class AdapterConformance:
                     isinstance(exc, TransientError) and not isinstance(exc, OrderNotFound),
                     f"look-up met {failure}; the adapter said {_said(exc)}")
 
-        self._run(case)
+        self._run(case, P.FAILED_READ_IS_NOT_A_MISS)
 
     def test_rate_limited_says_retry(self) -> None:
         """rate-limited-says-retry: on a write and on a read."""
@@ -202,7 +209,7 @@ class AdapterConformance:
                                                       client_id=_cid("rlread")))
             _expect_rate_limited(v, exc, "look-up")
 
-        self._run(case)
+        self._run(case, P.RATE_LIMITED)
 
     def test_venue_error_codes_map_right(self) -> None:
         """venue-codes-map-right: every code in ``Venue.error_codes``."""
@@ -216,7 +223,7 @@ class AdapterConformance:
             if wrong:
                 broken(P.VENUE_CODES, v.name, "; ".join(wrong))
 
-        self._run(case)
+        self._run(case, P.VENUE_CODES)
 
     # -- look-up by client id ------------------------------------------------------------
 
@@ -237,7 +244,7 @@ class AdapterConformance:
                         and by_id.client_id in (cid, None) and by_id.terminal,
                         f"look-up by id {got.order_id!r} answers {by_id}")
 
-        self._run(case)
+        self._run(case, P.LOOKUP_OPEN_AND_CLOSED)
 
     def test_lookup_finds_resting_order(self) -> None:
         """lookup-finds-open-and-closed: an accepted, unfilled order."""
@@ -252,7 +259,7 @@ class AdapterConformance:
                     got.client_id == cid and got.status in (OrderStatus.OPEN, None),
                     f"a resting order reads back as {got}")
 
-        self._run(case)
+        self._run(case, P.LOOKUP_OPEN_AND_CLOSED)
 
     def test_lookup_after_visibility_window_finds_the_order(self) -> None:
         """lookup-authoritative-after-window: one look-up sent after the
@@ -266,6 +273,11 @@ class AdapterConformance:
             cid = _cid("hidden")
             await v.adapter.create_order(symbol=v.symbol, side=Side.BUY, amount=v.amount,
                                          client_id=cid, reduce_only=False)
+            early = await _raised(v.adapter.fetch_order(symbol=v.symbol, order_id=None,
+                                                        client_id=cid))
+            _expect(v, P.LOOKUP_AUTHORITATIVE, early is None or isinstance(early, OrderNotFound),
+                    f"within the visibility window a look-up answers the order or a miss; "
+                    f"it said {_said(early)}")
             await _sleep_until(sent + lag + _MARGIN)
             exc = await _raised(v.adapter.fetch_order(symbol=v.symbol, order_id=None,
                                                       client_id=cid))
@@ -273,7 +285,7 @@ class AdapterConformance:
                     f"{lag:g}s (the declared lookup_lag) after the create, the look-up said "
                     f"{_said(exc)}")
 
-        self._run(case)
+        self._run(case, P.LOOKUP_AUTHORITATIVE)
 
     def test_lost_reply_order_is_found(self) -> None:
         """lookup-authoritative-after-window: a create whose reply was lost
@@ -293,7 +305,7 @@ class AdapterConformance:
                     f"the venue executed {cid} and lost the reply; the look-up after the "
                     f"window said {_said(exc)}")
 
-        self._run(case)
+        self._run(case, P.LOOKUP_AUTHORITATIVE)
 
     def test_lost_request_is_proven_absent(self) -> None:
         """lookup-authoritative-after-window: a create lost on the way is
@@ -310,7 +322,7 @@ class AdapterConformance:
             await _sleep_until(sent + window + v.adapter.lookup_lag + _MARGIN)
             await _expect_miss(v, cid, P.LOOKUP_AUTHORITATIVE)
 
-        self._run(case)
+        self._run(case, P.LOOKUP_AUTHORITATIVE)
 
     # -- reduce-only -------------------------------------------------------------------
 
@@ -327,7 +339,7 @@ class AdapterConformance:
                     f"the venue received the close as {got}")
             await _expect_flat(v, P.REDUCE_ONLY_SENT)
 
-        self._run(case)
+        self._run(case, P.REDUCE_ONLY_SENT)
 
     @pytest.mark.parametrize("held", [0.0, 1.0])
     def test_reduce_only_never_increases(self, held: float) -> None:
@@ -348,7 +360,7 @@ class AdapterConformance:
             _expect(v, P.REDUCE_ONLY_NEVER_INCREASES, _same(size, held * v.amount),
                     f"the position moved to {size:g}")
 
-        self._run(case)
+        self._run(case, P.REDUCE_ONLY_NEVER_INCREASES)
 
     # -- stops -------------------------------------------------------------------------
 
@@ -381,7 +393,7 @@ class AdapterConformance:
             _expect(v, P.STOP_LISTED, isinstance(again, OrderNotFound),
                     f"cancelling a stop already cancelled: the adapter said {_said(again)}")
 
-        self._run(case)
+        self._run(case, P.STOP_AS_PLACED)
 
     def test_stop_on_the_wrong_side_is_refused(self) -> None:
         """stop-reads-back-as-placed: a sell stop above the market would fire
@@ -397,7 +409,7 @@ class AdapterConformance:
             _expect(v, P.STOP_AS_PLACED, isinstance(exc, OrderRejected),
                     f"a sell stop at {trigger:g} above the market: the adapter said {_said(exc)}")
 
-        self._run(case)
+        self._run(case, P.STOP_AS_PLACED)
 
     # -- positions and symbols -----------------------------------------------------------
 
@@ -410,7 +422,7 @@ class AdapterConformance:
                 for views in (await _positions(v), await _positions(v, everything=True)):
                     _position_matches(v, views, signed)
 
-        self._run(case)
+        self._run(case, P.POSITIONS)
 
     def test_symbol_is_canonical(self) -> None:
         """symbol-canonical: both spellings, and an unknown one."""
@@ -424,7 +436,7 @@ class AdapterConformance:
             _expect(v, P.SYMBOL_CANONICAL, isinstance(exc, UnknownSymbol),
                     f"an unknown symbol: the adapter said {_said(exc)}")
 
-        self._run(case)
+        self._run(case, P.SYMBOL_CANONICAL)
 
     def test_hedge_mode_is_reported_or_refused(self) -> None:
         """hedge-mode-reported-or-refused: both legs listed, or an error."""
@@ -441,7 +453,7 @@ class AdapterConformance:
             want = {(PositionSide.LONG, 2 * v.amount), (PositionSide.SHORT, v.amount)}
             _expect(v, P.HEDGE_MODE, legs == want, f"legs {legs}, want {want}")
 
-        self._run(case)
+        self._run(case, P.HEDGE_MODE)
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -464,7 +476,7 @@ class AdapterConformance:
             _expect(v, P.STREAM_IN_ORDER, stamps == sorted(stamps),
                     f"streamed views go back in exchange time: {stamps}")
 
-        self._run(case)
+        self._run(case, P.STREAM_IN_ORDER)
 
     def test_stale_push_never_replaces_a_newer_view(self) -> None:
         """stale-push-never-wins: a push older than the view held is dropped."""
@@ -483,7 +495,7 @@ class AdapterConformance:
             _expect(v, P.STALE_PUSH, cache.version(v.symbol) == before + 1,
                     "a push 1s older than the view held replaced it before the next one came")
 
-        self._run(case)
+        self._run(case, P.STALE_PUSH)
 
     # -- declared capabilities -----------------------------------------------------------
 
@@ -511,7 +523,7 @@ class AdapterConformance:
             await _expect_miss(v, cid, P.RECEIVE_WINDOW)
             await _expect_flat(v, P.RECEIVE_WINDOW)
 
-        self._run(case)
+        self._run(case, P.RECEIVE_WINDOW)
 
     def test_attached_stop_is_armed(self) -> None:
         """attached-stop-true: only for adapters that declare the capability."""
@@ -535,7 +547,7 @@ class AdapterConformance:
             _stop_matches(v, stop, Side.SELL, entry.filled or v.amount, trigger,
                           "the attached stop", reply_may_omit=False, promise=P.ATTACHED_STOP)
 
-        self._run(case)
+        self._run(case, P.ATTACHED_STOP)
 
 
 # -- helpers ---------------------------------------------------------------------------
