@@ -27,6 +27,7 @@ MODES = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and write the results; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",

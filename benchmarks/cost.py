@@ -63,18 +63,22 @@ class InstantExchange:
         self._n = 0
 
     async def market(self, symbol: str) -> Market:
+        """A market with no grid."""
         return Market(symbol=symbol)
 
     async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        """No executions."""
         return []
 
     async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
                            reduce_only: bool) -> OrderSnapshot:
+        """Acknowledge with ids only, at once."""
         self._n += 1
         return OrderSnapshot(symbol=symbol, order_id=str(self._n), client_id=client_id)
 
     async def fetch_order(self, *, symbol: str, order_id: str | None,
                           client_id: str | None) -> OrderSnapshot:
+        """The order, fully filled."""
         return OrderSnapshot(symbol=symbol, order_id=order_id, client_id=client_id,
                              side=Side.BUY, amount=43.0, filled=43.0,
                              status=OrderStatus.CLOSED, reduce_only=False, average=0.1358,
@@ -82,22 +86,27 @@ class InstantExchange:
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None
                               ) -> list[PositionSnapshot]:
+        """Nothing (REST never shows the position)."""
         return []
 
     async def fetch_price(self, symbol: str) -> float | None:
+        """The incident's price."""
         return 0.1358
 
     async def place_stop(self, *, symbol: str, side: Side, amount: float, trigger_price: float,
                          client_id: str) -> StopSnapshot:
+        """Accept the stop as asked."""
         return StopSnapshot(symbol=symbol, order_id="s" + client_id, client_id=client_id,
                             side=side, amount=amount, trigger_price=trigger_price,
                             reduce_only=True)
 
     async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        """No stops."""
         return []
 
     async def cancel_order(self, *, symbol: str, order_id: str | None,
                            client_id: str | None) -> None:
+        """Nothing to cancel."""
         return None
 
 

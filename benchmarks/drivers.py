@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from adapters.port import ExchangeError, OrderSnapshot, OrderStatus, Side
+from adapters.port import ExchangeError, OrderSnapshot, OrderStatus, PositionCache, Side
 from adapters.simulated import SimulatedExchange
 from benchmarks.profiles import Profile
 from fsm import OpenRequest, PositionOpener, State, client_ids
@@ -63,6 +63,7 @@ Driver = Callable[[SimulatedExchange, OpenRequest, Profile, int], Awaitable[Run]
 
 async def engine(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
                  index: int) -> Run:
+    """Open through the engine."""
     opener = PositionOpener(sim, ids=lambda: f"{index:024x}")
     try:
         attempt = await opener.open(request)
@@ -77,6 +78,7 @@ async def engine(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
 
 async def legacy(sim: SimulatedExchange, request: OpenRequest, profile: Profile,
                  index: int) -> Run:
+    """Open with the incident's rules (the legacy witness)."""
     result = await legacy_open(sim, request, client_prefix=f"legacy{index}")
     return Run(rolled_back=result.close_side is not None, alarmed=result.state == "failed")
 
@@ -136,39 +138,60 @@ async def _seed_verify(sim: SimulatedExchange, request: OpenRequest,
     sym = request.symbol
     start = loop.time()
     attempt = 0
-    tried = {"websocket": False, "order_status": False, "rest_api": False}
+    tried_ws = tried_order = tried_rest = False
     cache = sim.position_cache
     while loop.time() - start < SEED_VERIFY_TIMEOUT:
         attempt += 1
-        if cache is not None and not tried["websocket"]:
-            ws = cache.latest(sym)
-            if ws is not None and ws.size > 0 and abs(ws.size - request.amount) <= 0.01:
+        if cache is not None and not tried_ws:
+            if _seed_ws_sees(cache, sym, request.amount):
                 return True
-            tried["websocket"] = True
-        if not tried["order_status"]:
-            try:
-                if attempt == 1:
-                    await asyncio.sleep(0.5)
-                o = await sim.fetch_order(symbol=sym, order_id=entry.order_id, client_id=None)
-                filled = o.filled or 0.0
-                if filled > 0:
-                    return True
-                if o.status is OrderStatus.CLOSED and filled == 0:
-                    return False
-                tried["order_status"] = True
-            except ExchangeError:
-                pass  # not marked as tried: retried next round
-        if not tried["rest_api"] or attempt % 3 == 0:
-            try:
-                positions = await sim.fetch_positions([sym])
-                if any(p.symbol == sym and p.size > 0 for p in positions):
-                    return True
-                tried["rest_api"] = True
-            except ExchangeError:
-                pass
+            tried_ws = True
+        if not tried_order:
+            decision, tried_order = await _seed_order_status(sim, sym, entry, attempt == 1)
+            if decision is not None:
+                return decision
+        if not tried_rest or attempt % 3 == 0:
+            seen, answered = await _seed_rest_sees(sim, sym)
+            if seen:
+                return True
+            tried_rest = tried_rest or answered
         await asyncio.sleep(min(0.5 * (1.5**attempt), 2.0))
     raise _AtomicPositionError(f"could not verify position for {sym} after "
                                f"{SEED_VERIFY_TIMEOUT:g}s")
+
+
+def _seed_ws_sees(cache: PositionCache, sym: str, amount: float) -> bool:
+    """The plan's WebSocket check: a streamed size within 0.01 of the amount."""
+    ws = cache.latest(sym)
+    return ws is not None and ws.size > 0 and abs(ws.size - amount) <= 0.01
+
+
+async def _seed_order_status(sim: SimulatedExchange, sym: str, entry: OrderSnapshot,
+                             first: bool) -> tuple[bool | None, bool]:
+    """The plan's order-status check: (decision, answered). The decision is
+    True on a fill, False on a closed order with nothing filled, else None;
+    a failed look-up is not an answer (retried next round)."""
+    try:
+        if first:
+            await asyncio.sleep(0.5)
+        o = await sim.fetch_order(symbol=sym, order_id=entry.order_id, client_id=None)
+    except ExchangeError:
+        return None, False
+    filled = o.filled or 0.0
+    if filled > 0:
+        return True, True
+    if o.status is OrderStatus.CLOSED and filled == 0:
+        return False, True
+    return None, True
+
+
+async def _seed_rest_sees(sim: SimulatedExchange, sym: str) -> tuple[bool, bool]:
+    """The plan's REST check: (a position is seen, REST answered)."""
+    try:
+        positions = await sim.fetch_positions([sym])
+    except ExchangeError:
+        return False, False
+    return any(p.symbol == sym and p.size > 0 for p in positions), True
 
 
 async def _seed_rollback(sim: SimulatedExchange, request: OpenRequest,
@@ -196,6 +219,12 @@ async def _seed_rollback(sim: SimulatedExchange, request: OpenRequest,
                                client_id=prefix + "c", reduce_only=False)
     except ExchangeError:
         return False
+    return await _seed_confirm_flat(sim, sym)
+
+
+async def _seed_confirm_flat(sim: SimulatedExchange, sym: str) -> bool:
+    """FIX #2.2's confirmation: a 1 s wait, then up to 10 checks a second
+    apart, the stream first, then REST."""
     await asyncio.sleep(1.0)
     cache = sim.position_cache
     for i in range(10):

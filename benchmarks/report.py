@@ -28,6 +28,7 @@ DRIVER_ORDER = ("engine", "limit", "seed_plan", "legacy")
 
 def to_json(profiles: Mapping[str, Mapping[str, Summary]], engine: Mapping[str, float]
             ) -> dict[str, Any]:
+    """The results as the JSON document committed in ``results/``."""
     return {
         "profiles": {p: {d: attrs.asdict(s) for d, s in cells.items()}
                      for p, cells in profiles.items()},
@@ -94,6 +95,7 @@ def _ms(v: float | None) -> str:
 
 
 def markdown(data: Mapping[str, Any], *, meta: Mapping[str, Any]) -> str:
+    """The results as the Markdown report committed in ``results/``."""
     lines = [
         "# Benchmark results",
         "",

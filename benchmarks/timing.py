@@ -70,6 +70,7 @@ class Summary:
 
 def measure(sim: GroundTruthExchange, request: OpenRequest, run: Run,
             ids: tuple[str, str, str]) -> Sample:
+    """One attempt's sample, read from ground truth, not from the driver."""
     entry_cid, stop_cid, close_cid = ids
     sym = request.symbol
     led = ledger(sim.fills, Own(sym, request.side, request.amount, entry_cid, stop_cid,
@@ -137,6 +138,7 @@ def _ms(x: float) -> float | None:
 
 
 def summarize(samples: Sequence[Sample]) -> Summary:
+    """Percentiles and counts over one driver's samples on one profile."""
     ttps = sorted(s.ttp for s in samples if s.filled)
     return Summary(
         p50_ms=_ms(percentile(ttps, 50)),

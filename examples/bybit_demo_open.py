@@ -37,6 +37,7 @@ class MissingKeys(RuntimeError):
 
 
 def keys_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str, str]:
+    """The API key and secret from the environment (exits when missing)."""
     key, secret = env.get(KEY_VAR, "").strip(), env.get(SECRET_VAR, "").strip()
     if not key or not secret:
         raise MissingKeys(
@@ -47,6 +48,7 @@ def keys_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--symbol", default="BTC/USDT:USDT", help="unified ccxt symbol (linear)")
     p.add_argument("--side", choices=("buy", "sell"), required=True)
@@ -63,6 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 async def open_once(args: argparse.Namespace, key: str, secret: str, *, testnet: bool) -> int:
     # Imported here so that --help and the key check work even where the
     # exchange libraries are slow to import.
+    """Open one position and print how the attempt ended."""
     import ccxt.pro as ccxt_pro
 
     from adapters.ccxt import CcxtAdapter
@@ -102,6 +105,7 @@ async def open_once(args: argparse.Namespace, key: str, secret: str, *, testnet:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Open once on Bybit's demo or testnet; returns the exit code."""
     args = parse_args(argv)
     try:
         key, secret = keys_from_env()

@@ -6,36 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+
+from fsm.cli_parser import OneLineParser, run_handler
 
 __all__ = ["OneLineParser", "main", "run_handler"]
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, with a usage error in one line (and ``--help`` to ask)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def run_handler(args: argparse.Namespace) -> int:
-    """Run a subcommand's handler; any error it lets escape is one redacted
-    line on stderr and exit code 2 (with ``-v``, the traceback goes to the
-    log, redacted too), never a bare traceback."""
-    from fsm.redact import redact
-
-    try:
-        code: int = args.handler(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if getattr(args, "verbose", False):
-            logging.getLogger("fsm").exception("the command failed")
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(redact(f"error: {text}"), file=sys.stderr)
-        return 2
-    return code
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -61,6 +35,7 @@ def _run_demo(_args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``safe-opener`` command; returns the process exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -59,6 +59,7 @@ async def deliver_alert(sink: AlertSink | None, alert: Alert, limit: float) -> b
 
 
 def alert_record(alert: Alert) -> dict[str, Any]:
+    """An alert as the journal records it."""
     return {"alert_id": alert.alert_id, "reason": alert.reason, "symbol": alert.symbol,
             "message": alert.message, "state": alert.state.value}
 

@@ -128,6 +128,7 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (JournalError, OSError, sqlite3.E
 
 
 def run_journal_show(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """``journal show``: print the attempts in a journal; returns the exit code."""
     out = out if out is not None else sys.stdout
     try:
         with Journal(args.db, read_only=True) as journal:
@@ -239,6 +240,7 @@ def run_reconcile(
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
 ) -> int:
+    """``reconcile``: one monitor pass against a venue; returns the exit code."""
     from fsm.reconcile import ReconcilePolicy
 
     out = out if out is not None else sys.stdout
@@ -288,7 +290,7 @@ async def _reconcile(args: argparse.Namespace, mode: str | None, factory: Exchan
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``python -m fsm.cli_journal``), for when the
     subcommands are not wired into ``python -m fsm``."""
-    from fsm.__main__ import OneLineParser, run_handler
+    from fsm.cli_parser import OneLineParser, run_handler
 
     parser = OneLineParser(prog="python -m fsm.cli_journal")
     add_parsers(parser.add_subparsers(dest="command", required=True))

@@ -77,6 +77,7 @@ class Facts:
     close_missing: bool = False  # the close is proven never to have executed
 
     def at(self, now: float) -> Facts:
+        """These facts, as of loop time ``now``."""
         return attrs.evolve(self, now=now)
 
     def with_position(self, snap: PositionSnapshot) -> Facts:

@@ -48,12 +48,14 @@ class Histogram:
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
+        """Count one value into its bucket."""
         self._per[bisect.bisect_left(self.buckets, value)] += 1
         self.count += 1
         self.sum += value
 
     @property
     def counts(self) -> list[int]:
+        """Count per bucket, in bucket order."""
         out, running = [], 0
         for n in self._per[:-1]:
             running += n
@@ -102,6 +104,7 @@ class Metrics:
             self.observe(attempt)
 
     def snapshot(self) -> dict[str, Any]:
+        """Every metric, as plain data."""
         return {
             "attempts": {s.value: n for s, n in sorted(self.attempts.items(),
                                                        key=lambda kv: kv[0].value)},

@@ -112,6 +112,7 @@ class PositionSide(enum.Enum):
 
 
 class OrderStatus(enum.Enum):
+    """An order's status as the exchange reports it."""
     OPEN = "open"  # accepted, may still fill
     CLOSED = "closed"  # fully filled
     CANCELED = "canceled"  # ended; may have filled partially (IOC remainder)
@@ -120,6 +121,7 @@ class OrderStatus(enum.Enum):
 
     @property
     def terminal(self) -> bool:
+        """The order can no longer fill."""
         return self is not OrderStatus.OPEN
 
 
@@ -173,6 +175,7 @@ class OrderSnapshot:
 
     @property
     def terminal(self) -> bool:
+        """The order can no longer fill."""
         return self.status is not None and self.status.terminal
 
 
@@ -203,9 +206,11 @@ class PositionSnapshot:
 
     @property
     def flat(self) -> bool:
+        """No position."""
         return self.size == 0
 
     def signed(self) -> float:
+        """The size, negative for a short."""
         if self.side is PositionSide.SHORT:
             return -self.size
         return self.size

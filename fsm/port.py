@@ -67,9 +67,11 @@ class PositionCache:
         return self._orders.get(key)
 
     def latest(self, symbol: str) -> PositionSnapshot | None:
+        """Latest streamed snapshot of ``symbol``, if any."""
         return self._latest.get(symbol)
 
     def version(self, symbol: str) -> int:
+        """How many snapshots of ``symbol`` the cache has seen (for :meth:`wait_newer`)."""
         return self._versions.get(symbol, 0)
 
     async def wait_newer(self, symbol: str, version: int) -> PositionSnapshot:
@@ -80,6 +82,7 @@ class PositionCache:
         return self._latest[symbol]
 
     def order_version(self, key: str) -> int:
+        """How many updates of this order the cache has seen (for :meth:`wait_order`)."""
         return self._versions.get("order:" + key, 0)
 
     async def wait_order(self, key: str, version: int) -> OrderSnapshot:

@@ -52,6 +52,7 @@ class PrometheusMetrics:
         self._seen: set[str] = set()
 
     def observe(self, attempt: Attempt) -> None:
+        """Record one finished attempt."""
         if not attempt.terminal or attempt.attempt_id in self._seen:
             return
         self._seen.add(attempt.attempt_id)
@@ -66,5 +67,6 @@ class PrometheusMetrics:
         self.requests.observe(attempt.requests)
 
     def on_transition(self, attempt: Attempt, step: Transition) -> None:
+        """Record one transition."""
         if step.dest.terminal:
             self.observe(attempt)

@@ -116,9 +116,10 @@ class RedactingFilter(logging.Filter):
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message and arguments; never drop a record."""
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string is logging's to report
+        except Exception:  # noqa: BLE001 - a broken format string is logging's to report
             return True
         clean = redact(message)
         if clean != message or record.args:

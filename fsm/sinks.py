@@ -50,6 +50,7 @@ class LoggingSink:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
 
     def __call__(self, alert: Alert) -> None:
+        """Deliver one alert."""
         self.logger.critical("ALERT %s: %s", alert.alert_id, alert.message,
                              extra={"alert": alert_payload(alert)})
 
@@ -91,6 +92,7 @@ class WebhookSink:
         self._session = session
 
     async def __call__(self, alert: Alert) -> None:
+        """Deliver one alert."""
         import aiohttp  # ccxt's HTTP client; imported late to keep the core import light
 
         body = alert_payload(alert)
@@ -131,7 +133,7 @@ def fan_out(*sinks: AlertSink) -> AlertSink:
                 result = sink(alert)
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - raised below, once every sink was tried
                 failed = failed or exc
         if failed is not None:
             raise failed

@@ -128,6 +128,7 @@ class Ledger:
 
     @property
     def excused(self) -> float:
+        """Foreign exposure touched but excused by the race netting makes inherent."""
         return sum(t.amount for t in self.touches if t.excused)
 
 

@@ -78,10 +78,12 @@ class LegacyResult:
 
     @property
     def duration(self) -> float:
+        """Seconds from the first order to the end."""
         return self.ended_at - self.started_at
 
     @property
     def close_side(self) -> str | None:
+        """The side of the rollback order, if the legacy rules sent one."""
         return next((o.side for o in self.orders if o.role == "close"), None)
 
 

@@ -45,5 +45,6 @@ settings.load_profile("fsm-" + PROFILE)
 
 
 def pytest_report_header() -> str:
+    """The Hypothesis profile in use, in pytest's header."""
     s = settings()
     return f"fsm specs: hypothesis profile {PROFILE!r}, max_examples={s.max_examples}"

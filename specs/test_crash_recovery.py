@@ -62,7 +62,7 @@ from adapters.port import (
 from adapters.simulated import AckStyle, Fault, OperatorMove, SimConfig, StreamMode
 from adapters.virtual_time import run_virtual
 from fsm import Alert, JournalFailed, OpenRequest, Policy, PositionOpener, State, client_ids
-from fsm.journal import Journal, summarize
+from fsm.journal import Journal, SQLiteStore, summarize
 from fsm.request import BadRequest
 from harness.ledger import GroundTruthExchange, Own, ledger
 from specs.worlds import (
@@ -235,6 +235,7 @@ def fill_disk(journal: Journal) -> None:
     """The journal's disk is full from now on, for this process: SQLite's own
     SQLITE_FULL on every later write (the cap is the connection's, so a new
     process after the crash finds room again, as after an operator freed it)."""
+    assert isinstance(journal.store, SQLiteStore)
     conn = journal.store._conn
     assert conn is not None
     pages = conn.execute("PRAGMA page_count").fetchone()[0]

@@ -474,7 +474,9 @@ def test_l8_no_false_rollback_when_the_exchange_answers_in_time(world: World) ->
     assert o.attempt is not None, f"refused: {o.run.refused}"
     # A partial fill is whole lots: a fraction of one lot fills nothing, and
     # REJECTED is then the truth, not a false rollback.
-    assume(o.ledger(o.run).entry_filled > 0)
+    led = o.ledger(o.run)
+    assert led is not None
+    assume(led.entry_filled > 0)
     assert o.attempt.state is State.PROTECTED, (
         f"L8 broken: {o.attempt.state.value} in a timely world")
 

@@ -142,7 +142,7 @@ def _py(value: object) -> str:
 def _same(a: object, b: object) -> bool:
     try:
         return type(a) is type(b) and bool(a == b)
-    except Exception:  # pragma: no cover - incomparable values are printed
+    except Exception:  # noqa: BLE001  # pragma: no cover - incomparable values are printed
         return False
 
 
@@ -156,6 +156,7 @@ class World:
 
     @property
     def request(self) -> OpenRequest:
+        """The world's first (or only) request."""
         return self.requests[0]
 
     def __repr__(self) -> str:
@@ -477,6 +478,7 @@ class Run:
 
     @property
     def duration(self) -> float:
+        """Seconds from start to end of the run."""
         return self.ended - self.started
 
     @property
@@ -506,10 +508,12 @@ class Outcome:
 
     @property
     def run(self) -> Run:
+        """The first (or only) run."""
         return self.runs[0]
 
     @property
     def attempt(self) -> Attempt | None:
+        """The first run's attempt, if it was not refused."""
         return self.runs[0].attempt
 
     def ledger(self, run: Run) -> Ledger | None:

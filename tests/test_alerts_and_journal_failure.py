@@ -24,7 +24,7 @@ from fsm import (
     PositionOpener,
     State,
 )
-from fsm.journal import summarize
+from fsm.journal import SQLiteStore, summarize
 from tests.helpers import PRICE, SYMBOL, ids, request
 
 
@@ -169,6 +169,7 @@ def _fill_disk(journal: Journal) -> None:
     conn = sqlite3.connect(str(journal.path))
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.close()
+    assert isinstance(journal.store, SQLiteStore)
     store_conn = journal.store._conn  # the journal's own connection: cap it there
     assert store_conn is not None
     store_conn.execute(f"PRAGMA max_page_count={pages}")

@@ -535,6 +535,7 @@ def test_binance_create_errors(
                     symbol=BTC, side=Side.BUY, amount=0.01, client_id="errcase", reduce_only=False
                 )
             assert type(err.value) is expected
+            assert isinstance(err.value, ExchangeError)
             assert isinstance(err.value.cause, ccxt_cls)
             assert len(v.sent("POST", "/fapi/v1/order")) == 1
 

@@ -179,7 +179,7 @@ def test_incident_with_stop_refused_rolls_back_with_a_reduce_only_sell() -> None
     def crash_after_fill(v: F.FakeVenue) -> None:
         # The price falls through the stop level right after the fill, so
         # Bybit refuses the sell stop: 110093 "expect Falling".
-        v.on_fill = lambda order: v.book.marks.update(AVLUSDT=0.1280)  # type: ignore[attr-defined]
+        v.on_fill = lambda order: v.book.marks.update(AVLUSDT=0.1280)
 
     run = open_on(venue, setup=crash_after_fill)
 
@@ -214,7 +214,7 @@ def test_stop_refused_with_the_stream_running_closes_from_the_stream_view() -> N
     venue = F.FakeBybit(position_lag=4.0)
 
     def crash_after_fill(v: F.FakeVenue) -> None:
-        v.on_fill = lambda order: v.book.marks.update(AVLUSDT=0.1280)  # type: ignore[attr-defined]
+        v.on_fill = lambda order: v.book.marks.update(AVLUSDT=0.1280)
 
     run = open_on(venue, pro=True, setup=crash_after_fill)
     assert run.attempt.state is State.CLOSE_VERIFIED, run.attempt.history
@@ -274,7 +274,7 @@ def test_binance_stop_on_the_wrong_side_rolls_back() -> None:
     venue = F.FakeBinanceUsdm(position_lag=0.5)
 
     def crash_after_fill(v: F.FakeVenue) -> None:
-        v.on_fill = lambda order: v.book.marks.update(BTCUSDT=89000.0)  # type: ignore[attr-defined]
+        v.on_fill = lambda order: v.book.marks.update(BTCUSDT=89000.0)
 
     run = open_on(venue, BTC_LONG, setup=crash_after_fill)
     assert run.attempt.state is State.CLOSE_VERIFIED, run.attempt.history
@@ -334,7 +334,7 @@ def test_create_that_timed_out_and_never_arrived(exchange: str) -> None:
     _only_entry_adds_exposure(run)
     if run.attempt.state is State.ORPHANED:
         assert len(run.alerts) == 1
-    assert all(v == 0 for v in venue.book.position.values())  # type: ignore[attr-defined]
+    assert all(v == 0 for v in venue.book.position.values())
 
 
 # ---------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def test_definitive_refusals_of_the_entry_end_rejected(
     assert run.attempt.state is State.REJECTED, run.attempt.history
     assert run.path == ["reject"]
     assert len(run.creates()) == 1 and run.alerts == []
-    assert venue.book.orders == {}  # type: ignore[attr-defined]
+    assert venue.book.orders == {}
 
 
 @pytest.mark.parametrize(

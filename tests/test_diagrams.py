@@ -25,7 +25,7 @@ import fsm.table
 from adapters.port import Source
 from fsm import MemoryJournal, OpenRequest, PositionOpener, State, Trigger
 from fsm import diagrams as dg
-from fsm.attempt import Recorder, Transition
+from fsm.attempt import Attempt, Recorder, Transition
 from fsm.cli_diagrams import run as cli_run
 from fsm.diagrams import dot as dg_svg  # where find_dot is looked up
 from fsm.diagrams.dot import _svg_problem
@@ -142,10 +142,15 @@ def test_edges_are_those_of_transitions_mermaid_engine(caplog: pytest.LogCapture
     assert theirs == _our_edges()
 
 
+def _name(func: object) -> str:
+    """A condition's name: ``transitions`` keeps a callable or its name."""
+    return func if isinstance(func, str) else str(getattr(func, "__name__", func))
+
+
 def test_edges_are_those_of_the_runtime_machine() -> None:
     machine = Recorder()._machine
     runtime = sorted(
-        (src, t.dest, f"{trigger} [{' & '.join(c.func.__name__ for c in t.conditions)}]")
+        (src, t.dest, f"{trigger} [{' & '.join(_name(c.func) for c in t.conditions)}]")
         for trigger, event in machine.events.items()
         for src, ts in event.transitions.items()
         for t in ts
@@ -247,7 +252,7 @@ def test_journalled_path_renders_like_the_attempt() -> None:
 
     journal = MemoryJournal()
 
-    async def go() -> object:
+    async def go() -> Attempt:
         ex = SimulatedExchange(SimConfig(ack=AckStyle.MINIMAL, rest_position_lag=4.0,
                                          stream=StreamMode.PRESENT, stop_rejected=True))
         opener = PositionOpener(ex, journal=journal, ids=lambda: "journalled")

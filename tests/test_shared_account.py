@@ -297,7 +297,7 @@ def test_a_notional_below_the_minimum_is_refused() -> None:
 
 def test_an_open_request_cannot_be_built_with_a_non_bool_round_flag() -> None:
     with pytest.raises(TypeError):
-        OpenRequest(symbol=SYMBOL, side="buy", amount=1, stop_loss=0.1, round_amount="yes")
+        OpenRequest(symbol=SYMBOL, side="buy", amount=1, stop_loss=0.1, round_amount="yes")  # type: ignore[arg-type]  # the point
 
 
 # -- the reads before the entry ---------------------------------------------------------------

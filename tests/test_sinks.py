@@ -130,7 +130,9 @@ async def test_fan_out_tries_every_sink_and_raises_the_first_failure() -> None:
         got.append(alert.alert_id)
 
     with pytest.raises(ConnectionError):
-        await fan_out(broken, fine)(_alert())
+        delivery = fan_out(broken, fine)(_alert())
+        assert delivery is not None
+        await delivery
     assert got == ["a1:orphaned"]
 
 

@@ -82,6 +82,7 @@ import ccxt.async_support as ccxt_async
 
 from adapters.ccxt.errors import InvalidClientId, map_error
 from adapters.ccxt.parsing import (
+    client_id_in,
     grid_step,
     num,
     order_snapshot,
@@ -164,10 +165,12 @@ class CcxtAdapter:
 
     @property
     def name(self) -> str:
+        """The ccxt exchange id (``"bybit"``, ``"binanceusdm"``)."""
         return str(self._exchange.id)
 
     @property
     def profile(self) -> ExchangeProfile:
+        """The venue's facts this adapter follows."""
         return self._profile
 
     @property
@@ -188,6 +191,7 @@ class CcxtAdapter:
 
     @property
     def lookup_lag(self) -> float:
+        """The profile's visibility window for :meth:`fetch_order`, in seconds."""
         return self._profile.lookup_lag
 
     def _receive_window_ms(self) -> int | None:
@@ -266,6 +270,7 @@ class CcxtAdapter:
     async def create_order(
         self, *, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
     ) -> OrderSnapshot:
+        """Send a market order (see :meth:`fsm.port.ExchangePort.create_order`)."""
         self._check_client_id(client_id)
         params = self._write_params(client_id)
         if reduce_only:
@@ -295,6 +300,8 @@ class CcxtAdapter:
         trigger_price: float,
         client_id: str,
     ) -> StopSnapshot:
+        """Place a reduce-only stop-market in the profile's style (see
+        :meth:`fsm.port.ExchangePort.place_stop`)."""
         self._check_client_id(client_id)
         params = self._write_params(client_id)
         params["reduceOnly"] = True
@@ -312,6 +319,7 @@ class CcxtAdapter:
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> None:
+        """Cancel an order (a stop) by id or client id; a write, never retried."""
         if order_id is None and client_id is None:
             raise ValueError("cancel_order needs order_id or client_id")
         params: dict[str, object] = dict(self._profile.common_params)
@@ -342,6 +350,8 @@ class CcxtAdapter:
     async def fetch_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> OrderSnapshot:
+        """Look an order up: a terminal state the order stream already reported,
+        else REST in the profile's lookup style."""
         if order_id is None and client_id is None:
             raise ValueError("fetch_order needs order_id or client_id")
         streamed = self._streamed_terminal(order_id, client_id)
@@ -520,13 +530,7 @@ class CcxtAdapter:
             if since is not None and stamp is not None and stamp < since:
                 continue
             order = raw.get("order")
-            client = None
-            if isinstance(info, Mapping):
-                for key in ("orderLinkId", "clientOrderId", "clOrdId"):
-                    value = info.get(key)
-                    if isinstance(value, str) and value:
-                        client = value
-                        break
+            client = client_id_in(info)
             fills.append(
                 Fill(
                     symbol=market.symbol,
@@ -583,6 +587,8 @@ class CcxtAdapter:
                 for (sym, side), size in legs.items()]
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:
+        """REST positions, netted per symbol (see
+        :meth:`fsm.port.ExchangePort.fetch_positions`)."""
         wanted = list(symbols) if symbols is not None else None
         raws = await self._raw_positions(wanted)
         now = asyncio.get_running_loop().time()
@@ -626,6 +632,7 @@ class CcxtAdapter:
         return None
 
     async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        """Open conditional orders (stops), for one symbol or all."""
         params: dict[str, object] = dict(self._profile.common_params)
         if self._profile.stops_need_trigger_flag or (
             self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION
@@ -652,9 +659,11 @@ class CcxtAdapter:
 
     @property
     def streaming(self) -> bool:
+        """Whether a stream task is still running."""
         return any(not t.done() for t in self._stream_tasks)
 
     def supports_stream(self) -> bool:
+        """Whether the exchange object can ``watch_positions`` (ccxt pro)."""
         has = getattr(self._exchange, "has", {}) or {}
         return bool(has.get("watchPositions")) and hasattr(self._exchange, "watch_positions")
 
@@ -687,6 +696,7 @@ class CcxtAdapter:
         return self._cache
 
     async def stop_stream(self) -> None:
+        """Cancel the stream tasks and wait for them to end."""
         tasks, self._stream_tasks = self._stream_tasks, []
         for t in tasks:
             t.cancel()

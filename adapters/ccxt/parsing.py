@@ -15,6 +15,7 @@ from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 from fsm.model import OrderSnapshot, OrderStatus, PositionSide, Side, StopSnapshot
 
 __all__ = [
+    "client_id_in",
     "grid_step",
     "num",
     "order_snapshot",
@@ -91,6 +92,18 @@ def side_of(signed: float) -> PositionSide | None:
     if signed == 0:
         return None
     return PositionSide.LONG if signed > 0 else PositionSide.SHORT
+
+
+def client_id_in(info: object) -> str | None:
+    """Our client order id in a trade's raw ``info``, under whichever name the
+    venue uses (Bybit ``orderLinkId``, Binance ``clientOrderId``, OKX
+    ``clOrdId``); ``None`` when there is none."""
+    if isinstance(info, Mapping):
+        for key in ("orderLinkId", "clientOrderId", "clOrdId"):
+            value = info.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
 
 
 def reported_fill(raw: Mapping[str, Any], filled_keys: Sequence[str] = ()) -> float | None:

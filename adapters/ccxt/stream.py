@@ -34,7 +34,7 @@ async def watch_forever(
             result = await watch()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a stream failure is noted, then retried
+        except Exception as exc:  # noqa: BLE001 - any watch failure is noted, then retried
             on_error(exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)

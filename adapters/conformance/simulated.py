@@ -59,9 +59,11 @@ class SimulatedDriver:
         self._set(faults=faults)
 
     def set_price(self, symbol: str, price: float) -> None:
+        """The simulator's price for ``symbol``."""
         self._set(prices={**self.sim.config.prices, symbol: price})
 
     def next_order(self, outcome: Outcome) -> None:
+        """Refuse the next entry (``reject_entry`` for one order)."""
         if outcome == "rest":
             raise Unsupported("the simulator cannot leave a market order resting")
         if outcome == "fill":
@@ -80,34 +82,43 @@ class SimulatedDriver:
         self.sim.on_arrival = once
 
     def fail_next(self, call: Call, failure: Failure) -> None:
+        """Schedule the fault for the next call of that kind."""
         self._schedule(call, _FAULTS[failure])
 
     def delay_next(self, call: Call, seconds: float) -> None:
+        """A ``DELAYED`` fault arriving ``seconds`` later."""
         self._set(delayed_arrival=seconds)
         self._schedule(call, Fault.DELAYED)
 
     def venue_error(self, call: Call, code: str) -> None:
+        """The simulator has no venue error codes."""
         raise Unsupported("the simulator has no venue error codes")
 
     def hide_orders(self, seconds: float) -> None:
+        """``order_visibility_lag``: look-ups miss younger orders."""
         self._set(order_visibility_lag=seconds)
 
     def ids_only_replies(self) -> Collection[Call]:
+        """Minimal (Bybit v5 style) create acknowledgements."""
         self._set(ack=AckStyle.MINIMAL)
         stripped: tuple[Call, ...] = ("create",)
         return stripped
 
     def set_position(self, symbol: str, signed: float) -> None:
+        """The operator trades the account to ``signed``."""
         delta = signed - self.sim.net_position(symbol)
         self.sim.operate(OperatorMove(at=0.0, symbol=symbol, delta=delta))
 
     def hedge_legs(self, symbol: str, long: float, short: float) -> None:
+        """The simulator nets one way."""
         raise Unsupported("the simulator nets one way; it cannot hold hedge-mode legs")
 
     def push_position(self, symbol: str, signed: float, at: float) -> None:
+        """The simulator's stream pushes only its own moves."""
         raise Unsupported("the simulator cannot push a chosen position on its stream")
 
     def received(self, client_id: str) -> Received | None:
+        """The order the simulator holds under ``client_id``."""
         order = self.sim._by_client.get(client_id)
         if order is None:
             return None

@@ -39,6 +39,7 @@ if os.environ.get(ENV):
         """The kit, on the venue ``$ADAPTER_CONFORMANCE_VENUE`` builds."""
 
         async def make_venue(self) -> Venue:
+            """Call the factory; await it if it is a coroutine."""
             made = _factory(os.environ[ENV])()
             venue = await made if inspect.isawaitable(made) else made
             if not isinstance(venue, Venue):
@@ -48,4 +49,5 @@ if os.environ.get(ENV):
 else:
 
     def test_venue_from_env() -> None:
+        """Skipped: no factory named."""
         pytest.skip(f"set {ENV}=package.module:make_venue to run the kit on your adapter")

@@ -67,6 +67,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().__init__(selector=_VirtualSelector(self))
 
     def time(self) -> float:
+        """The virtual clock: advanced only by the selector, never by the wall."""
         return self._now
 
 

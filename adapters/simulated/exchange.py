@@ -86,12 +86,14 @@ __all__ = [
 
 
 class AckStyle(enum.Enum):
+    """What the create reply carries."""
     FULL = "full"  # side, amount, status closed, filled reported
     MINIMAL = "minimal"  # ids only (Bybit v5 create reply)
     NEW = "new"  # status open, filled 0 (Binance ACK/NEW reply)
 
 
 class StreamMode(enum.Enum):
+    """Whether, and how, a position stream feeds the cache."""
     ABSENT = "absent"  # no WebSocket: the adapter has no cache
     PRESENT = "present"  # pushes after ``stream_lag``
     SILENT = "silent"  # connected but never pushes (a dead socket)
@@ -286,10 +288,12 @@ class SimulatedExchange:
 
     @property
     def name(self) -> str:
+        """Always ``"simulated"``."""
         return "simulated"
 
     @property
     def position_cache(self) -> PositionCache | None:
+        """The stream-fed cache, or ``None`` when the config has no stream."""
         return self._cache
 
     def net_position(self, symbol: str) -> float:
@@ -307,25 +311,30 @@ class SimulatedExchange:
         return max((abs(v - start) for _, v in self._net_history.get(symbol, [])), default=0.0)
 
     def resting_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        """Ground truth: the stops resting on the book, for one symbol or all."""
         return [self._stop_snapshot(o) for o in self._orders.values()
                 if o.kind == "stop" and o.status is OrderStatus.OPEN
                 and (symbol is None or o.symbol == symbol)]
 
     @property
     def total_calls(self) -> int:
+        """Ground truth: how many port calls reached the exchange."""
         return sum(self.calls.values())
 
     def price(self, symbol: str) -> float:
+        """Ground truth: the symbol's current price."""
         return self.config.prices.get(symbol, self.config.default_price)
 
     # -- the port -------------------------------------------------------------------------
 
     @property
     def receive_window(self) -> float | None:
+        """The config's receive window, in seconds (``None``: none)."""
         return self.config.receive_window
 
     @property
     def lookup_lag(self) -> float:
+        """The config's order visibility lag, in seconds."""
         return self.config.order_visibility_lag
 
     def canonical(self, symbol: str) -> str:
@@ -342,6 +351,7 @@ class SimulatedExchange:
         return symbol
 
     async def market(self, symbol: str) -> Market:
+        """The market in either spelling (see :meth:`fsm.port.ExchangePort.market`)."""
         def look() -> Market:
             unified = self.canonical(symbol)
             m = self.config.markets.get(unified, SimMarket())
@@ -352,6 +362,7 @@ class SimulatedExchange:
         return await self._call("market", look, write=False)
 
     async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        """Every execution on the symbol at or after ``since``, everyone's."""
         def look() -> list[Fill]:
             unified = self.canonical(symbol)
             return [Fill(symbol=f.symbol, order_id=f.order_id, client_id=f.client_id,
@@ -362,12 +373,14 @@ class SimulatedExchange:
         return await self._call("fetch_fills", look, write=False)
 
     async def fetch_price(self, symbol: str) -> float | None:
+        """The symbol's current price."""
         return await self._call("fetch_price", lambda: self.price(self.canonical(symbol)),
                                 write=False)
 
     async def create_order(
         self, *, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
     ) -> OrderSnapshot:
+        """Send a market order through the config's latency and faults."""
         kind = "close" if reduce_only else "create"
         return await self._call(
             kind, lambda: self._create(self.canonical(symbol), side, amount, client_id,
@@ -377,6 +390,7 @@ class SimulatedExchange:
     async def fetch_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> OrderSnapshot:
+        """Look an order up; not found while the visibility lag lasts."""
         def look() -> OrderSnapshot:
             o = self._find(order_id, client_id)
             now = self._now()
@@ -388,6 +402,7 @@ class SimulatedExchange:
         return await self._call("fetch_order", look, write=False)
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None) -> list[PositionSnapshot]:
+        """REST positions as they were ``rest_position_lag`` seconds ago."""
         def view() -> list[PositionSnapshot]:
             now = self._now()
             as_of = now - self.config.rest_position_lag
@@ -406,6 +421,7 @@ class SimulatedExchange:
     async def place_stop(
         self, *, symbol: str, side: Side, amount: float, trigger_price: float, client_id: str
     ) -> StopSnapshot:
+        """Place a reduce-only stop-market (refused when ``stop_rejected``)."""
         return await self._call(
             "place_stop", lambda: self._place_stop(self.canonical(symbol), side, amount,
                                                    trigger_price, client_id),
@@ -413,6 +429,7 @@ class SimulatedExchange:
         )
 
     async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        """Open stops, for one symbol or all."""
         return await self._call(
             "fetch_stops",
             lambda: self.resting_stops(None if symbol is None else self.canonical(symbol)),
@@ -421,6 +438,7 @@ class SimulatedExchange:
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> None:
+        """Cancel an open order (a stop); :class:`~fsm.model.OrderNotFound` if it is not open."""
         def cancel() -> None:
             o = self._find(order_id, client_id)
             if o is None or o.status is not OrderStatus.OPEN:
@@ -588,9 +606,7 @@ class SimulatedExchange:
         if fate is Fault.DELAYED:
             self._deliver_late(kind, effect, sent, write=write)
             await asyncio.sleep(max(self.config.client_timeout, self._latency()))
-            if write:
-                raise AmbiguousError(f"{kind}: request timed out")
-            raise TransientError(f"{kind}: request timed out")
+            raise _timed_out(kind, write=write)
         await asyncio.sleep(self._latency())
         if write and self._expired(sent):
             await asyncio.sleep(self._latency())
@@ -599,18 +615,10 @@ class SimulatedExchange:
             self.on_arrival(kind)
         if fate is Fault.TIMEOUT_BEFORE:
             await asyncio.sleep(max(0.0, self.config.client_timeout - self.config.rtt / 2))
-            if write:
-                raise AmbiguousError(f"{kind}: request timed out")
-            raise TransientError(f"{kind}: request timed out")
+            raise _timed_out(kind, write=write)
         if fate in (Fault.RATE_LIMIT, Fault.UNAVAILABLE):
             await asyncio.sleep(self._latency())
-            if fate is Fault.UNAVAILABLE and write:
-                # A venue's 503 does not tell the client that a write was not
-                # executed (Binance: "the execution status is UNKNOWN"); only
-                # the simulator knows it was refused before taking effect.
-                raise AmbiguousError(f"{kind}: service unavailable")
-            what = "rate limit exceeded" if fate is Fault.RATE_LIMIT else "service unavailable"
-            raise TransientError(f"{kind}: {what}", retry_after=0.1)
+            raise _gateway_refusal(kind, fate, write=write)
         try:
             result = effect()
         except Exception:
@@ -722,6 +730,24 @@ class SimulatedExchange:
         side = None if net == 0 else (PositionSide.LONG if net > 0 else PositionSide.SHORT)
         return PositionSnapshot(symbol=symbol, side=side, size=abs(net), source=source,
                                 received_at=received, as_of=as_of)
+
+
+def _gateway_refusal(kind: str, fate: Fault, *, write: bool) -> TransientError:
+    """A rate limit or a 503, refused before taking effect. A 503 does not
+    tell the client that a write was not executed (Binance: "the execution
+    status is UNKNOWN"); only the simulator knows, so a write's is ambiguous."""
+    if fate is Fault.UNAVAILABLE and write:
+        return AmbiguousError(f"{kind}: service unavailable")
+    what = "rate limit exceeded" if fate is Fault.RATE_LIMIT else "service unavailable"
+    return TransientError(f"{kind}: {what}", retry_after=0.1)
+
+
+def _timed_out(kind: str, *, write: bool) -> TransientError:
+    """A request that timed out: ambiguous for a write (it may have taken
+    effect), plainly transient for a read."""
+    if write:
+        return AmbiguousError(f"{kind}: request timed out")
+    return TransientError(f"{kind}: request timed out")
 
 
 def _native(unified: str) -> str:

@@ -29,6 +29,7 @@ from fsm.diagrams.model import (
     _colours,
     _Edge,
     _meaning,
+    _path_states,
     _states,
     _Step,
     _terminals,
@@ -102,17 +103,7 @@ def _dot_source(
     spine = _spine(edges)
     spine_states = {INITIAL} | {e.row.dest for e in spine}
     spine_edges = {(e.index, e.source) for e in spine}
-    visited: set[State] = set()
-    final: State | None = None
-    if steps:
-        for sp in steps:
-            visited.update((sp.step.source, sp.step.dest))
-        final = steps[-1].step.dest
-    by_edge: dict[int, list[_Step]] = {}
-    for sp in steps or ():
-        if sp.edge_index is not None:
-            by_edge.setdefault(sp.edge_index, []).append(sp)
-
+    visited, final = _path_states(steps)
     out = [
         "// " + _GENERATED.format(cmd=REGENERATE, extra=""),
         f"digraph {_q(stem)} {{",
@@ -132,28 +123,58 @@ def _dot_source(
                                               fixedsize="true", group="spine") + ";",
     ]
     for s in _states():
-        kw: dict[str, str] = {"group": "spine"} if s in spine_states else {}
-        if s in TERMINAL:
-            fill, stroke, _ = _colours(s)
-            kw.update(fillcolor=fill, color=stroke, peripheries="2",
-                      label=f'<<b>{_h(s.value)}</b><br/><font point-size="9">terminal</font>>')
-        else:
-            kw.update(label=f"<<b>{_h(s.value)}</b>>")
-        if path_mode:
-            if s in visited:
-                kw.update(color=_PATH, penwidth="3" if s is final else "2")
-                if s not in TERMINAL:
-                    kw.update(fillcolor=_PATH_FILL)
-            else:
-                kw.update(fontcolor=_DIM, color=_DIM)
-        kw["tooltip"] = _meaning(s) if s in TERMINAL else s.value
+        kw = _node_attrs(s, s in spine_states, visited if path_mode else None, final)
         out.append(f"  {_q(s.value)} {_attrs(**kw)};")
     out += [
         "",
         "  // transitions: one edge per (row, source), in table order",
         f"  {_q('__start__')} -> {_q(INITIAL.value)}"
         + (f" {_attrs(color=_PATH, penwidth='2')}" if path_mode and steps else "") + ";",
+        *_edge_lines(edges, steps, spine_edges),
+        "",
+        "  // legend",
+        "  " + _q("legend") + " " + _legend_dot(path_mode) + ";",
+        # Keep the legend below everything else.
+        f"  {{ rank=sink; {_q('legend')}; }}",
+        "}",
     ]
+    return "\n".join(out) + "\n"
+
+
+def _node_attrs(
+    s: State, on_spine: bool, visited: set[State] | None, final: State | None
+) -> dict[str, str]:
+    """One state's attributes; ``visited`` is ``None`` when no path is drawn."""
+    kw: dict[str, str] = {"group": "spine"} if on_spine else {}
+    if s in TERMINAL:
+        fill, stroke, _ = _colours(s)
+        kw.update(fillcolor=fill, color=stroke, peripheries="2",
+                  label=f'<<b>{_h(s.value)}</b><br/><font point-size="9">terminal</font>>')
+    else:
+        kw.update(label=f"<<b>{_h(s.value)}</b>>")
+    if visited is not None:
+        if s in visited:
+            kw.update(color=_PATH, penwidth="3" if s is final else "2")
+            if s not in TERMINAL:
+                kw.update(fillcolor=_PATH_FILL)
+        else:
+            kw.update(fontcolor=_DIM, color=_DIM)
+    kw["tooltip"] = _meaning(s) if s in TERMINAL else s.value
+    return kw
+
+
+def _edge_lines(
+    edges: Sequence[_Edge], steps: Sequence[_Step] | None,
+    spine_edges: set[tuple[int, State]],
+) -> list[str]:
+    """Every table edge (dimmed when a path is drawn and did not take it, one
+    edge per step when it did), then the steps no row explains."""
+    path_mode = steps is not None
+    by_edge: dict[int, list[_Step]] = {}
+    for sp in steps or ():
+        if sp.edge_index is not None:
+            by_edge.setdefault(sp.edge_index, []).append(sp)
+    out = []
     for k, e in enumerate(edges):
         src, dst = _q(e.source.value), _q(e.row.dest.value)
         tip = e.row.why
@@ -174,11 +195,7 @@ def _dot_source(
                 f"  {_q(sp.step.source.value)} -> {_q(sp.step.dest.value)} "
                 f"{_step_edge_attrs(sp, 'no row of TABLE explains this step')};"
             )
-    out += ["", "  // legend", "  " + _q("legend") + " " + _legend_dot(path_mode) + ";"]
-    # Keep the legend below everything else.
-    out.append(f"  {{ rank=sink; {_q('legend')}; }}")
-    out.append("}")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _step_edge_attrs(s: _Step, tip: str, extra: Mapping[str, str] | None = None) -> str:

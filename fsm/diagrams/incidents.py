@@ -4,7 +4,8 @@ The replay itself is the one incident definition,
 :mod:`adapters.simulated.incident`; this module only names the two
 variants drawn (protected, and rolled back with the stop refused) and runs
 them on a virtual-time loop. It is the diagrams' one piece of wiring to an
-adapter, imported when the incidents are rendered.
+adapter: the simulator is imported only when an incident is run, so
+rendering the lifecycle or a journalled path imports no adapter.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from fsm.diagrams.model import (
     _current_table,
     _Edge,
     _meaning,
+    _path_states,
     _states,
     _Step,
     _terminal_class,
@@ -108,37 +109,57 @@ def _steps_md(steps: Sequence[_Step]) -> list[str]:
 
 
 def _mermaid(edges: Sequence[_Edge], steps: Sequence[_Step] | None) -> list[str]:
-    ind = "    "
-    lines = ["stateDiagram-v2"]
+    visited, final = _path_states(steps)
+    return [
+        "stateDiagram-v2",
+        *_mermaid_class_defs(steps is not None, final),
+        f"{_IND}[*] --> {INITIAL.value}",
+        *_mermaid_edges(edges, steps or ()),
+        *(f"{_IND}{s.value} --> [*]" for s in _terminals()),
+        *_mermaid_classes(visited, final),
+    ]
+
+
+_IND = "    "
+
+
+def _mermaid_class_defs(path_mode: bool, final: State | None) -> list[str]:
+    """The styles: one per terminal state, and the path's when drawing one."""
+    lines = []
     for s in _terminals():
         fill, stroke, _ = _colours(s)
-        lines.append(f"{ind}classDef {_terminal_class(s)} fill:{fill},stroke:{stroke},"
+        lines.append(f"{_IND}classDef {_terminal_class(s)} fill:{fill},stroke:{stroke},"
                      "stroke-width:3px")
-    visited: set[State] = set()
-    final: State | None = None
-    if steps is not None:
-        for sp in steps:
-            visited.update((sp.step.source, sp.step.dest))
-        final = steps[-1].step.dest if steps else None
-        lines.append(f"{ind}classDef visited fill:{_PATH_FILL},stroke:{_PATH},stroke-width:2px")
+    if path_mode:
+        lines.append(f"{_IND}classDef visited fill:{_PATH_FILL},stroke:{_PATH},stroke-width:2px")
         if final is not None:
             fill = _colours(final)[0] if final in TERMINAL else _PATH_FILL
-            lines.append(f"{ind}classDef reached fill:{fill},stroke:{_PATH},stroke-width:5px")
-    lines.append(f"{ind}[*] --> {INITIAL.value}")
+            lines.append(f"{_IND}classDef reached fill:{fill},stroke:{_PATH},stroke-width:5px")
+    return lines
+
+
+def _mermaid_edges(edges: Sequence[_Edge], steps: Sequence[_Step]) -> list[str]:
+    """Every table edge, numbered by the steps that took it, then the steps no
+    row explains."""
     numbers: dict[int, list[int]] = {}
-    for sp in steps or ():
+    for sp in steps:
         if sp.edge_index is not None:
             numbers.setdefault(sp.edge_index, []).append(sp.number)
+    lines = []
     for k, e in enumerate(edges):
         prefix = "".join(f"({n})" for n in numbers.get(k, ()))
         label = f"{prefix} {e.label}" if prefix else e.label
-        lines.append(f"{ind}{e.source.value} --> {e.row.dest.value}: {label}")
-    for sp in steps or ():
+        lines.append(f"{_IND}{e.source.value} --> {e.row.dest.value}: {label}")
+    for sp in steps:
         if sp.edge_index is None:
-            lines.append(f"{ind}{sp.step.source.value} --> {sp.step.dest.value}: "
+            lines.append(f"{_IND}{sp.step.source.value} --> {sp.step.dest.value}: "
                          f"({sp.number}) {sp.step.trigger.value} NOT IN TABLE")
-    for s in _terminals():
-        lines.append(f"{ind}{s.value} --> [*]")
+    return lines
+
+
+def _mermaid_classes(visited: set[State], final: State | None) -> list[str]:
+    """Which style each state takes: reached, visited, or its terminal colour."""
+    lines = []
     for s in _states():
         if s is final:
             cls = "reached"
@@ -148,7 +169,7 @@ def _mermaid(edges: Sequence[_Edge], steps: Sequence[_Step] | None) -> list[str]
             cls = _terminal_class(s)
         else:
             continue
-        lines.append(f"{ind}class {s.value} {cls}")
+        lines.append(f"{_IND}class {s.value} {cls}")
     return lines
 
 

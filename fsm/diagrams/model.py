@@ -118,19 +118,26 @@ class StepLike(Protocol):
     """
 
     @property
-    def at(self) -> float: ...
+    def at(self) -> float:
+        """Loop time of the step."""
     @property
-    def trigger(self) -> Trigger: ...
+    def trigger(self) -> Trigger:
+        """The trigger that fired."""
     @property
-    def source(self) -> State: ...
+    def source(self) -> State:
+        """The state before."""
     @property
-    def dest(self) -> State: ...
+    def dest(self) -> State:
+        """The state after."""
     @property
-    def guards(self) -> Sequence[str | tuple[str, bool]]: ...
+    def guards(self) -> Sequence[str | tuple[str, bool]]:
+        """The guards that held, as names or ``(name, result)`` pairs."""
     @property
-    def evidence(self) -> Source | None: ...
+    def evidence(self) -> Source | None:
+        """The source of the evidence that fired it, if any."""
     @property
-    def detail(self) -> str: ...
+    def detail(self) -> str:
+        """What was seen, in words."""
 
 
 @attrs.frozen
@@ -194,6 +201,14 @@ class _Step:
     @property
     def guard_names(self) -> tuple[str, ...]:
         return tuple(g if isinstance(g, str) else g[0] for g in self.step.guards)
+
+
+def _path_states(steps: Sequence[_Step] | None) -> tuple[set[State], State | None]:
+    """The states a path went through, and the one it ended in (``None``: no path)."""
+    visited: set[State] = set()
+    for sp in steps or ():
+        visited.update((sp.step.source, sp.step.dest))
+    return visited, (steps[-1].step.dest if steps else None)
 
 
 def _match(steps: Sequence[StepLike], edges: Sequence[_Edge]) -> list[_Step]:

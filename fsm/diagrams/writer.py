@@ -49,6 +49,7 @@ class Rendered:
     dot: str
 
     def files(self) -> dict[str, str]:
+        """File name → text, for the Markdown and the DOT."""
         return {f"{self.stem}.md": self.markdown, f"{self.stem}.dot": self.dot}
 
 
@@ -161,6 +162,7 @@ def render_all(table: Sequence[Row] | None = None) -> list[Rendered]:
 
 
 def regenerate_command(out_dir: Path | None = None) -> str:
+    """The command that regenerates the diagrams in ``out_dir``."""
     if out_dir is None or Path(out_dir) == Path("diagrams"):
         return REGENERATE
     return f"{REGENERATE} --out {out_dir}"
@@ -168,6 +170,7 @@ def regenerate_command(out_dir: Path | None = None) -> str:
 
 @attrs.frozen
 class WriteReport:
+    """What :func:`write` did, file by file."""
     written: tuple[Path, ...]
     unchanged: tuple[Path, ...]
     svg_skipped: tuple[Path, ...]  # not rendered: dot is missing

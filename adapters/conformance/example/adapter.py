@@ -74,6 +74,7 @@ class TernAdapter:
 
     async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
                            reduce_only: bool) -> OrderSnapshot:
+        """A market order, reduce-only when asked; the reply as Tern sent it."""
         body = await self._call("POST", "/v1/orders", write=True, symbol=_native(symbol),
                                 side=side.value, qty=amount, client_id=client_id,
                                 reduce_only=reduce_only, type="market")
@@ -81,11 +82,13 @@ class TernAdapter:
 
     async def fetch_order(self, *, symbol: str, order_id: str | None,
                           client_id: str | None) -> OrderSnapshot:
+        """The order by Tern's id, else by our client id."""
         key = {"client_id": client_id} if order_id is None else {"id": order_id}
         body = await self._call("GET", "/v1/orders", **key)
         return _order(body["order"], symbol)
 
     async def market(self, symbol: str) -> Market:
+        """The market in either spelling, under the canonical symbol."""
         canonical = symbol if symbol in _SYMBOLS else _canonical(symbol)
         body = await self._call("GET", "/v1/markets")
         for m in body["markets"]:
@@ -95,10 +98,12 @@ class TernAdapter:
         raise UnknownSymbol(f"tern: no market {symbol!r}")
 
     async def fetch_fills(self, symbol: str, since: float | None) -> list[Fill]:
+        """Not offered by this example: it raises rather than answer partially."""
         raise ExchangeError("tern: no trade history in this example")
 
     async def fetch_positions(self, symbols: Sequence[str] | None = None
                               ) -> list[PositionSnapshot]:
+        """Tern's net positions, per canonical symbol."""
         body = await self._call("GET", "/v1/positions")
         now = asyncio.get_running_loop().time()
         out = []
@@ -111,22 +116,26 @@ class TernAdapter:
         return out
 
     async def fetch_price(self, symbol: str) -> float | None:
+        """Tern's last price."""
         return _num((await self._call("GET", "/v1/ticker", symbol=_native(symbol))).get("last"))
 
     async def place_stop(self, *, symbol: str, side: Side, amount: float, trigger_price: float,
                          client_id: str) -> StopSnapshot:
+        """A reduce-only stop-market at ``trigger_price``."""
         body = await self._call("POST", "/v1/orders", write=True, symbol=_native(symbol),
                                 side=side.value, qty=amount, client_id=client_id,
                                 reduce_only=True, type="stop", trigger=trigger_price)
         return _stop(body["order"], symbol)
 
     async def fetch_stops(self, symbol: str | None = None) -> list[StopSnapshot]:
+        """Open stops, for one symbol or all."""
         params: dict[str, Any] = {} if symbol is None else {"symbol": _native(symbol)}
         body = await self._call("GET", "/v1/stops", **params)
         return [_stop(o, _canonical(o["symbol"])) for o in body["stops"]]
 
     async def cancel_order(self, *, symbol: str, order_id: str | None,
                            client_id: str | None) -> None:
+        """Cancel by Tern's id, else by our client id."""
         key = {"client_id": client_id} if order_id is None else {"id": order_id}
         await self._call("DELETE", "/v1/orders", write=True, **key)
 

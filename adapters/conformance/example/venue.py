@@ -47,6 +47,7 @@ class TernVenue:
         return asyncio.get_running_loop().time()
 
     async def request(self, method: str, path: str, params: Body) -> tuple[int, Body]:
+        """One request: its fault if one is aimed at it, else Tern's answer."""
         fault = next((f for f in self.faults if f[0] == (method, path)), None)
         if fault is not None:
             self.faults.remove(fault)
@@ -138,39 +139,50 @@ class TernDriver:
         self.venue = venue
 
     def set_price(self, symbol: str, price: float) -> None:
+        """Tern's last price."""
         self.venue.last["AVL-PERP"] = price
 
     def next_order(self, outcome: Outcome) -> None:
+        """Refuse, or leave resting, the next market order."""
         self.venue.reject_next = outcome == "reject"
         self.venue.rest_next = outcome == "rest"
 
     def fail_next(self, call: Call, failure: Failure) -> None:
+        """Queue the failure for the call's route."""
         self.venue.faults.append((_ROUTES[call], failure, None))
 
     def delay_next(self, call: Call, seconds: float) -> None:
+        """The request arrives ``seconds`` later, judged by its window then."""
         self.venue.faults.append((_ROUTES[call], "delayed", seconds))
 
     def venue_error(self, call: Call, code: str) -> None:
+        """Answer the call's route with Tern's error ``code``."""
         self.venue.faults.append((_ROUTES[call], "code", code))
 
     def hide_orders(self, seconds: float) -> None:
+        """Look-ups miss orders younger than ``seconds``."""
         self.venue.hidden_for = seconds
 
     def ids_only_replies(self) -> Collection[Call]:
+        """Order replies carry ``id`` and ``client_id`` only."""
         self.venue.ids_only = True
         stripped: tuple[Call, ...] = ("create", "fetch_order")
         return stripped
 
     def set_position(self, symbol: str, signed: float) -> None:
+        """The net position Tern holds."""
         self.venue.position["AVL-PERP"] = signed
 
     def hedge_legs(self, symbol: str, long: float, short: float) -> None:
+        """Tern has no hedge mode."""
         raise Unsupported("Tern has no hedge mode")
 
     def push_position(self, symbol: str, signed: float, at: float) -> None:
+        """Tern has no stream."""
         raise Unsupported("Tern has no stream")
 
     def received(self, client_id: str) -> Received | None:
+        """The order Tern holds under ``client_id``."""
         o = self.venue.orders.get(client_id)
         if o is None:
             return None
