@@ -35,10 +35,10 @@ from adapters.port import (
     StopSnapshot,
 )
 from adapters.simulated import SimulatedExchange, run_virtual
+from adapters.simulated.runs import quiet_engine_log
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.timing import REQUEST
 from fsm import OpenRequest, PositionOpener
-from harness.runs import quiet_engine_log
 
 __all__ = [
     "InstantExchange",

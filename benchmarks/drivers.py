@@ -8,7 +8,7 @@ the runner, the same way for every driver.
 * ``engine``: this library, default :class:`~fsm.policy.Policy`.
 * ``seed_plan``: the fix plan's algorithm (seed/fix-plan-orphaned-position.md,
   FIX #1.1 + #1.2 + #2.1 + #1.3 + #2.2), over the same exchange port.
-* ``legacy``: the incident's algorithm, :func:`harness.legacy.legacy_open`.
+* ``legacy``: the incident's algorithm, :func:`adapters.simulated.legacy.legacy_open`.
 * ``limit``: the physical bound, an oracle reading ground truth.
 
 The seed plan and the legacy code wait with fixed sleeps on purpose: that is
@@ -26,10 +26,10 @@ import attrs
 
 from adapters.port import ExchangeError, OrderSnapshot, OrderStatus, PositionCache, Side
 from adapters.simulated import SimulatedExchange
+from adapters.simulated.legacy import legacy_open
 from benchmarks.profiles import Profile
 from fsm import OpenRequest, PositionOpener, State, client_ids
 from fsm.request import BadRequest
-from harness.legacy import legacy_open
 
 __all__ = ["DRIVERS", "Run", "client_ids_of", "engine", "legacy", "limit", "seed_plan"]
 

@@ -19,11 +19,11 @@ import attrs
 
 from adapters.port import qty_eq
 from adapters.simulated import INCIDENT_REQUEST, Fault, SimConfig, run_virtual
+from adapters.simulated.ledger import GroundTruthExchange, Own, ledger
+from adapters.simulated.runs import quiet_engine_log, settle_time
 from benchmarks.drivers import DRIVERS, Driver, Run, client_ids_of
 from benchmarks.profiles import Profile
 from fsm import OpenRequest
-from harness.ledger import GroundTruthExchange, Own, ledger
-from harness.runs import quiet_engine_log, settle_time
 
 __all__ = ["REQUEST", "Sample", "Summary", "measure", "run_driver", "summarize"]
 

@@ -30,7 +30,7 @@ Checked after recovery, against the simulator's ground truth:
   records the attempt as ended ``ORPHANED``;
 * L11 the attempt never reduced exposure it did not create.
 
-The account is shared (``harness/ledger.py`` judges whose exposure is whose):
+The account is shared (``adapters/simulated/ledger.py`` judges whose exposure is whose):
 a position may be held before, the operator trades while the attempt runs
 and, sometimes, while the process is down.
 """
@@ -60,11 +60,11 @@ from adapters.port import (
     qty_eq,
 )
 from adapters.simulated import AckStyle, Fault, OperatorMove, SimConfig, StreamMode
+from adapters.simulated.ledger import GroundTruthExchange, Own, ledger
 from adapters.virtual_time import run_virtual
 from fsm import Alert, JournalFailed, OpenRequest, Policy, PositionOpener, State, client_ids
 from fsm.journal import Journal, SQLiteStore, summarize
 from fsm.request import BadRequest
-from harness.ledger import GroundTruthExchange, Own, ledger
 from specs.worlds import (
     World,
     canonical,

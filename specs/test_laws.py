@@ -4,7 +4,7 @@ Every spec runs the real engine (:class:`fsm.PositionOpener`) against the
 simulated exchange in virtual time, in a **shared account** (a position held
 before the run, an operator trading by hand on the same symbol, other
 attempts), and judges the result by the simulator's ground truth, never by
-what the engine believes: per attempt, by the ledger of ``harness/ledger.py``
+what the engine believes: per attempt, by the ledger of ``adapters/simulated/ledger.py``
 (its live exposure, its entry's true fill, its own signed net, the foreign
 exposure it touched), and by ``resting_stops`` and the order ``log``. The
 ``check_*`` functions are the laws as code; the legacy witness runs the same
@@ -31,12 +31,12 @@ from adapters.simulated import (
     SimulatedExchange,
     StreamMode,
 )
+from adapters.simulated.ledger import Ledger, describe
 from fsm import Attempt, OpenRequest, Policy, State, client_ids
 from fsm.attempt import Transition
 from fsm.evidence import Facts
 from fsm.guards import GUARDS
 from fsm.table import TABLE, TERMINAL, Row
-from harness.ledger import Ledger, describe
 from specs.worlds import (
     SYMBOLS,
     Outcome,

@@ -1,7 +1,7 @@
 """The legacy witness: the exposure law must FAIL against the incident's rules.
 
 The same drawn worlds and the same L1 check that the engine passes
-(``test_laws.check_l1``) are run against :func:`harness.legacy.legacy_open`.
+(``test_laws.check_l1``) are run against :func:`adapters.simulated.legacy.legacy_open`.
 Hypothesis must find a world where the legacy rules breach the exposure
 bound and shrink it to a minimal one, and that minimal world must be the
 AVLUSDT incident: a terse (ids-only) create reply, so the side reads
@@ -18,9 +18,9 @@ from hypothesis import Phase, given, settings
 
 from adapters.port import Side
 from adapters.simulated import AckStyle, SimulatedExchange
+from adapters.simulated.ledger import Ledger, Own, ledger
+from adapters.simulated.legacy import LEGACY_VERIFY_WAIT, LegacyResult, legacy_open
 from fsm import State
-from harness.ledger import Ledger, Own, ledger
-from harness.legacy import LEGACY_VERIFY_WAIT, LegacyResult, legacy_open
 from specs.test_laws import check_l1
 from specs.worlds import World, canonical, run_virtual, run_world, worlds
 

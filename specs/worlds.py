@@ -36,14 +36,14 @@ from adapters.simulated import (
     SimConfig,
     StreamMode,
 )
+from adapters.simulated.ledger import ATTEMPT_TAG, GroundTruthExchange, Ledger, Own, ledger
+from adapters.simulated.runs import quiet_engine_log, settle_time
 from adapters.virtual_time import run_virtual
 from fsm import Alert, Attempt, MemoryJournal, OpenRequest, Policy, PositionOpener, client_ids
 from fsm.attempt import Recorder, Transition
 from fsm.evidence import Facts
 from fsm.request import BadRequest
 from fsm.table import Trigger
-from harness.ledger import ATTEMPT_TAG, GroundTruthExchange, Ledger, Own, ledger
-from harness.runs import quiet_engine_log, settle_time
 
 T = TypeVar("T")
 

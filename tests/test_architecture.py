@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The packages whose modules make up the graph.
-PACKAGES = ("fsm", "adapters", "harness", "benchmarks", "specs")
+PACKAGES = ("fsm", "adapters", "benchmarks", "specs")
 
 #: The engine may import adapters only where it wires both together for a
 #: person at a terminal: the command line, the demo, and the diagrams'
@@ -135,12 +135,8 @@ def test_there_are_no_import_cycles_but_the_known_ones() -> None:
     ("specs", "benchmarks"),
     ("adapters", "benchmarks"),
     ("adapters", "specs"),
-    ("adapters", "harness"),
     ("fsm", "benchmarks"),
     ("fsm", "specs"),
-    ("fsm", "harness"),
-    ("harness", "specs"),
-    ("harness", "benchmarks"),
 ])
 def test_rooms_do_not_import_what_they_may_not(importer: str, forbidden: str) -> None:
     edges = _repository()

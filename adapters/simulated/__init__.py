@@ -6,7 +6,12 @@ the incident it replays. No keys, no network.
 * :mod:`adapters.simulated.clock`: the virtual-time event loop
   (:func:`run_virtual`);
 * :mod:`adapters.simulated.incident`: the AVLUSDT incident, defined once for
-  the demo, the diagrams and the benchmarks.
+  the demo, the diagrams and the benchmarks;
+* :mod:`adapters.simulated.legacy`: the incident's decision rules as a
+  driver, the witness the specs must catch and the benchmarks' baseline;
+* :mod:`adapters.simulated.ledger`: ground truth per attempt in a shared
+  account, read from the simulator's executions (for your bot's tests too);
+* :mod:`adapters.simulated.runs`: running attempts in bulk.
 
 Everything public is importable from ``adapters.simulated`` directly.
 """
