@@ -1,28 +1,19 @@
-"""Alert delivery: one way, used by the driver and by recovery.
-
-An alert is the last line of defence, so delivery is *at least once*: the
-alert is queued in the journal (an ``alert`` record) before the callback is
-called, and recorded delivered (``alert_delivered``) after it returns;
-``recover()`` delivers again every queued alert without the second. A
-receiver de-duplicates by :attr:`~fsm.attempt.Alert.alert_id`. The callback
-is bounded in time, so a hanging pager never holds an attempt open.
+"""Alerts as the journal queues them: the sink type and the ``alert``
+record. Delivery (at least once, bounded in time) is
+:func:`fsm.effects.deliver_queued`, the one path of the driver and recovery.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fsm.attempt import Alert
+from fsm.attempt import Alert, Attempt
+from fsm.redact import redact
 from fsm.table import State
 
-__all__ = ["AlertSink", "Note", "alert_from_record", "alert_record", "deliver_alert",
-           "deliver_queued"]
-
-log = logging.getLogger("fsm")
+__all__ = ["AlertSink", "Note", "alert_from_record", "alert_record", "journal_alert",
+           "orphaned_alert"]
 
 #: What ``PositionOpener(alerts=...)`` takes: any callable, sync or async.
 AlertSink = Callable[[Alert], Awaitable[None] | None]
@@ -31,35 +22,8 @@ AlertSink = Callable[[Alert], Awaitable[None] | None]
 Note = Callable[[str, dict[str, Any]], None]
 
 
-async def deliver_alert(sink: AlertSink | None, alert: Alert, limit: float) -> bool:
-    """Log ``alert`` at CRITICAL and hand it to ``sink``: a sync callable is
-    called (it must return promptly), an async one is awaited for at most
-    ``limit`` seconds. Returns whether the sink took it; a sink that fails
-    or hangs is logged, never raised: the attempt's outcome does not depend
-    on the pager."""
-    log.critical(alert.message, extra={"attempt_id": alert.attempt_id,
-                                       "state": alert.state.value, "alert_id": alert.alert_id})
-    if sink is None:
-        return True
-    try:
-        async with asyncio.timeout(limit):
-            result = sink(alert)
-            if inspect.isawaitable(result):
-                await result
-    except TimeoutError:
-        log.error("alert %s: the alert callback did not return within %gs; given up (it is "
-                  "delivered again by recover())", alert.alert_id, limit,
-                  extra={"attempt_id": alert.attempt_id, "alert_id": alert.alert_id})
-        return False
-    except Exception:
-        log.exception("alert %s: the alert callback failed", alert.alert_id,
-                      extra={"attempt_id": alert.attempt_id, "alert_id": alert.alert_id})
-        return False
-    return True
-
-
 def alert_record(alert: Alert) -> dict[str, Any]:
-    """An alert as the journal records it."""
+    """The ``alert`` record that queues ``alert`` in the journal."""
     return {"alert_id": alert.alert_id, "reason": alert.reason, "symbol": alert.symbol,
             "message": alert.message, "state": alert.state.value}
 
@@ -72,14 +36,30 @@ def alert_from_record(attempt_id: str, data: Mapping[str, Any], *, symbol: str,
                  at=at, history=(), reason=str(data.get("reason", "orphaned")))
 
 
-async def deliver_queued(sink: AlertSink | None, alert: Alert, limit: float,
-                         note: Note | None, *, queue: bool = True) -> bool:
-    """Queue ``alert`` in the journal (unless it is queued already), deliver
-    it, and record the delivery: the one path of the driver and recovery.
-    Without a journal (``note`` is None) it is delivered, unqueued."""
-    if note is not None and queue:
-        note("alert", alert_record(alert))
-    delivered = await deliver_alert(sink, alert, limit)
-    if delivered and note is not None:
-        note("alert_delivered", {"alert_id": alert.alert_id})
-    return delivered
+def orphaned_alert(a: Attempt) -> Alert:
+    """The alert of an attempt that ended ORPHANED (its last step says why)."""
+    r, failed, last = a.request, a.journal_error, a.history[-1]
+    extra = (f" The journal also failed ({_said(failed)}): a restart cannot recover this "
+             "attempt from it." if failed is not None else "")
+    return Alert(
+        attempt_id=a.attempt_id, symbol=r.symbol,
+        message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {last.detail}. Exposure "
+                 f"may be open without a stop-loss; check the account.{extra}"),
+        state=a.state, at=last.at, history=a.history)
+
+
+def journal_alert(a: Attempt, now: float) -> Alert:
+    """The alert of an attempt whose journal failed while it was live."""
+    r = a.request
+    assert a.journal_error is not None
+    return Alert(
+        attempt_id=a.attempt_id, symbol=r.symbol,
+        message=(f"the journal failed ({_said(a.journal_error)}) while attempt {a.attempt_id} "
+                 f"({r.side.value} {r.amount:g} {r.symbol}) was live; it was driven to "
+                 f"{a.state.value} from memory, and a restart cannot recover it from the "
+                 "journal. Check the journal's disk."),
+        state=a.state, at=now, history=a.history, reason="journal")
+
+
+def _said(exc: BaseException) -> str:
+    return redact(repr(exc))

@@ -20,20 +20,36 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from transitions import Machine, MachineError
 
 from fsm.evidence import Facts
-from fsm.guards import GUARDS, evaluate
+from fsm.guards import evaluate
 from fsm.model import OrderSnapshot, Source, StopSnapshot
 from fsm.request import OpenRequest
 from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigger, rows_for
 
-__all__ = ["Alert", "Attempt", "Recorder", "Transition"]
+if TYPE_CHECKING:
+    from fsm.step import Fire
+
+__all__ = ["Alert", "Attempt", "Recorder", "Transition", "client_ids"]
 
 log = logging.getLogger("fsm")
+
+#: Client order ids: "sp" + 24 hex chars + one role letter = 27 characters.
+#: Alphanumeric only, so every exchange accepts it (OKX allows no dashes,
+#: Bybit and Binance cap at 36), and derived from the attempt id so a
+#: recovered attempt looks up exactly the ids it sent before.
+_ID_PREFIX = "sp"
+
+
+def client_ids(attempt_id: str) -> tuple[str, str, str]:
+    """The (entry, stop, close) client order ids of an attempt."""
+    base = _ID_PREFIX + attempt_id
+    return base + "e", base + "s", base + "c"
 
 
 @attrs.frozen
@@ -49,6 +65,7 @@ class Transition:
     detail: str  # the evidence, in words
 
     def describe(self) -> str:
+        """The step in one line: states, trigger, guards, evidence, detail."""
         guards = ", ".join(name for name, _ in self.guards)
         src = self.evidence.value if self.evidence else "-"
         return (
@@ -78,6 +95,7 @@ class Alert:
 
     @property
     def alert_id(self) -> str:
+        """Stable across deliveries of the same alert: de-duplicate by it."""
         return f"{self.attempt_id}:{self.reason}"
 
 
@@ -126,14 +144,17 @@ class Attempt:
 
     @property
     def state(self) -> State:
+        """Where the attempt is."""
         return self._state
 
     @property
     def history(self) -> tuple[Transition, ...]:
+        """Every transition so far, in order."""
         return tuple(self._history)
 
     @property
     def terminal(self) -> bool:
+        """Whether the attempt has reached a terminal state."""
         return self.state.terminal
 
     @property
@@ -143,18 +164,22 @@ class Attempt:
 
     @property
     def stop(self) -> StopSnapshot | None:
+        """Latest observation of the stop-loss."""
         return self.facts.stop
 
     @property
     def close(self) -> OrderSnapshot | None:
+        """Latest observation of the rollback's close order."""
         return self.facts.close_order
 
     @property
     def started_at(self) -> float | None:
+        """Loop time of the first transition, if any."""
         return self._history[0].at if self._history else None
 
     @property
     def ended_at(self) -> float | None:
+        """Loop time of the terminal transition, once reached."""
         return self._history[-1].at if self._history and self.terminal else None
 
     def __repr__(self) -> str:
@@ -166,10 +191,11 @@ class Attempt:
 
 
 def _condition(name: str) -> Any:
-    guard = GUARDS[name]
-
+    # The machine checks the decided trigger against the table without
+    # running guard code again: each condition reads the result the decision
+    # already computed (a guard it did not evaluate did not hold).
     def check(event: Any) -> bool:
-        return guard(event.kwargs["facts"])
+        return bool(event.kwargs["results"].get(name, False))
 
     check.__name__ = name
     return check
@@ -223,6 +249,7 @@ class Recorder:
     def __init__(self, table: tuple[Row, ...] = TABLE) -> None:
         self.table = table
         self._machine, self._cursor, self._events = _machine_for(table)
+        self._decided: Fire | None = None
 
     def track(self, attempt: Attempt, state: State = State.NEW) -> None:
         """Start recording ``attempt`` from ``state`` (recovery resumes an
@@ -247,21 +274,16 @@ class Recorder:
         Raises :class:`InvalidTransition` when the table has no such trigger
         from the current state, :class:`GuardsFailed` when it has but no
         row's guards all hold. On success the facts become the attempt's.
+        Guards run once, here, unless :meth:`take` already decided.
         """
         source = attempt.state
-        rows = rows_for(source, trigger) if self.table is TABLE else tuple(
-            r for r in self.table if r.trigger is trigger and source in r.sources
-        )
-        if not rows:
-            raise InvalidTransition(source, trigger)
-        results: dict[str, bool] = {}
-        chosen: Row | None = None
-        for row in rows:
-            row_results = evaluate(row.guards, facts)
-            results.update(row_results)
-            if all(row_results.values()):
-                chosen = row
-                break
+        decided = self._decided
+        if decided is not None and decided.facts is facts and decided.row.trigger is trigger \
+                and source in decided.row.sources:
+            chosen: Row | None = decided.row
+            results: Mapping[str, bool] = decided.results
+        else:
+            chosen, results = self._choose(source, trigger, facts)
         if chosen is None:
             raise GuardsFailed(source, trigger, results)
         cursor = self._cursor
@@ -270,7 +292,7 @@ class Recorder:
         # the trigger runs.
         cursor.state = source
         try:
-            moved = self._events[trigger].trigger(cursor, facts=facts)
+            moved = self._events[trigger].trigger(cursor, results=results)
         except MachineError as exc:  # the table and the machine disagree: a bug
             raise InvalidTransition(source, trigger) from exc
         if not moved or cursor.state is not chosen.dest:
@@ -305,6 +327,33 @@ class Recorder:
             },
         )
         return step
+
+    def take(self, attempt: Attempt, decision: Fire) -> Transition:
+        """Record a transition :func:`fsm.step.next_step` decided, with the
+        guard results it computed: the machine checks the trigger and the
+        row, and no guard runs again."""
+        self._decided = decision
+        try:
+            return self.fire(attempt, decision.row.trigger, decision.facts,
+                             evidence=decision.evidence, detail=decision.detail)
+        finally:
+            self._decided = None
+
+    def _choose(self, source: State, trigger: Trigger,
+                facts: Facts) -> tuple[Row | None, dict[str, bool]]:
+        """The first row of ``trigger`` from ``source`` whose guards hold."""
+        rows = rows_for(source, trigger) if self.table is TABLE else tuple(
+            r for r in self.table if r.trigger is trigger and source in r.sources
+        )
+        if not rows:
+            raise InvalidTransition(source, trigger)
+        results: dict[str, bool] = {}
+        for row in rows:
+            row_results = evaluate(row.guards, facts)
+            results.update(row_results)
+            if all(row_results.values()):
+                return row, results
+        return None, results
 
     def possible(self, state: State, trigger: Trigger, facts: Facts) -> bool:
         """Whether ``trigger`` would succeed from ``state`` over ``facts``."""

@@ -184,10 +184,9 @@ def _record_line(rec: JournalRecord, offset: float) -> str:
     if rec.kind == "intent":
         return (f"{head} about to send {d.get('action')} {d.get('client_id')}: "
                 f"{_fields(d, skip={'action', 'client_id'})}")
-    if rec.kind == "transition":
-        guards = ", ".join(d.get("guards") or [])
-        return (f"{head} {d.get('source')} --{d.get('trigger')}--> {d.get('dest')} "
-                f"[{guards}] via {d.get('evidence') or '-'}: {d.get('detail', '')}")
+    step = rec.step
+    if step is not None:
+        return f"{head} {step.describe()}"
     if rec.kind == "end":
         state = d.get("state")
         return f"{head} {getattr(state, 'value', state)}"

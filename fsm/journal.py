@@ -39,9 +39,12 @@ from typing import Any, Final, Protocol, cast, runtime_checkable
 
 import attrs
 
+from fsm.attempt import Transition
+from fsm.evidence import Facts
+from fsm.model import Source
 from fsm.redact import redact
 from fsm.request import OpenRequest
-from fsm.table import State
+from fsm.table import State, Trigger
 
 __all__ = [
     "KINDS",
@@ -55,9 +58,16 @@ __all__ = [
     "JournalSink",
     "JournalStore",
     "MemoryJournal",
+    "MemoryStore",
     "Migration",
     "NewRecord",
     "SQLiteStore",
+    "StepRecord",
+    "StoredRecord",
+    "decode_record",
+    "decode_step",
+    "encode_data",
+    "encode_step",
     "summarize",
 ]
 
@@ -95,6 +105,82 @@ class JournalRecord:
     seq: int | None = None
     wall: float | None = None
 
+    @property
+    def step(self) -> StepRecord | None:
+        """A ``transition`` record decoded (:func:`decode_step`); else None."""
+        return decode_step(self.at, self.data) if self.kind == "transition" else None
+
+
+@attrs.frozen
+class StepRecord:
+    """A journalled transition, decoded. ``step`` is the transition exactly
+    as the attempt's history held it; it is None only for a record written
+    by hand without its trigger or source (then ``dest`` and the ids are
+    still read)."""
+
+    dest: State
+    detail: str
+    step: Transition | None
+    entry_order_id: str | None = None
+    filled: float | None = None
+    stop_order_id: str | None = None
+    close_order_id: str | None = None
+
+    def describe(self) -> str:
+        """The step in one line (as :meth:`Transition.describe`)."""
+        if self.step is not None:
+            return self.step.describe()
+        return f"? --?--> {self.dest.value}: {self.detail}"
+
+
+def encode_step(step: Transition, facts: Facts) -> dict[str, Any]:
+    """The ``transition`` record's data for ``step``, fired over ``facts``
+    (plain JSON values; :func:`decode_step` reverses it exactly). Every
+    journal backend stores this encoding."""
+    entry = facts.entry
+    return {
+        "trigger": step.trigger.value,
+        "source": step.source.value,
+        "dest": step.dest.value,
+        "guards": [g for g, _ in step.guards],
+        "evidence": step.evidence.value if step.evidence else None,
+        "detail": step.detail,
+        "entry_order_id": entry.order_id if entry else (
+            facts.ack.order_id if facts.ack else None),
+        "filled": entry.filled if entry else None,
+        "stop_order_id": facts.stop.order_id if facts.stop else None,
+        "close_order_id": facts.close_order.order_id if facts.close_order else None,
+    }
+
+
+def decode_step(at: float, data: Mapping[str, Any]) -> StepRecord:
+    """A ``transition`` record written at ``at`` back into its step: the one
+    reader of transition records (recovery, the monitor, ``journal show``
+    and the diagrams all read through it). A step is fired only when its
+    row's guards all held, so each guard decodes as held."""
+    dest = State(_value(data["dest"]))
+    step = None
+    if "trigger" in data and "source" in data:
+        evidence = data.get("evidence")
+        step = Transition(
+            at=float(data.get("at", at)),
+            trigger=Trigger(_value(data["trigger"])),
+            source=State(_value(data["source"])),
+            dest=dest,
+            guards=tuple((g if isinstance(g, str) else str(g[0]), True)
+                         for g in data.get("guards", ())),
+            evidence=None if evidence is None else Source(_value(evidence)),
+            detail=str(data.get("detail", "")),
+        )
+    filled = data.get("filled")
+    return StepRecord(dest, str(data.get("detail", "")), step, data.get("entry_order_id"),
+                      None if filled is None else float(filled),
+                      data.get("stop_order_id"), data.get("close_order_id"))
+
+
+def _value(v: Any) -> Any:
+    return v.value if isinstance(v, enum.Enum) else v
+
 
 class JournalError(Exception):
     """The journal cannot be opened or written as asked."""
@@ -102,6 +188,8 @@ class JournalError(Exception):
 
 @runtime_checkable
 class JournalSink(Protocol):
+    """What the driver writes to: synchronous, so an intent is durable before its send."""
+
     def begin(
         self, attempt_id: str, request: OpenRequest, client_id: str, at: float
     ) -> None:
@@ -137,44 +225,6 @@ class JournalLog(JournalSink, Protocol):
         """Append a record of ``kind`` (``recover``, ``resolve``,
         ``reconcile``). Durable when this returns, like an intent."""
         ...
-
-
-class MemoryJournal:
-    """An in-memory :class:`JournalLog` (no durability): for tests and demos."""
-
-    def __init__(self) -> None:
-        self.records: list[JournalRecord] = []
-
-    def begin(self, attempt_id: str, request: OpenRequest, client_id: str, at: float) -> None:
-        self.records.append(
-            JournalRecord(attempt_id, "begin", at, {"request": request, "client_id": client_id})
-        )
-
-    def intent(
-        self, attempt_id: str, action: str, client_id: str, at: float, data: Mapping[str, Any]
-    ) -> None:
-        self.records.append(
-            JournalRecord(attempt_id, "intent", at,
-                          {"action": action, "client_id": client_id, **data})
-        )
-
-    def transition(self, attempt_id: str, at: float, data: Mapping[str, Any]) -> None:
-        self.records.append(JournalRecord(attempt_id, "transition", at, dict(data)))
-
-    def end(self, attempt_id: str, state: State, at: float) -> None:
-        self.records.append(JournalRecord(attempt_id, "end", at, {"state": state}))
-
-    def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
-        _check_kind(kind)
-        self.records.append(JournalRecord(attempt_id, kind, at, dict(data)))
-
-    def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
-        if attempt_id is None:
-            return list(self.records)
-        return self.for_attempt(attempt_id)
-
-    def for_attempt(self, attempt_id: str) -> list[JournalRecord]:
-        return [r for r in self.records if r.attempt_id == attempt_id]
 
 
 # --------------------------------------------------------------------------
@@ -233,7 +283,9 @@ class JournalStore(Protocol):
         ...
 
     @property
-    def schema_version(self) -> int: ...
+    def schema_version(self) -> int:
+        """The schema version of the stored records."""
+        ...
 
     def append(self, records: Sequence[NewRecord]) -> list[int]:
         """Store ``records`` atomically and durably; return their seqs."""
@@ -243,7 +295,9 @@ class JournalStore(Protocol):
         """Records with ``seq > after`` (of one attempt, if given), in order."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store."""
+        ...
 
 
 # --------------------------------------------------------------------------
@@ -396,13 +450,16 @@ class SQLiteStore:
 
     @property
     def durable(self) -> bool:
+        """Whether a returned append survives power loss (FULL or EXTRA)."""
         return self._sync in ("FULL", "EXTRA")
 
     @property
     def schema_version(self) -> int:
+        """The schema version of the file."""
         return self._version
 
     def append(self, records: Sequence[NewRecord]) -> list[int]:
+        """Store ``records`` in one transaction, durably; return their seqs."""
         if self.read_only:
             raise JournalError(f"{self.path}: the journal is open read-only")
         conn = self._open()
@@ -419,6 +476,7 @@ class SQLiteStore:
         return seqs
 
     def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
         conn = self._open()
         sql = "SELECT seq, attempt_id, kind, at, wall, data FROM records WHERE seq > ?"
         args: tuple[object, ...] = (after,)
@@ -429,6 +487,7 @@ class SQLiteStore:
         return [StoredRecord(*row) for row in rows]
 
     def close(self) -> None:
+        """Close the connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -561,38 +620,46 @@ class Journal:
 
     @property
     def path(self) -> Path | None:
+        """The file of an SQLite-backed journal, else None."""
         p = getattr(self.store, "path", None)
         return p if isinstance(p, Path) else None
 
     # -- JournalSink --------------------------------------------------------------
 
     def begin(self, attempt_id: str, request: OpenRequest, client_id: str, at: float) -> None:
+        """Record that the attempt exists; nothing has been sent yet."""
         self._append(attempt_id, "begin", at,
                      {"request": _request_dict(request), "client_id": client_id})
 
     def intent(
         self, attempt_id: str, action: str, client_id: str, at: float, data: Mapping[str, Any]
     ) -> None:
+        """Record that ``action`` is about to be sent; durable on return."""
         self._append(attempt_id, "intent", at, {"action": action, "client_id": client_id, **data})
 
     def transition(self, attempt_id: str, at: float, data: Mapping[str, Any]) -> None:
+        """Record a transition (:func:`encode_step` data)."""
         self._append(attempt_id, "transition", at, data)
 
     def end(self, attempt_id: str, state: State, at: float) -> None:
+        """Record that the attempt reached a terminal state."""
         self._append(attempt_id, "end", at, {"state": state.value})
 
     # -- JournalLog ---------------------------------------------------------------
 
     def note(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
+        """Append a record of ``kind``; durable on return."""
         _check_kind(kind)
         self._append(attempt_id, kind, at, data)
 
     def read(self, attempt_id: str | None = None) -> list[JournalRecord]:
-        return [_decode(r) for r in self.store.read(attempt_id)]
+        """Every record (of one attempt, if given), decoded, in the order written."""
+        return [decode_record(r) for r in self.store.read(attempt_id)]
 
     # -- lifetime -----------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the store."""
         self.store.close()
 
     def __enter__(self) -> Journal:
@@ -602,11 +669,52 @@ class Journal:
         self.close()
 
     def _append(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
-        # Secrets never reach the disk: a detail may quote an exchange error,
-        # and a ccxt error may quote a signed URL.
-        text = redact(json.dumps(data, default=_json_default, allow_nan=False,
-                                 sort_keys=True, separators=(",", ":")))
-        self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(), text)])
+        self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(),
+                                     encode_data(data))])
+
+
+class MemoryStore:
+    """A :class:`JournalStore` in memory (no durability): records are kept
+    as the same JSON text a durable store keeps."""
+
+    durable = False
+    schema_version = SCHEMA_VERSION
+
+    def __init__(self) -> None:
+        self._records: list[StoredRecord] = []
+
+    def append(self, records: Sequence[NewRecord]) -> list[int]:
+        """Keep ``records`` (at once); return their seqs."""
+        start = len(self._records) + 1
+        self._records.extend(StoredRecord(start + i, r.attempt_id, r.kind, r.at, r.wall, r.data)
+                             for i, r in enumerate(records))
+        return list(range(start, start + len(records)))
+
+    def read(self, attempt_id: str | None = None, after: int = 0) -> list[StoredRecord]:
+        """Records with ``seq > after`` (of one attempt, if given), in order."""
+        return [r for r in self._records[after:]
+                if attempt_id is None or r.attempt_id == attempt_id]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class MemoryJournal(Journal):
+    """An in-memory :class:`JournalLog` (no durability): for tests and demos.
+    It encodes and decodes every record exactly as :class:`Journal` does, so
+    what a test reads back is what a durable journal would return."""
+
+    def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
+        super().__init__(store=MemoryStore(), wall_clock=wall_clock)
+
+    @property
+    def records(self) -> list[JournalRecord]:
+        """Every record, decoded, in the order written."""
+        return self.read()
+
+    def for_attempt(self, attempt_id: str) -> list[JournalRecord]:
+        """The records of one attempt, decoded, in order."""
+        return self.read(attempt_id)
 
 
 def _check_kind(kind: str) -> None:
@@ -640,6 +748,23 @@ def _plain(v: object) -> object:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return v
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """A record's payload as the JSON text every store keeps (enums by value,
+    an :class:`~fsm.request.OpenRequest` as a dict). Secrets never reach
+    the disk: a detail may quote an exchange error, and a ccxt error may
+    quote a signed URL."""
+    return redact(json.dumps(data, default=_json_default, allow_nan=False,
+                             sort_keys=True, separators=(",", ":")))
+
+
+def decode_record(r: StoredRecord) -> JournalRecord:
+    """A stored record read back: the request of a ``begin`` as an
+    :class:`~fsm.request.OpenRequest`, the state of an ``end`` as a
+    :class:`~fsm.table.State`, a transition decodable by
+    :attr:`JournalRecord.step`."""
+    return _decode(r)
 
 
 def _decode(r: StoredRecord) -> JournalRecord:
@@ -688,6 +813,7 @@ class AttemptSummary:
 
     @property
     def finished(self) -> bool:
+        """Whether the attempt's end record was written."""
         return self.ended is not None
 
     @property
@@ -709,44 +835,75 @@ def summarize(records: Sequence[JournalRecord]) -> list[AttemptSummary]:
     out: list[AttemptSummary] = []
     for attempt_id, recs in by_id.items():
         begin = next((r for r in recs if r.kind == "begin"), None)
-        if begin is None:
-            continue
-        request = begin.data["request"]
-        if not isinstance(request, OpenRequest):
-            request = OpenRequest(**request)
-        state, ended = State.NEW, None
-        intents: dict[str, Mapping[str, Any]] = {}
-        rolled_back = resolved = False
-        recovered = 0
-        ids: dict[str, Any] = {}
-        queued: dict[str, Mapping[str, Any]] = {}
-        for r in recs:
-            if r.kind == "alert":
-                queued[str(r.data["alert_id"])] = r.data
-            elif r.kind == "alert_delivered":
-                queued.pop(str(r.data["alert_id"]), None)
-            if r.kind == "transition":
-                state = State(r.data["dest"])
-                rolled_back = rolled_back or state is State.ROLLING_BACK
-                for key in ("entry_order_id", "filled", "stop_order_id", "close_order_id"):
-                    if r.data.get(key) is not None:
-                        ids[key] = r.data[key]
-            elif r.kind == "intent":
-                intents[str(r.data["action"])] = r.data
-            elif r.kind == "end":
-                ended = State(r.data["state"])
-            elif r.kind == "resolve":
-                resolved = True
-            elif r.kind == "recover":
-                recovered += 1
-        filled = ids.get("filled")
-        out.append(AttemptSummary(
-            attempt_id=attempt_id, request=request, client_id=str(begin.data["client_id"]),
-            state=state, ended=ended, intents=intents, rolled_back=rolled_back,
-            entry_order_id=ids.get("entry_order_id"),
-            filled=float(filled) if filled is not None else None,
-            stop_order_id=ids.get("stop_order_id"), close_order_id=ids.get("close_order_id"),
-            resolved=resolved, recovered=recovered, began_at=begin.at, began_wall=begin.wall,
-            last_wall=recs[-1].wall, records=tuple(recs), alerts_pending=tuple(queued.values()),
-        ))
+        if begin is not None:
+            out.append(_Fold(begin).over(attempt_id, recs))
     return out
+
+
+class _Fold:
+    """One attempt's records, folded in order."""
+
+    _IDS = ("entry_order_id", "filled", "stop_order_id", "close_order_id")
+
+    def __init__(self, begin: JournalRecord) -> None:
+        request = begin.data["request"]
+        self.begin = begin
+        self.request = request if isinstance(request, OpenRequest) else OpenRequest(**request)
+        self.state: State = State.NEW
+        self.ended: State | None = None
+        self.intents: dict[str, Mapping[str, Any]] = {}
+        self.rolled_back = self.resolved = False
+        self.recovered = 0
+        self.ids: dict[str, Any] = {}
+        self.queued: dict[str, Mapping[str, Any]] = {}
+
+    def over(self, attempt_id: str, recs: list[JournalRecord]) -> AttemptSummary:
+        fold = {"transition": self._transition, "intent": self._intent, "end": self._end,
+                "resolve": self._resolve, "recover": self._recover, "alert": self._alert,
+                "alert_delivered": self._alert_delivered}
+        for r in recs:
+            fold.get(r.kind, self._other)(r)
+        filled = self.ids.get("filled")
+        return AttemptSummary(
+            attempt_id=attempt_id, request=self.request,
+            client_id=str(self.begin.data["client_id"]), state=self.state, ended=self.ended,
+            intents=self.intents, rolled_back=self.rolled_back,
+            entry_order_id=self.ids.get("entry_order_id"),
+            filled=float(filled) if filled is not None else None,
+            stop_order_id=self.ids.get("stop_order_id"),
+            close_order_id=self.ids.get("close_order_id"), resolved=self.resolved,
+            recovered=self.recovered, began_at=self.begin.at, began_wall=self.begin.wall,
+            last_wall=recs[-1].wall, records=tuple(recs),
+            alerts_pending=tuple(self.queued.values()),
+        )
+
+    def _transition(self, r: JournalRecord) -> None:
+        rec = r.step
+        assert rec is not None
+        self.state = rec.dest
+        self.rolled_back = self.rolled_back or self.state is State.ROLLING_BACK
+        for key in self._IDS:
+            value = getattr(rec, key)
+            if value is not None:
+                self.ids[key] = value
+
+    def _intent(self, r: JournalRecord) -> None:
+        self.intents[str(r.data["action"])] = r.data
+
+    def _end(self, r: JournalRecord) -> None:
+        self.ended = State(r.data["state"])
+
+    def _resolve(self, r: JournalRecord) -> None:
+        self.resolved = True
+
+    def _recover(self, r: JournalRecord) -> None:
+        self.recovered += 1
+
+    def _alert(self, r: JournalRecord) -> None:
+        self.queued[str(r.data["alert_id"])] = r.data
+
+    def _alert_delivered(self, r: JournalRecord) -> None:
+        self.queued.pop(str(r.data["alert_id"]), None)
+
+    def _other(self, r: JournalRecord) -> None:
+        """``begin`` and ``reconcile`` change nothing in the summary."""

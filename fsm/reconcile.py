@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from fsm.driver import client_ids
+from fsm.attempt import client_ids
 from fsm.journal import AttemptSummary, JournalLog, summarize
 from fsm.model import (
     OrderNotFound,
@@ -61,8 +61,10 @@ __all__ = [
     "ActionKind",
     "ActionTaken",
     "AlertKind",
+    "Assessment",
     "Coverage",
     "LeftoverStop",
+    "Observed",
     "OrphanAction",
     "PositionFinding",
     "PositionLegs",
@@ -71,6 +73,7 @@ __all__ = [
     "ReconcilePolicy",
     "ReconcileReport",
     "Reconciler",
+    "assess",
 ]
 
 log = logging.getLogger("fsm")
@@ -88,7 +91,9 @@ class PositionLegs(Protocol):
 
     async def fetch_position_legs(
         self, symbols: Sequence[str] | None = None
-    ) -> list[PositionSnapshot]: ...
+    ) -> list[PositionSnapshot]:
+        """Every open position leg (of ``symbols``, or all), one per side."""
+        ...
 
 
 class OrphanAction(enum.Enum):
@@ -141,15 +146,18 @@ class ReconcilePolicy:
 
     @property
     def read_only(self) -> bool:
+        """Whether the policy writes nothing to the exchange."""
         return self.orphans is OrphanAction.ALERT and not self.cancel_leftover_stops
 
 
 class QueryStatus(enum.Enum):
+    """Whether a query answered; a failed one is unknown, never empty."""
     OK = "ok"
     FAILED = "failed"  # unknown: nothing is concluded from it
 
 
 class Coverage(enum.Enum):
+    """How far resting reduce-only stops cover a position."""
     COVERED = "covered"  # reduce-only stops on the closing side cover the size
     PARTIAL = "partial"  # some, not all
     NONE = "none"  # no stop at all
@@ -157,12 +165,14 @@ class Coverage(enum.Enum):
 
 
 class AlertKind(enum.Enum):
+    """What a monitor alert is about."""
     ORPHAN_POSITION = "orphan_position"  # a position without a covering stop
     UNKNOWN_POSITION = "unknown_position"  # exposure no attempt accounts for
     STALE_ATTEMPT = "stale_attempt"  # unfinished long after its last record: recover it
 
 
 class ActionKind(enum.Enum):
+    """What a monitor write did."""
     PROTECT = "protect"
     CLOSE = "close"
     CANCEL_STOP = "cancel_stop"
@@ -195,6 +205,7 @@ class PositionFinding:
 
     @property
     def orphan(self) -> bool:
+        """No covering stop, or only part of one."""
         return self.coverage in (Coverage.NONE, Coverage.PARTIAL)
 
     @property
@@ -205,6 +216,7 @@ class PositionFinding:
 
     @property
     def uncovered(self) -> float:
+        """The size no stop covers (0 when covered, or when stops are unknown)."""
         if self.coverage in (Coverage.COVERED, Coverage.UNKNOWN):
             return 0.0
         return max(0.0, self.size - self.covered)
@@ -259,10 +271,12 @@ class ReconcileReport:
 
     @property
     def orphans(self) -> tuple[PositionFinding, ...]:
+        """The positions without a covering stop."""
         return tuple(p for p in self.positions if p.orphan)
 
     @property
     def unknown(self) -> tuple[PositionFinding, ...]:
+        """The positions with size no attempt accounts for."""
         return tuple(p for p in self.positions if p.unexplained > 0)
 
     @property
@@ -275,7 +289,30 @@ class ReconcileReport:
         """The report for a terminal."""
         mode = "read-only" if self.read_only else "may write"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.checked_at))
-        lines = [f"reconciliation at {stamp} UTC ({mode})"]
+        lines = [f"reconciliation at {stamp} UTC ({mode})", *self._queries()]
+        lines += [_position_line(p) for p in self.positions]
+        if not self.positions and self.positions_status is QueryStatus.OK:
+            lines.append("  no open positions")
+        for s in self.leftover_stops:
+            st = s.stop
+            owner = s.attempt_id or "not ours"
+            lines.append(f"  leftover stop {st.client_id or st.order_id} on {st.symbol} "
+                         f"({owner}){' cancelled' if s.cancelled else ''}")
+        for label, ids in (("resolved (ORPHANED, now flat)", self.resolved),
+                           ("still ORPHANED", self.still_orphaned),
+                           ("unfinished, needs recovery", self.stale)):
+            if ids:
+                lines.append(f"  {label}: {', '.join(ids)}")
+        for act in self.actions:
+            lines.append(f"  action {act.kind.value} {act.symbol} "
+                         f"{'ok' if act.ok else 'FAILED'}: {act.detail}")
+        for al in self.alerts:
+            lines.append(f"  ALERT {al.kind.value}: {al.message}")
+        lines.append("  clean" if self.clean else "  needs attention")
+        return redact("\n".join(lines))
+
+    def _queries(self) -> list[str]:
+        lines = []
         for what, status, err in (("positions", self.positions_status, self.positions_error),
                                   ("stops", self.stops_status, self.stops_error)):
             lines.append(f"  {what}: {status.value}" + (f" ({err})" if err else ""))
@@ -284,38 +321,48 @@ class ReconcileReport:
                          + (", ".join(self.stops_scope) or "no symbol of interest"))
         if self.positions_status is QueryStatus.FAILED:
             lines.append("  positions UNKNOWN: nothing concluded (a failed query is not flat)")
-        for p in self.positions:
-            flags = []
-            if p.orphan:
-                flags.append("ORPHAN: no covering stop")
-            if p.unexplained > 0:
-                flags.append(f"UNKNOWN: {p.unexplained:g} not accounted for by any attempt")
-            if p.unsettled:
-                flags.append(f"in flight: {', '.join(p.unsettled)}")
-            cov = "∞" if math.isinf(p.covered) else f"{p.covered:g}"
-            lines.append(f"  {p.symbol} {p.side.value} {p.size:g}: stops {p.coverage.value} "
-                         f"({cov}); attempts {', '.join(p.attempts) or 'none'}"
-                         + (f" [{'; '.join(flags)}]" if flags else ""))
-        if not self.positions and self.positions_status is QueryStatus.OK:
-            lines.append("  no open positions")
-        for s in self.leftover_stops:
-            st = s.stop
-            owner = s.attempt_id or "not ours"
-            lines.append(f"  leftover stop {st.client_id or st.order_id} on {st.symbol} "
-                         f"({owner}){' cancelled' if s.cancelled else ''}")
-        if self.resolved:
-            lines.append(f"  resolved (ORPHANED, now flat): {', '.join(self.resolved)}")
-        if self.still_orphaned:
-            lines.append(f"  still ORPHANED: {', '.join(self.still_orphaned)}")
-        if self.stale:
-            lines.append(f"  unfinished, needs recovery: {', '.join(self.stale)}")
-        for act in self.actions:
-            lines.append(f"  action {act.kind.value} {act.symbol} "
-                         f"{'ok' if act.ok else 'FAILED'}: {act.detail}")
-        for al in self.alerts:
-            lines.append(f"  ALERT {al.kind.value}: {al.message}")
-        lines.append("  clean" if self.clean else "  needs attention")
-        return redact("\n".join(lines))
+        return lines
+
+
+def _position_line(p: PositionFinding) -> str:
+    flags = []
+    if p.orphan:
+        flags.append("ORPHAN: no covering stop")
+    if p.unexplained > 0:
+        flags.append(f"UNKNOWN: {p.unexplained:g} not accounted for by any attempt")
+    if p.unsettled:
+        flags.append(f"in flight: {', '.join(p.unsettled)}")
+    cov = "∞" if math.isinf(p.covered) else f"{p.covered:g}"
+    return (f"  {p.symbol} {p.side.value} {p.size:g}: stops {p.coverage.value} "
+            f"({cov}); attempts {', '.join(p.attempts) or 'none'}"
+            + (f" [{'; '.join(flags)}]" if flags else ""))
+
+
+@attrs.frozen
+class Observed:
+    """What one check read: the exchange's positions and stops (None: the
+    query failed), the journal's attempts, and the wall clock."""
+
+    now: float
+    positions: list[PositionSnapshot] | None
+    stops: list[StopSnapshot] | None
+    attempts: list[AttemptSummary]
+    unresolvable: frozenset[str] = frozenset()  # journalled symbols the exchange cannot name
+
+
+@attrs.frozen
+class Assessment:
+    """What :func:`assess` concluded, and what the monitor is to do about it."""
+
+    findings: tuple[PositionFinding, ...]
+    act_on: tuple[PositionFinding, ...]  # orphans to protect or close, if the policy says
+    resolved: tuple[str, ...]
+    still_orphaned: tuple[str, ...]
+    stale: tuple[str, ...]
+    #: (stop, owning attempt, whether to cancel it)
+    leftovers: tuple[tuple[StopSnapshot, str | None, bool], ...]
+    alerts: tuple[ReconcileAlert, ...]  # new: not raised before
+    alerted: frozenset[tuple[Any, ...]]  # the findings alerted, after this check
 
 
 AlertSink = Callable[[ReconcileAlert], Awaitable[None] | None]
@@ -365,7 +412,7 @@ class Reconciler:
                 try:
                     self._symbols[sym] = (await self._call(self.adapter.market(sym))).symbol
                     self._unresolvable.discard(sym)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - kept unresolved
                     log.warning("reconcile: cannot resolve the symbol %r of attempt %s: %s",
                                 sym, s.attempt_id, _words(exc))
                     self._unresolvable.add(sym)
@@ -377,15 +424,14 @@ class Reconciler:
         return out
 
     async def check_once(self) -> ReconcileReport:
-        """Query the exchange once, compare, act only as the policy allows."""
+        """Query the exchange once, :func:`assess`, act only as the policy allows."""
         now = self._clock()
-        pol = self.policy
         positions: list[PositionSnapshot] | None = None
         stops: list[StopSnapshot] | None = None
         pos_err = stop_err = None
         try:
             positions = await self._fetch_positions()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed query is unknown, reported
             pos_err = _words(exc)
         # Read the journal after the positions: an attempt that finished in
         # between is then known, and settle_time covers its lagging views.
@@ -393,106 +439,52 @@ class Reconciler:
         scope: list[str] | None = None
         try:
             stops, scope = await self._fetch_stops(positions, attempts)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed query is unknown, reported
             stop_err = _words(exc)
-        settled = {s.attempt_id: _settled(s, now, pol.settle_time) for s in attempts}
-        stop_owner = _stop_owners(attempts)
-
-        findings: list[PositionFinding] = []
-        raised: list[ReconcileAlert] = []
-        actions: list[ActionTaken] = []
-        keys: set[tuple[Any, ...]] = set()
-        key: tuple[Any, ...]
-        open_pos = [p for p in positions or [] if p.size > 0 and p.side is not None]
-        for p in open_pos:
-            f = _finding(p, stops, attempts, settled, stop_owner)
-            findings.append(f)
-            if f.unsettled:
-                continue  # an opener is working on this symbol right now
-            if f.orphan:
-                key = ("orphan", f.symbol, f.side, round(f.uncovered, 12))
-                keys.add(key)
-                whose = f", attempt(s) {', '.join(f.attempts)}" if f.attempts else ""
-                self._raise(raised, key, ReconcileAlert(
-                    AlertKind.ORPHAN_POSITION, f.symbol,
-                    f"{f.symbol} {f.side.value} {f.size:g} has no covering stop "
-                    f"({f.coverage.value}, {f.uncovered:g} uncovered){whose}",
-                    f.attempts[0] if len(f.attempts) == 1 else None))
-                act = await self._act_on_orphan(f, attempts)
-                if act is not None:
-                    actions.append(act)
-            if f.unexplained > 0:
-                key = ("unknown", f.symbol, f.side, round(f.unexplained, 12))
-                keys.add(key)
-                self._raise(raised, key, ReconcileAlert(
-                    AlertKind.UNKNOWN_POSITION, f.symbol,
-                    f"{f.symbol} {f.side.value} {f.size:g}: {f.unexplained:g} is not accounted "
-                    "for by any attempt in the journal (external or lost); not touched"))
-
-        # ORPHANED attempts: resolved when their symbol is flat.
-        resolved: list[str] = []
-        still: list[str] = []
-        open_symbols = {p.symbol for p in open_pos}
-        for s in attempts:
-            if s.ended is not State.ORPHANED or s.resolved:
-                continue
-            if positions is None or not settled[s.attempt_id] or s.request.symbol in open_symbols \
-                    or s.request.symbol in self._unresolvable:
-                still.append(s.attempt_id)
-                continue
-            resolved.append(s.attempt_id)
-            if pol.record_resolutions:
-                self.journal.note(s.attempt_id, "resolve", _loop_time(), {
-                    "previous": State.ORPHANED.value,
-                    "reason": f"{s.request.symbol} flat on the exchange at the check",
-                })
-            log.warning("attempt %s: ORPHANED, now flat: resolved", s.attempt_id,
-                        extra={"attempt_id": s.attempt_id, "state": State.ORPHANED.value})
-
-        # Unfinished attempts nobody is driving.
-        stale = [s.attempt_id for s in attempts if not s.finished and settled[s.attempt_id]]
-        for aid in stale:
-            key = ("stale", aid)
-            keys.add(key)
-            u = next(x for x in attempts if x.attempt_id == aid)
-            self._raise(raised, key, ReconcileAlert(
-                AlertKind.STALE_ATTEMPT, u.request.symbol,
-                f"attempt {aid} ({u.request.side.value} {u.request.amount:g} "
-                f"{u.request.symbol}) is unfinished at {u.state.value} with no journal record "
-                f"for {pol.settle_time:g}s+: run recovery (PositionOpener.recover)", aid))
-
-        leftovers: list[LeftoverStop] = []
-        if positions is not None and stops is not None:
-            for st in stops:
-                if _reduces_some(st, open_pos):
-                    continue
-                owner = stop_owner.get(st.client_id or "")
-                busy = any(not settled[s.attempt_id] for s in attempts
-                           if s.request.symbol == st.symbol)
-                cancelled = False
-                if pol.cancel_leftover_stops and owner is not None and not busy:
-                    act = await self._cancel(st, owner)
-                    actions.append(act)
-                    cancelled = act.ok
-                leftovers.append(LeftoverStop(st, owner, cancelled))
-
-        # A finding that went away alerts again if it returns; one this check
-        # could not judge (a query failed, an opener is busy on the symbol)
-        # has not gone away, so a flapping exchange does not re-alert it.
-        in_flight = {f.symbol for f in findings if f.unsettled}
-        self._alerted = {k for k in self._alerted
-                         if k in keys or not _judged(k, positions, stops, in_flight)}
-        await self._deliver(raised)
+        seen = Observed(now, positions, stops, attempts, frozenset(self._unresolvable))
+        verdict = assess(seen, self.policy, frozenset(self._alerted))
+        for alert in verdict.alerts:
+            log.critical(alert.message, extra={"attempt_id": alert.attempt_id})
+        actions = await self._act(verdict, attempts)
+        leftovers = []
+        for st, owner, cancel in verdict.leftovers:
+            act = await self._cancel(st, owner) if cancel and owner is not None else None
+            if act is not None:
+                actions.append(act)
+            leftovers.append(LeftoverStop(st, owner, act is not None and act.ok))
+        self._alerted = set(verdict.alerted)
+        await self._deliver(verdict.alerts)
+        pol = self.policy
         return ReconcileReport(
             checked_at=now, read_only=pol.read_only,
             positions_status=QueryStatus.OK if positions is not None else QueryStatus.FAILED,
             positions_error=pos_err,
             stops_status=QueryStatus.OK if stops is not None else QueryStatus.FAILED,
-            stops_error=stop_err,
-            positions=tuple(findings), resolved=tuple(resolved), still_orphaned=tuple(still),
-            stale=tuple(stale), leftover_stops=tuple(leftovers), actions=tuple(actions),
-            alerts=tuple(raised), stops_scope=None if scope is None else tuple(scope),
+            stops_error=stop_err, positions=verdict.findings, resolved=verdict.resolved,
+            still_orphaned=verdict.still_orphaned, stale=verdict.stale,
+            leftover_stops=tuple(leftovers), actions=tuple(actions), alerts=verdict.alerts,
+            stops_scope=None if scope is None else tuple(scope),
         )
+
+    async def _act(self, verdict: Assessment,
+                   attempts: Sequence[AttemptSummary]) -> list[ActionTaken]:
+        """The writes the assessment calls for, in order: protect or close
+        orphans (as the policy allows), then record resolutions."""
+        actions = []
+        for f in verdict.act_on:
+            act = await self._act_on_orphan(f, attempts)
+            if act is not None:
+                actions.append(act)
+        for aid in verdict.resolved:
+            s = next(x for x in attempts if x.attempt_id == aid)
+            if self.policy.record_resolutions:
+                self.journal.note(aid, "resolve", _loop_time(), {
+                    "previous": State.ORPHANED.value,
+                    "reason": f"{s.request.symbol} flat on the exchange at the check",
+                })
+            log.warning("attempt %s: ORPHANED, now flat: resolved", aid,
+                        extra={"attempt_id": aid, "state": State.ORPHANED.value})
+        return actions
 
     async def _fetch_positions(self) -> list[PositionSnapshot]:
         """Every open position, hedge-mode legs one by one when the adapter
@@ -514,7 +506,7 @@ class Reconciler:
         position."""
         try:
             return list(await self._call(self.adapter.fetch_stops(None))), None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - refused all at once: asked per symbol
             first = _words(exc)
         symbols = {p.symbol for p in positions or [] if p.size > 0}
         symbols |= {s.request.symbol for s in attempts if _may_have_a_stop(s)}
@@ -603,7 +595,7 @@ class Reconciler:
                 await self._call(self.adapter.create_order(
                     symbol=f.symbol, side=side, amount=amount, client_id=cid, reduce_only=True))
                 detail = f"reduce-only {side.value} close {amount:g}"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the write's failure is the report's
             log.error("reconcile %s of %s failed: %s", kind.value, f.symbol, _words(exc))
             return ActionTaken(kind, f.symbol, cid, owner.attempt_id, False,
                                f"failed: {_words(exc)}")
@@ -621,21 +613,13 @@ class Reconciler:
         except OrderNotFound:
             return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, True,
                                "already gone")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the cancel's failure is the report's
             return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, False,
                                f"failed: {_words(exc)}")
         return ActionTaken(ActionKind.CANCEL_STOP, st.symbol, cid, owner, True,
                            f"cancelled leftover stop {cid or st.order_id}")
 
     # -- plumbing ---------------------------------------------------------------------------
-
-    def _raise(self, raised: list[ReconcileAlert], key: tuple[Any, ...],
-               alert: ReconcileAlert) -> None:
-        if key in self._alerted:
-            return
-        self._alerted.add(key)
-        raised.append(alert)
-        log.critical(alert.message, extra={"attempt_id": alert.attempt_id})
 
     async def _deliver(self, alerts: Sequence[ReconcileAlert]) -> None:
         if self.alerts is None:
@@ -651,6 +635,100 @@ class Reconciler:
     async def _call(self, aw: Awaitable[Any]) -> Any:
         async with asyncio.timeout(self.policy.request_timeout):
             return await aw
+
+
+# -- the judgement: pure -----------------------------------------------------------------------
+
+
+def assess(seen: Observed, policy: ReconcilePolicy,
+           alerted: frozenset[tuple[Any, ...]] = frozenset()) -> Assessment:
+    """Compare what the exchange holds with what the journal says, without
+    I/O: which positions are orphans or unknown, which ORPHANED attempts
+    are resolved, which attempts are stale, which stops are leftovers (and
+    which of those the policy lets the monitor cancel). ``alerted`` are the
+    findings already alerted: they alert again only after a check that
+    could have seen them did not."""
+    settled = {s.attempt_id: _settled(s, seen.now, policy.settle_time) for s in seen.attempts}
+    owners = _stop_owners(seen.attempts)
+    open_pos = [p for p in seen.positions or [] if p.size > 0 and p.side is not None]
+    findings = tuple(_finding(p, seen.stops, seen.attempts, settled, owners) for p in open_pos)
+    raised: dict[tuple[Any, ...], ReconcileAlert] = {}
+    for f in findings:
+        if not f.unsettled:  # else an opener is working on this symbol right now
+            raised.update(_position_alerts(f))
+    stale = tuple(s for s in seen.attempts if not s.finished and settled[s.attempt_id])
+    for u in stale:
+        raised[("stale", u.attempt_id)] = ReconcileAlert(
+            AlertKind.STALE_ATTEMPT, u.request.symbol,
+            f"attempt {u.attempt_id} ({u.request.side.value} {u.request.amount:g} "
+            f"{u.request.symbol}) is unfinished at {u.state.value} with no journal record "
+            f"for {policy.settle_time:g}s+: run recovery (PositionOpener.recover)", u.attempt_id)
+    resolved, still = _orphaned_attempts(seen, settled, {p.symbol for p in open_pos})
+    # A finding that went away alerts again if it returns; one this check
+    # could not judge (a query failed, an opener is busy on the symbol) has
+    # not gone away, so a flapping exchange does not re-alert it.
+    busy = {f.symbol for f in findings if f.unsettled}
+    kept = {k for k in alerted
+            if k in raised or not _judged(k, seen.positions, seen.stops, busy)}
+    return Assessment(
+        findings=findings,
+        act_on=tuple(f for f in findings if f.orphan and not f.unsettled),
+        resolved=resolved, still_orphaned=still, stale=tuple(s.attempt_id for s in stale),
+        leftovers=_leftovers(seen, policy, settled, owners, open_pos),
+        alerts=tuple(al for k, al in raised.items() if k not in alerted),
+        alerted=frozenset(kept | raised.keys()),
+    )
+
+
+def _position_alerts(f: PositionFinding) -> dict[tuple[Any, ...], ReconcileAlert]:
+    out: dict[tuple[Any, ...], ReconcileAlert] = {}
+    if f.orphan:
+        whose = f", attempt(s) {', '.join(f.attempts)}" if f.attempts else ""
+        out[("orphan", f.symbol, f.side, round(f.uncovered, 12))] = ReconcileAlert(
+            AlertKind.ORPHAN_POSITION, f.symbol,
+            f"{f.symbol} {f.side.value} {f.size:g} has no covering stop "
+            f"({f.coverage.value}, {f.uncovered:g} uncovered){whose}",
+            f.attempts[0] if len(f.attempts) == 1 else None)
+    if f.unexplained > 0:
+        out[("unknown", f.symbol, f.side, round(f.unexplained, 12))] = ReconcileAlert(
+            AlertKind.UNKNOWN_POSITION, f.symbol,
+            f"{f.symbol} {f.side.value} {f.size:g}: {f.unexplained:g} is not accounted "
+            "for by any attempt in the journal (external or lost); not touched")
+    return out
+
+
+def _orphaned_attempts(seen: Observed, settled: dict[str, bool],
+                       open_symbols: set[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """ORPHANED attempts: (resolved, still orphaned). Resolved when their
+    symbol is flat, settled, and known to the exchange."""
+    resolved: list[str] = []
+    still: list[str] = []
+    for s in seen.attempts:
+        if s.ended is not State.ORPHANED or s.resolved:
+            continue
+        sym = s.request.symbol
+        flat = seen.positions is not None and sym not in open_symbols \
+            and sym not in seen.unresolvable
+        (resolved if flat and settled[s.attempt_id] else still).append(s.attempt_id)
+    return tuple(resolved), tuple(still)
+
+
+def _leftovers(seen: Observed, policy: ReconcilePolicy, settled: dict[str, bool],
+               owners: dict[str, str], open_pos: Sequence[PositionSnapshot]
+               ) -> tuple[tuple[StopSnapshot, str | None, bool], ...]:
+    """Resting stops with nothing to reduce, their owner, and whether the
+    policy lets the monitor cancel them now (ours, and no opener busy)."""
+    if seen.positions is None or seen.stops is None:
+        return ()
+    out = []
+    for st in seen.stops:
+        if _reduces_some(st, open_pos):
+            continue
+        owner = owners.get(st.client_id or "")
+        busy = any(not settled[s.attempt_id] for s in seen.attempts
+                   if s.request.symbol == st.symbol)
+        out.append((st, owner, policy.cancel_leftover_stops and owner is not None and not busy))
+    return tuple(out)
 
 
 # -- pure helpers -----------------------------------------------------------------------------

@@ -51,23 +51,53 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
-from fsm.alerts import Note, alert_from_record, deliver_queued
+from fsm.alerts import AlertSink, Note, alert_from_record
 from fsm.attempt import Alert, Attempt, Recorder
+from fsm.effects import absent_after, cancel_stop, deliver_queued, look_up_order
 from fsm.evidence import CloseIntent, Facts, StopIntent
-from fsm.journal import AttemptSummary, JournalLog, summarize
-from fsm.model import OrderNotFound, OrderSnapshot, Side, Source
+from fsm.journal import AttemptSummary, JournalLog, JournalSink, encode_step, summarize
+from fsm.model import OrderSnapshot, Side, Source
+from fsm.policy import Policy
+from fsm.port import ExchangePort
 from fsm.table import State, Trigger
 
-if TYPE_CHECKING:
-    from fsm.driver import PositionOpener
-
-__all__ = ["recover", "unfinished"]
+__all__ = ["Resumer", "recover", "unfinished"]
 
 log = logging.getLogger("fsm")
+
+
+class Resumer(Protocol):
+    """What recovery needs of an opener (:class:`fsm.driver.Resumer`
+    is one): its exchange, policy, alert sink and journal, and a way to drive
+    a rebuilt attempt on to a terminal state."""
+
+    @property
+    def adapter(self) -> ExchangePort:
+        """The exchange the attempts were sent to."""
+        ...
+
+    @property
+    def policy(self) -> Policy:
+        """Deadlines and back-off for the resumed attempts."""
+        ...
+
+    @property
+    def alerts(self) -> AlertSink | None:
+        """Where alerts go."""
+        ...
+
+    @property
+    def journal(self) -> JournalSink | None:
+        """The journal to recover from (must be a JournalLog)."""
+        ...
+
+    async def resume(self, attempt: Attempt) -> Attempt:
+        """Drive ``attempt`` to a terminal state under the engine's rules."""
+        ...
 
 
 def unfinished(journal: JournalLog) -> list[AttemptSummary]:
@@ -75,7 +105,7 @@ def unfinished(journal: JournalLog) -> list[AttemptSummary]:
     return [s for s in summarize(journal.read()) if not s.finished]
 
 
-async def recover(opener: PositionOpener) -> list[Attempt]:
+async def recover(opener: Resumer) -> list[Attempt]:
     """Drive every unfinished attempt of ``opener.journal`` to a terminal
     state and return them (attempts that only lacked their end record are
     finished and logged, not returned).
@@ -115,7 +145,7 @@ async def recover(opener: PositionOpener) -> list[Attempt]:
 
 
 async def _recover_one(
-    opener: PositionOpener, journal: JournalLog, s: AttemptSummary
+    opener: Resumer, journal: JournalLog, s: AttemptSummary
 ) -> Attempt | None:
     now = _now()
     journal.note(s.attempt_id, "recover", now, {
@@ -145,7 +175,7 @@ async def _recover_one(
     return await opener.resume(a)
 
 
-async def _to_placed(opener: PositionOpener, journal: JournalLog, recorder: Recorder,
+async def _to_placed(opener: Resumer, journal: JournalLog, recorder: Recorder,
                      a: Attempt, s: AttemptSummary) -> None:
     """PLACED, the create's outcome unknown: the driver looks the entry up by
     client id and never sends it again."""
@@ -166,13 +196,13 @@ async def _to_placed(opener: PositionOpener, journal: JournalLog, recorder: Reco
     facts = attrs.evolve(a.facts, now=now, create_ambiguous=True, ack=ack,
                          fetch_deadline=now + window, verify_deadline=now + window,
                          stop_intent=stop_intent, recovered=True,
-                         entry_absent_after=opener._absent_after(now))
+                         entry_absent_after=absent_after(opener.adapter, opener.policy, now))
     _fire(journal, recorder, a, Trigger.SUBMIT, facts,
           f"recovered from {s.state.value}: the entry {s.client_id} may exist; looking it up "
           "by client id, never sending it again")
 
 
-async def _to_rolling_back(opener: PositionOpener, journal: JournalLog, recorder: Recorder,
+async def _to_rolling_back(opener: Resumer, journal: JournalLog, recorder: Recorder,
                            a: Attempt, s: AttemptSummary) -> None:
     """Back to ROLLING_BACK, with what the exchange says about the entry and
     the close (if one may have been sent)."""
@@ -198,25 +228,18 @@ async def _to_rolling_back(opener: PositionOpener, journal: JournalLog, recorder
         intent = CloseIntent(side=Side(close_data["side"]), amount=float(close_data["amount"]),
                              client_id=str(close_data["client_id"]))
         a.facts = attrs.evolve(a.facts, close_intent=intent, close_order=close,
-                               close_absent_after=opener._absent_after(now))
+                               close_absent_after=absent_after(opener.adapter, opener.policy, now))
 
 
-async def _finish(opener: PositionOpener, journal: JournalLog, s: AttemptSummary) -> None:
+async def _finish(opener: Resumer, journal: JournalLog, s: AttemptSummary) -> None:
     """The attempt reached ``s.state`` but its end record is missing: do what
     the driver does after the last transition, then write the end."""
     r = s.request
     if s.state is State.CLOSE_VERIFIED and "stop" in s.intents:
-        stop_cid = str(s.intents["stop"]["client_id"])
-        try:
-            async with asyncio.timeout(opener.policy.request_timeout):
-                await opener.adapter.cancel_order(symbol=r.symbol, order_id=s.stop_order_id,
-                                                  client_id=stop_cid)
-        except OrderNotFound:
-            pass
-        except Exception as exc:
-            log.warning("attempt %s: could not cancel leftover stop %s: %s (the monitor "
-                        "will)", s.attempt_id, stop_cid, exc,
-                        extra={"attempt_id": s.attempt_id, "state": s.state.value})
+        await cancel_stop(opener.adapter, opener.policy.request_timeout, symbol=r.symbol,
+                          order_id=s.stop_order_id,
+                          client_id=str(s.intents["stop"]["client_id"]),
+                          attempt_id=s.attempt_id, state=s.state.value)
     if s.state is State.ORPHANED:
         # Alert before the end record, as the driver does: a crash in
         # between is delivered again. An alert already queued is delivered
@@ -225,8 +248,8 @@ async def _finish(opener: PositionOpener, journal: JournalLog, s: AttemptSummary
         if s.alerts_pending:
             await _redeliver(opener, journal, s)
         elif not queued:
-            last = next((rec for rec in reversed(s.records) if rec.kind == "transition"), None)
-            detail = str(last.data.get("detail", "")) if last is not None else ""
+            last = next((rec.step for rec in reversed(s.records) if rec.step), None)
+            detail = last.detail if last is not None else ""
             await _deliver(opener, journal, Alert(
                 attempt_id=s.attempt_id, symbol=r.symbol,
                 message=(f"ORPHANED {r.side.value} {r.amount:g} {r.symbol}: {detail}. Exposure "
@@ -238,7 +261,7 @@ async def _finish(opener: PositionOpener, journal: JournalLog, s: AttemptSummary
                 s.state.value, extra={"attempt_id": s.attempt_id, "state": s.state.value})
 
 
-async def _redeliver(opener: PositionOpener, journal: JournalLog, s: AttemptSummary) -> None:
+async def _redeliver(opener: Resumer, journal: JournalLog, s: AttemptSummary) -> None:
     """Deliver again every alert the journal queued and never recorded
     delivered (the process died during delivery, or the receiver failed)."""
     for data in s.alerts_pending:
@@ -248,7 +271,7 @@ async def _redeliver(opener: PositionOpener, journal: JournalLog, s: AttemptSumm
                              _noter(journal, s.attempt_id), queue=False)
 
 
-async def _deliver(opener: PositionOpener, journal: JournalLog, alert: Alert) -> None:
+async def _deliver(opener: Resumer, journal: JournalLog, alert: Alert) -> None:
     await deliver_queued(opener.alerts, alert, opener.policy.alert_timeout,
                          _noter(journal, alert.attempt_id))
 
@@ -260,36 +283,15 @@ def _noter(journal: JournalLog, attempt_id: str) -> Note:
     return note
 
 
-async def _lookup(opener: PositionOpener, symbol: str, client_id: str,
+async def _lookup(opener: Resumer, symbol: str, client_id: str,
                   order_id: str | None) -> OrderSnapshot | None:
-    """Look an order up by id (or client id), retrying briefly: right after a
-    crash it may not be visible yet. ``None`` means "not found", which is not
-    proof that it was never sent."""
-    policy = opener.policy
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + policy.request_timeout
-    tries = 0
-    while True:
-        try:
-            async with asyncio.timeout(policy.request_timeout):
-                return await opener.adapter.fetch_order(symbol=symbol, order_id=order_id,
-                                                        client_id=client_id)
-        except (OrderNotFound, TimeoutError):
-            pass
-        except Exception as exc:
-            log.info("recovery look-up of %s failed: %s", client_id, exc)
-        if loop.time() >= give_up:
-            return None
-        await asyncio.sleep(min(policy.backoff(tries), max(0.0, give_up - loop.time())))
-        tries += 1
+    return await look_up_order(opener.adapter, opener.policy, symbol, client_id, order_id)
 
 
 def _fire(journal: JournalLog, recorder: Recorder, a: Attempt, trigger: Trigger, facts: Facts,
           detail: str) -> None:
-    from fsm.driver import _step_record  # the same record shape as the driver's
-
     step = recorder.fire(a, trigger, facts.at(_now()), evidence=Source.JOURNAL, detail=detail)
-    journal.transition(a.attempt_id, step.at, _step_record(step, a.facts))
+    journal.transition(a.attempt_id, step.at, encode_step(step, a.facts))
 
 
 def _now() -> float:

@@ -49,6 +49,7 @@ class State(enum.Enum):
 
     @property
     def terminal(self) -> bool:
+        """Whether the state is terminal (no row leaves it)."""
         return self in TERMINAL
 
 
@@ -66,6 +67,7 @@ TERMINAL_MEANING: Mapping[State, str] = {
 
 
 class Trigger(enum.Enum):
+    """What moves an attempt; each names one or more rows of the table."""
     SUBMIT = "submit"
     REJECT = "reject"
     FETCHED = "fetched"
@@ -80,8 +82,9 @@ class Trigger(enum.Enum):
     CLOSE_UNVERIFIED = "close_unverified"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # rows key the step function's look-ups
 class Row:
+    """One row of the table: trigger, source states, destination, guards, why."""
     trigger: Trigger
     sources: frozenset[State]
     dest: State
@@ -107,6 +110,8 @@ TABLE: tuple[Row, ...] = (
     _row(T.REJECT, S.NEW, S.REJECTED, ["entry_refused"],
          "the exchange definitively refused the create: nothing was placed"),
     # -- fetch after create (rule 2) -------------------------------------------
+    _row(T.FETCH_FAILED, S.PLACED, S.ROLLING_BACK, ["side_contradicted"],
+         "the exchange reports a side other than ours: an anomaly, never traded on"),
     _row(T.FETCHED, S.PLACED, S.FETCHED,
          ["order_terminal", "order_filled", "side_matches_request"],
          "the entry is terminal with a fill, and the exchange's side is ours (rule 1)"),
@@ -115,8 +120,6 @@ TABLE: tuple[Row, ...] = (
     _row(T.NOT_FILLED, [S.PLACED, S.ROLLING_BACK], S.REJECTED, ["entry_never_arrived"],
          "the create was lost on the way: past the receive window, the look-up by client "
          "id says no such order, so it can never execute (rule 10)"),
-    _row(T.FETCH_FAILED, S.PLACED, S.ROLLING_BACK, ["side_contradicted"],
-         "the exchange reports a side other than ours: an anomaly, never traded on"),
     _row(T.FETCH_FAILED, S.PLACED, S.ROLLING_BACK, ["fetch_deadline_passed"],
          "no terminal order by the deadline: exposure unknown, so roll back"),
     # -- verification (rule 3) --------------------------------------------------
@@ -127,15 +130,24 @@ TABLE: tuple[Row, ...] = (
     _row(T.VERIFY_FAILED, S.FETCHED, S.ROLLING_BACK, ["verify_deadline_passed"],
          "no confirmation by the deadline"),
     # -- protection (rule 4) ----------------------------------------------------
+    _row(T.PROTECT_FAILED, S.VERIFIED, S.ROLLING_BACK, ["exposure_unattributable"],
+         "recovered after a crash: someone else traded the symbol since the fill, so the "
+         "exposure may not be the attempt's; place nothing (rule 9)"),
     _row(T.PROTECTED, S.VERIFIED, S.PROTECTED,
          ["stop_accepted", "stop_reduce_only", "stop_opposite_side", "stop_covers_size"],
          "a reduce-only stop on the opposite side, for exactly the verified size, was accepted"),
     _row(T.PROTECT_FAILED, S.VERIFIED, S.ROLLING_BACK, ["stop_refused"],
          "the stop was refused, or not accepted by the deadline"),
-    _row(T.PROTECT_FAILED, S.VERIFIED, S.ROLLING_BACK, ["exposure_unattributable"],
-         "recovered after a crash: someone else traded the symbol since the fill, so the "
-         "exposure may not be the attempt's; place nothing (rule 9)"),
     # -- rollback (rules 5 and 6) -------------------------------------------------
+    _row(T.CLOSE_VERIFIED, S.ROLLING_BACK, S.CLOSE_VERIFIED, ["position_flat"],
+         "the position is proven flat (close fill, or a source that had seen it)"),
+    _row(T.CLOSE_UNVERIFIED, S.ROLLING_BACK, S.ORPHANED, ["exposure_unattributable"],
+         "someone else traded the symbol since our fill: our exposure cannot be told from "
+         "theirs, so send nothing and alert (rule 9)"),
+    _row(T.CLOSE_UNVERIFIED, S.ROLLING_BACK, S.ORPHANED, ["close_deadline_passed"],
+         "flat could not be proven by the deadline: alert, the monitor takes over"),
+    _row(T.CLOSE_UNVERIFIED, S.ROLLING_BACK, S.ORPHANED, ["close_side_contradicted"],
+         "the exchange's position disagrees with the request: send nothing, alert"),
     # A self-loop: the close order may be sent only once this row has fired,
     # so the rule "close side from the exchange's position, cross-checked with
     # the request" is enforced by the machine, not by the driver's goodwill.
@@ -143,15 +155,6 @@ TABLE: tuple[Row, ...] = (
          ["close_side_derivable", "exposure_attributable", "no_close_in_flight"],
          "the exchange's position agrees with the requested side, only our own orders traded "
          "the symbol since our fill, and no earlier close may still execute"),
-    _row(T.CLOSE_VERIFIED, S.ROLLING_BACK, S.CLOSE_VERIFIED, ["position_flat"],
-         "the position is proven flat (close fill, or a source that had seen it)"),
-    _row(T.CLOSE_UNVERIFIED, S.ROLLING_BACK, S.ORPHANED, ["close_side_contradicted"],
-         "the exchange's position disagrees with the request: send nothing, alert"),
-    _row(T.CLOSE_UNVERIFIED, S.ROLLING_BACK, S.ORPHANED, ["exposure_unattributable"],
-         "someone else traded the symbol since our fill: our exposure cannot be told from "
-         "theirs, so send nothing and alert (rule 9)"),
-    _row(T.CLOSE_UNVERIFIED, S.ROLLING_BACK, S.ORPHANED, ["close_deadline_passed"],
-         "flat could not be proven by the deadline: alert, the monitor takes over"),
 )
 
 del S, T

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from fsm import table as _table
+from fsm.journal import decode_step
 from fsm.model import Source
 from fsm.table import TERMINAL, TERMINAL_MEANING, Row, State, Trigger
 
@@ -170,26 +171,13 @@ def steps_from_records(records: Iterable[Any]) -> list[PathStep]:
         else:
             if getattr(rec, "kind", "transition") != "transition":
                 continue
-            data = rec.data
-            at = data.get("at", getattr(rec, "at", 0.0))
-        evidence = data.get("evidence")
-        guards = tuple(g if isinstance(g, str) else g[0] for g in data.get("guards", ()))
-        steps.append(
-            PathStep(
-                at=float(at),
-                trigger=Trigger(_value(data["trigger"])),
-                source=State(_value(data["source"])),
-                dest=State(_value(data["dest"])),
-                guards=guards,
-                evidence=None if evidence is None else Source(_value(evidence)),
-                detail=str(data.get("detail", "")),
-            )
-        )
+            data, at = rec.data, getattr(rec, "at", 0.0)
+        step = decode_step(float(at), data).step  # the journal's one reader
+        if step is not None:
+            steps.append(PathStep(at=step.at, trigger=step.trigger, source=step.source,
+                                  dest=step.dest, guards=tuple(g for g, _ in step.guards),
+                                  evidence=step.evidence, detail=step.detail))
     return steps
-
-
-def _value(v: Any) -> Any:
-    return v.value if isinstance(v, Trigger | State | Source) else v
 
 
 @attrs.frozen

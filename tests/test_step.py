@@ -1,0 +1,222 @@
+"""The step function decides without I/O: which row fires, in table order, or
+which evidence to get first. No event loop anywhere in this file."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from adapters.port import OrderSnapshot, OrderStatus, PositionSnapshot, Side, Source, StopSnapshot
+from fsm import guards as G
+from fsm.attempt import Attempt, Recorder
+from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.step import Context, Fire, Look, LookUp, Send, evolve, next_step, rows_from
+from fsm.table import TABLE, GuardsFailed, State, Trigger
+from tests.helpers import SYMBOL, request
+
+CID, CLOSE = "sp" + "0" * 24 + "e", "sp" + "0" * 24 + "c"
+
+
+def ctx(**kw: object) -> Context:
+    return Context(client_id=CID, close_id=CLOSE, verify_timeout=5.0, close_timeout=30.0,
+                   **kw)  # type: ignore[arg-type]
+
+
+def order(side: Side | None = Side.BUY, filled: float | None = 43.0,
+          status: OrderStatus | None = OrderStatus.CLOSED, oid: str = "1",
+          ts: float | None = 10.0) -> OrderSnapshot:
+    return OrderSnapshot(symbol=SYMBOL, order_id=oid, client_id=CID, side=side, amount=43.0,
+                         filled=filled, status=status, timestamp=ts)
+
+
+def facts(**kw: object) -> Facts:
+    return evolve(Facts(request=request(), now=1.0), **kw)
+
+
+def first_holding_row(state: State, f: Facts) -> Trigger | None:
+    """The oracle: the first row leaving ``state``, in table order, whose
+    guards all hold over ``f``."""
+    for row in rows_from(state):
+        if all(G.GUARDS[g](f) for g in row.guards):
+            return row.trigger
+    return None
+
+
+# -- priority comes from the table ---------------------------------------------------------
+
+
+def test_a_side_the_exchange_contradicts_outranks_a_fill_and_the_table_says_so() -> None:
+    """The ack reports a sell for our buy, the fetched entry a filled buy:
+    both ``fetch_failed`` (side_contradicted) and ``fetched`` hold. The
+    attempt must not trade on an anomaly, and the table, not the driver,
+    says which row wins."""
+    f = facts(ack=order(side=Side.SELL, status=None, filled=None), entry=order(),
+              entry_source=Source.ORDER, fetch_deadline=5.0)
+    assert G.side_contradicted(f) and G.order_terminal(f) and G.side_matches_request(f)
+    assert first_holding_row(State.PLACED, f) is Trigger.FETCH_FAILED
+    step = next_step(State.PLACED, f, ctx())
+    assert isinstance(step, Fire)
+    assert step.trigger is Trigger.FETCH_FAILED and step.row.guards == ("side_contradicted",)
+    assert "anomaly" in step.detail
+
+
+def test_a_passed_deadline_outranks_a_close_in_rollback() -> None:
+    """Past the close deadline nothing is sent, even with a position that
+    would make a close derivable."""
+    pos = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0, source=Source.REST,
+                           received_at=0.5)
+    f = facts(entry=order(), position=pos, fills_checked=True, close_deadline=0.5)
+    step = next_step(State.ROLLING_BACK, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.CLOSE_UNVERIFIED
+    assert step.row.guards == ("close_deadline_passed",) and step.close is None
+
+
+@pytest.mark.parametrize("state", [s for s in State if not s.terminal and s is not State.NEW])
+def test_whenever_a_row_fires_it_is_the_first_in_table_order_that_holds(state: State) -> None:
+    """Over a spread of evidence, a fired row is the first holding one,
+    unless a gate asked for evidence first (then nothing fires)."""
+    pos_ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
+                                source=Source.STREAM, received_at=0.5, as_of=11.0)
+    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.STREAM,
+                            received_at=0.5, as_of=11.0)
+    stop = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
+                        amount=43.0, trigger_price=0.129, reduce_only=True)
+    intent = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
+    variants: list[Facts] = []
+    for entry in (None, order(), order(filled=0.0), order(side=Side.SELL)):
+        for position in (None, pos_ours, flat):
+            for late in (False, True):
+                variants.append(facts(
+                    entry=entry, position=position, stop=stop if late else None,
+                    stop_intent=intent, fills_checked=late,
+                    fetch_deadline=0.5 if late else 5.0, verify_deadline=0.5 if late else 5.0,
+                    protect_deadline=0.5 if late else 5.0, close_deadline=0.5 if late else 5.0))
+    fired = 0
+    for f in variants:
+        step = next_step(state, f, ctx(stop_lookup=True))
+        if isinstance(step, Fire):
+            fired += 1
+            assert step.trigger is first_holding_row(state, step.facts), (state, f)
+            assert all(step.results[g] for g in step.row.guards)
+    assert fired
+
+
+# -- evidence first -----------------------------------------------------------------------
+
+
+def test_new_sends_the_entry_once_then_judges_its_outcome() -> None:
+    f = facts()
+    assert next_step(State.NEW, f, ctx()) == Send("entry", f)
+    acked = facts(ack=order(status=None, filled=None))
+    step = next_step(State.NEW, acked, ctx(said=(Source.ACK, "acknowledged")))
+    assert isinstance(step, Fire) and step.trigger is Trigger.SUBMIT
+    assert (step.evidence, step.detail) == (Source.ACK, "acknowledged")
+    refused = facts(create_error="no")
+    step = next_step(State.NEW, refused, ctx(said=(Source.ACK, "create refused: no")))
+    assert isinstance(step, Fire) and step.trigger is Trigger.REJECT
+
+
+def test_an_ack_that_names_no_order_is_refused_loudly() -> None:
+    nameless = facts(ack=OrderSnapshot(symbol=SYMBOL, order_id=None, client_id=None))
+    with pytest.raises(GuardsFailed):
+        next_step(State.NEW, nameless, ctx(said=(Source.ACK, "acknowledged")))
+
+
+def test_placed_without_a_terminal_entry_looks_it_up() -> None:
+    f = facts(ack=order(status=None, filled=None), fetch_deadline=5.0)
+    assert next_step(State.PLACED, f, ctx()) == LookUp(Look.ENTRY, f)
+
+
+def test_a_recovered_attempt_reads_the_executions_before_any_stop() -> None:
+    f = facts(entry=order(), recovered=True, protect_deadline=5.0,
+              stop_intent=StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129,
+                                     client_id="x"))
+    assert next_step(State.VERIFIED, f, ctx()) == LookUp(Look.FILLS, f)
+    checked = evolve(f, fills_checked=True)
+    assert next_step(State.VERIFIED, checked, ctx()) == Send("stop", checked)
+    assert next_step(State.VERIFIED, checked, ctx(stop_lookup=True)) == LookUp(
+        Look.STOP, checked)
+
+
+def test_a_stop_that_does_not_match_is_refused_in_words() -> None:
+    wrong = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
+                         amount=40.0, trigger_price=0.129, reduce_only=True)
+    f = facts(entry=order(), protect_deadline=5.0, stop=wrong,
+              stop_intent=StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129,
+                                     client_id="x"))
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.PROTECT_FAILED
+    assert step.detail == "stop does not match what was asked"
+    assert step.evidence is Source.STOP and step.facts.stop_error == step.detail
+
+
+def test_rollback_checks_executions_then_sends_the_close_for_our_fill_only() -> None:
+    pos = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=100.0,
+                           source=Source.REST, received_at=0.5)
+    f = facts(entry=order(), position=pos, close_deadline=5.0)
+    assert next_step(State.ROLLING_BACK, f, ctx()) == LookUp(Look.FILLS, f)
+    checked = evolve(f, fills_checked=True)
+    step = next_step(State.ROLLING_BACK, checked, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.CLOSE_SENDING
+    assert step.close == CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
+    assert step.facts.close_basis == pos
+
+
+def test_with_a_stream_a_foreign_execution_waits_for_a_view_until_the_deadline() -> None:
+    f = facts(entry=order(), fills_checked=True, foreign_fill="someone traded",
+              close_deadline=5.0)
+    assert next_step(State.ROLLING_BACK, f, ctx(stream=True)) == LookUp(Look.POSITION, f)
+    step = next_step(State.ROLLING_BACK, f, ctx(stream=False))
+    assert isinstance(step, Fire) and step.row.guards == ("exposure_unattributable",)
+
+
+# -- guards once per decision, none in the recorder ---------------------------------------------
+
+
+def test_each_guard_runs_at_most_once_per_decision_and_not_again_when_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, g: Callable[[Facts], bool]) -> Callable[[Facts], bool]:
+        def run(f: Facts) -> bool:
+            calls[name] += 1
+            return g(f)
+        return run
+
+    for name, g in list(G.GUARDS.items()):
+        monkeypatch.setitem(G.GUARDS, name, counted(name, g))
+    f = facts(ack=order(status=None, filled=None), entry=order(), entry_source=Source.ORDER,
+              fetch_deadline=5.0, verify_deadline=5.0)
+    step = next_step(State.PLACED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.FETCHED
+    assert calls and max(calls.values()) == 1, calls
+    decided = dict(calls)
+    a = Attempt("0" * 24, request(), CID, 0.0)
+    rec = Recorder()
+    rec.track(a, State.PLACED)
+    taken = rec.take(a, step)
+    assert dict(calls) == decided, "the recorder ran guard code again"
+    assert a.state is State.FETCHED and taken.guards == tuple(
+        (g, True) for g in step.row.guards)
+    assert a.history == (taken,)
+
+
+def test_the_machine_still_refuses_a_decision_the_table_does_not_allow() -> None:
+    """A decision forged for the wrong state is refused by the machine."""
+    f = facts(entry=order(), verify_deadline=5.0)
+    step = next_step(State.FETCHED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.VERIFIED
+    a = Attempt("0" * 24, request(), CID, 0.0)
+    rec = Recorder()
+    rec.track(a, State.PLACED)
+    with pytest.raises(Exception) as err:
+        rec.take(a, step)
+    assert type(err.value).__name__ in ("InvalidTransition", "GuardsFailed")
+    assert a.state is State.PLACED and a.history == ()
+
+
+def test_every_row_has_words() -> None:
+    assert {r.trigger for r in TABLE} == set(Trigger)
