@@ -1,14 +1,18 @@
 """``python -m benchmarks [--quick] [--out benchmarks/results]``
+``python -m benchmarks --journal [--quick] [--dsn DSN]``
 
 Runs every driver on every profile's seeded worlds in virtual time, measures
 the engine's cost, and writes ``latest.json``, ``latest.md`` and
 ``time_to_protection.png`` into ``--out``. ``--quick`` (CI) uses fewer
 worlds and shorter cost runs; the JSON has the same keys either way.
+``--journal`` instead measures the journal's cost per store (memory, SQLite,
+PostgreSQL) and writes ``journal.json`` and ``journal.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -37,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     parser.add_argument("--worlds", type=int, default=None,
                         help="worlds per profile (default: 10,000; quick: 200)")
+    parser.add_argument("--journal", action="store_true",
+                        help="measure the journal's cost per store instead (benchmarks/journal.py)")
+    parser.add_argument("--dsn", default=None,
+                        help="with --journal: an existing PostgreSQL database (default: start "
+                             "a throwaway server if PostgreSQL is installed)")
     args = parser.parse_args(argv)
+    if args.journal:
+        return _journal(args)
     mode = "quick" if args.quick else "full"
     worlds, cpu_n, cpu_rounds, sim_n = MODES[mode]
     if args.worlds is not None:
@@ -94,6 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target missed: {what} (measured {measured})")
     print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.md'} "
           f"in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _journal(args: argparse.Namespace) -> int:
+    from benchmarks import journal
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = journal.measure(quick=args.quick, dsn=args.dsn)
+    command = "python -m benchmarks --journal" + (" --quick" if args.quick else "")
+    (args.out / "journal.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "journal.md").write_text(journal.markdown(results, command))
+    print(f"wrote {args.out / 'journal.json'} and {args.out / 'journal.md'}")
     return 0
 
 

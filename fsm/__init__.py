@@ -15,6 +15,8 @@ from fsm.attempt import Alert, Attempt, Transition
 from fsm.driver import JournalFailed, PositionOpener, client_ids
 from fsm.evidence import Facts
 from fsm.journal import Journal, JournalLog, JournalSink, MemoryJournal
+from fsm.journal_pg import PostgresJournal
+from fsm.lease import LeaseBusy, LeaseLost
 from fsm.policy import Policy
 from fsm.reconcile import ReconcilePolicy, Reconciler, ReconcileReport
 from fsm.request import BadRequest, OpenRequest, OppositePosition
@@ -42,11 +44,14 @@ __all__ = [
     "JournalFailed",
     "JournalLog",
     "JournalSink",
+    "LeaseBusy",
+    "LeaseLost",
     "MemoryJournal",
     "OpenRequest",
     "OppositePosition",
     "Policy",
     "PositionOpener",
+    "PostgresJournal",
     "ReconcilePolicy",
     "ReconcileReport",
     "Reconciler",

@@ -15,9 +15,10 @@ by a deadline from :class:`~fsm.policy.Policy`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fsm.alerts import AlertSink, journal_alert, orphaned_alert
@@ -25,6 +26,7 @@ from fsm.attempt import Alert, Attempt, Recorder, Transition, client_ids
 from fsm.effects import CALLER, Tally, deliver_queued, notify
 from fsm.evidence import Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink, encode_step
+from fsm.lease import Lease, LeaseLost, LeaseStore, account_of, hold, lease_data, new_owner
 from fsm.observe import Observer, said
 from fsm.policy import Policy
 from fsm.port import ExchangePort
@@ -69,8 +71,18 @@ class PositionOpener:
         journal: JournalSink | None = None,
         ids: Callable[[], str] | None = None,
         on_transition: TransitionObserver | None = None,
+        account: str | None = None,
     ) -> None:
         self.adapter = adapter
+        #: the account label of leases and ``lease`` records: by default the
+        #: adapter's name and a hash of its API key (:func:`fsm.lease.account_of`)
+        self.account = account if account is not None else account_of(adapter)
+        #: the journal's lease store, when it keeps one (a durable journal
+        #: shared by processes): attempts then hold an ``(account, symbol)``
+        #: lease and every journal write carries its fencing token
+        store = getattr(journal, "store", None)
+        self.leases: LeaseStore | None = store if isinstance(store, LeaseStore) else None
+        self.owner = new_owner()
         self.policy = policy if policy is not None else Policy()
         self.alerts = alerts
         self.journal = journal
@@ -111,16 +123,27 @@ class PositionOpener:
         tally = Tally()
         token = CALLER.set(tally)
         try:
-            return await self._open(request, attempt_id, entry_cid, tally)
+            # The lease (when the journal keeps leases) is held from before
+            # the account is read until the end record: one attempt per
+            # (account, symbol) across processes, every write fenced.
+            give_up = self._observe.pre_entry_deadline()
+            market = await self._observe.market(request.symbol, give_up)
+            async with self.hold_lease(market.symbol) as lease:
+                if lease is not None and lease.taken_over:
+                    # Its last holder died or was fenced out: finish what it
+                    # left before moving the position again (rule 9 would
+                    # orphan it otherwise).
+                    await recover(self, symbol=market.symbol)
+                return await self._open(request, attempt_id, entry_cid, tally, give_up)
         finally:
             CALLER.reset(token)
 
     async def _open(self, request: OpenRequest, attempt_id: str, entry_cid: str,
-                    tally: Tally) -> Attempt:
-        market = await self._observe.market(request.symbol)
+                    tally: Tally, give_up: float) -> Attempt:
+        market = await self._observe.market(request.symbol, give_up)
         async with self._symbol_lock(market.symbol):
             price, baseline = await self._observe.price_and_account(
-                market.symbol, request.side, request.reference_price)
+                market.symbol, request.side, request.reference_price, give_up)
             prepared = fit_to_market(request, market, price)
             if prepared.symbol != request.symbol or prepared.amount != request.amount \
                     or prepared.stop_loss != request.stop_loss:
@@ -135,6 +158,7 @@ class PositionOpener:
             CALLER.set(attempt)
             if self.journal is not None:
                 try:
+                    self._note_lease(attempt_id)
                     self.journal.begin(attempt_id, prepared, entry_cid, self._now())
                 except Exception as exc:
                     raise JournalFailed(f"attempt {attempt_id}: the journal failed before "
@@ -157,12 +181,30 @@ class PositionOpener:
         the same rules (used by recovery)."""
         token = CALLER.set(attempt)
         try:
-            async with self._symbol_lock(attempt.request.symbol):
-                await self._drive(attempt)
-            await self._conclude(attempt)
+            async with self.hold_lease(attempt.request.symbol):
+                async with self._symbol_lock(attempt.request.symbol):
+                    await self._drive(attempt)
+                await self._conclude(attempt)
         finally:
             CALLER.reset(token)
         return attempt
+
+    @contextlib.asynccontextmanager
+    async def hold_lease(self, symbol: str) -> AsyncIterator[Lease | None]:
+        """Hold the ``(account, symbol)`` lease for the body, if the journal
+        keeps leases (yields ``None`` otherwise). Re-entrant: recovery takes
+        it per attempt, before :meth:`resume` takes it again."""
+        if self.leases is None:
+            yield None
+            return
+        async with hold(self.leases, self.account, symbol, self.owner, self.policy) as lease:
+            yield lease
+
+    def _note_lease(self, attempt_id: str) -> None:
+        """Journal which lease took the attempt up (its account, for recovery)."""
+        data = lease_data()
+        if data and isinstance(self.journal, JournalLog):
+            self.journal.note(attempt_id, "lease", self._now(), data)
 
     def _symbol_lock(self, symbol: str) -> asyncio.Lock:
         """One attempt per symbol at a time: on a netted position a fill can
@@ -266,6 +308,8 @@ class PositionOpener:
         when the attempt is safe (:meth:`_conclude`)."""
         try:
             write()
+        except LeaseLost:
+            raise  # fenced out: abandon the attempt here, as a crash would
         except Exception as exc:  # noqa: BLE001 - a failing journal must not stop the rollback
             if a.journal_error is None:
                 a.journal_error = exc

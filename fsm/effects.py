@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from fsm.alerts import AlertSink, Note, alert_record
 from fsm.attempt import Alert, Attempt, Transition
+from fsm.fence import check_held
 from fsm.model import AmbiguousError, OrderNotFound, OrderSnapshot
 from fsm.policy import Policy
 from fsm.port import ExchangePort
@@ -62,6 +63,12 @@ async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> 
     :class:`~fsm.model.AmbiguousError` (for a write we cannot know
     whether it reached the exchange), or ``TimeoutError`` when
     ``ambiguous`` is false (a read whose caller only reports failures)."""
+    try:  # a process whose lease expired (paused, cut off) sends nothing more
+        check_held()
+    except asyncio.CancelledError:
+        if inspect.iscoroutine(aw):
+            aw.close()
+        raise
     counted = CALLER.get()
     if counted is not None:
         counted.requests += 1

@@ -41,6 +41,7 @@ import attrs
 
 from fsm.attempt import Transition
 from fsm.evidence import Facts
+from fsm.fence import Lease, LeaseLost, current_lease, fence_refusal
 from fsm.model import Source
 from fsm.redact import redact
 from fsm.request import OpenRequest
@@ -80,10 +81,11 @@ log = logging.getLogger("fsm.journal")
 #: ``alert`` queues an alert (durably, before it is delivered) and
 #: ``alert_delivered`` records that the callback returned: recovery delivers
 #: again every queued alert without the second (at least once, by
-#: ``alert_id``).
+#: ``alert_id``). ``lease`` records which ``(account, symbol)`` lease (owner,
+#: fencing token) an opener or a recovery held when it took the attempt up.
 KINDS: Final = frozenset(
     {"begin", "intent", "transition", "end", "recover", "resolve", "reconcile", "alert",
-     "alert_delivered"}
+     "alert_delivered", "lease"}
 )
 
 
@@ -275,6 +277,10 @@ class JournalStore(Protocol):
       whatever order they commit, and ``at`` values of different writers do
       not compare. (The engine never needs more: one attempt is written by
       one opener at a time.)
+    * **Fencing.** A store that also keeps leases
+      (:class:`fsm.lease.LeaseStore`) checks ``fence``, when given, in the
+      append's own transaction: unless it is the current, unexpired lease
+      of its key, the batch is refused with :class:`fsm.lease.LeaseLost`.
     """
 
     @property
@@ -287,7 +293,8 @@ class JournalStore(Protocol):
         """The schema version of the stored records."""
         ...
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
         """Store ``records`` atomically and durably; return their seqs."""
         ...
 
@@ -349,6 +356,17 @@ MIGRATIONS: tuple[Migration, ...] = (
           FROM records b
          WHERE b.kind = 'begin';
     """),
+    Migration(3, "leases on (account, symbol), with fencing tokens", """
+        CREATE TABLE leases (
+            account TEXT    NOT NULL,
+            symbol  TEXT    NOT NULL,
+            owner   TEXT    NOT NULL,
+            token   INTEGER NOT NULL,  -- strictly increasing per key, never reused
+            expires REAL    NOT NULL,  -- unix seconds, this host's clock
+            released INTEGER NOT NULL DEFAULT 0,  -- given back, not expired
+            PRIMARY KEY (account, symbol)
+        );
+    """),
 )
 
 #: The schema version this code writes.
@@ -390,7 +408,9 @@ class SQLiteStore:
         busy_timeout: float = 5.0,
         migrations: Sequence[Migration] = MIGRATIONS,
         read_only: bool = False,
+        lease_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = lease_clock
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}")
         self.path = Path(path)
@@ -458,13 +478,16 @@ class SQLiteStore:
         """The schema version of the file."""
         return self._version
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
-        """Store ``records`` in one transaction, durably; return their seqs."""
-        if self.read_only:
-            raise JournalError(f"{self.path}: the journal is open read-only")
-        conn = self._open()
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
+        """Store ``records`` in one transaction, durably; return their seqs.
+        Refused with :class:`~fsm.fence.LeaseLost` if ``fence`` is not the
+        key's current, unexpired lease."""
+        conn = self._writable()
         seqs: list[int] = []
         with self._transaction(conn):
+            if fence is not None:
+                self._check_fence(conn, fence)
             for r in records:
                 cur = conn.execute(
                     "INSERT INTO records (attempt_id, kind, at, wall, data) "
@@ -492,7 +515,65 @@ class SQLiteStore:
             self._conn.close()
             self._conn = None
 
+    # -- leases (fsm.lease.LeaseStore), on this host's clock ------------------------
+
+    def acquire(self, account: str, symbol: str, owner: str,
+                duration: float) -> Lease | None:
+        """Take the key if free or expired (a new token); ``None`` if held."""
+        conn = self._writable()
+        with self._transaction(conn):
+            now = self._clock()
+            row = self._lease_row(conn, account, symbol)
+            if row is not None and row.expires > now:
+                return None
+            released = conn.execute("SELECT released FROM leases WHERE account = ? AND "
+                                    "symbol = ?", (account, symbol)).fetchone()
+            lease = Lease(account, symbol, owner, (row.token if row else 0) + 1,
+                          now + duration, taken_over=bool(released and not released[0]))
+            conn.execute("INSERT OR REPLACE INTO leases (account, symbol, owner, token, expires, "
+                         "released) VALUES (?, ?, ?, ?, ?, 0)",
+                         (account, symbol, owner, lease.token, lease.expires))
+        return lease
+
+    def renew(self, lease: Lease, duration: float) -> Lease:
+        """Extend a current, unexpired lease; :class:`~fsm.fence.LeaseLost` otherwise."""
+        conn = self._writable()
+        with self._transaction(conn):
+            self._check_fence(conn, lease)
+            expires = self._clock() + duration
+            conn.execute("UPDATE leases SET expires = ? WHERE account = ? AND symbol = ? "
+                         "AND token = ?", (expires, lease.account, lease.symbol, lease.token))
+        return attrs.evolve(lease, expires=expires)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back now, if it is still current (the token stays)."""
+        conn = self._writable()
+        with self._transaction(conn):
+            conn.execute("UPDATE leases SET expires = MIN(expires, ?), released = 1 WHERE "
+                         "account = ? AND symbol = ? AND token = ?",
+                         (self._clock(), lease.account, lease.symbol, lease.token))
+
+    def holder(self, account: str, symbol: str) -> Lease | None:
+        """The key's current row, live or expired."""
+        return self._lease_row(self._open(), account, symbol)
+
+    def _lease_row(self, conn: sqlite3.Connection, account: str, symbol: str) -> Lease | None:
+        row = conn.execute("SELECT owner, token, expires FROM leases WHERE account = ? AND "
+                           "symbol = ?", (account, symbol)).fetchone()
+        return Lease(account, symbol, row[0], int(row[1]), float(row[2])) if row else None
+
+    def _check_fence(self, conn: sqlite3.Connection, fence: Lease) -> None:
+        row = self._lease_row(conn, fence.account, fence.symbol)
+        refused = fence_refusal(fence, row, self._clock())
+        if refused is not None:
+            raise LeaseLost(refused)
+
     # -- internals ----------------------------------------------------------------
+
+    def _writable(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise JournalError(f"{self.path}: the journal is open read-only")
+        return self._open()
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -669,8 +750,12 @@ class Journal:
         self.close()
 
     def _append(self, attempt_id: str, kind: str, at: float, data: Mapping[str, Any]) -> None:
-        self.store.append([NewRecord(attempt_id, kind, float(at), self._wall(),
-                                     encode_data(data))])
+        batch = [NewRecord(attempt_id, kind, float(at), self._wall(), encode_data(data))]
+        fence = current_lease()
+        if fence is None:
+            self.store.append(batch)
+        else:  # the store refuses it unless this is the key's current lease
+            self.store.append(batch, fence=fence)
 
 
 class MemoryStore:
@@ -683,8 +768,10 @@ class MemoryStore:
     def __init__(self) -> None:
         self._records: list[StoredRecord] = []
 
-    def append(self, records: Sequence[NewRecord]) -> list[int]:
-        """Keep ``records`` (at once); return their seqs."""
+    def append(self, records: Sequence[NewRecord], *,
+               fence: Lease | None = None) -> list[int]:
+        """Keep ``records`` (at once); return their seqs. It keeps no leases,
+        so no opener holds one over it and ``fence`` is never checked."""
         start = len(self._records) + 1
         self._records.extend(StoredRecord(start + i, r.attempt_id, r.kind, r.at, r.wall, r.data)
                              for i, r in enumerate(records))
@@ -810,6 +897,9 @@ class AttemptSummary:
     records: tuple[JournalRecord, ...]
     #: queued alerts (their ``alert`` records' data) not yet recorded delivered
     alerts_pending: tuple[Mapping[str, Any], ...] = ()
+    #: the account of its latest ``lease`` record or recovery (``None``: written without
+    #: leases, by a single process)
+    account: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -856,11 +946,12 @@ class _Fold:
         self.recovered = 0
         self.ids: dict[str, Any] = {}
         self.queued: dict[str, Mapping[str, Any]] = {}
+        self.account: str | None = None
 
     def over(self, attempt_id: str, recs: list[JournalRecord]) -> AttemptSummary:
         fold = {"transition": self._transition, "intent": self._intent, "end": self._end,
                 "resolve": self._resolve, "recover": self._recover, "alert": self._alert,
-                "alert_delivered": self._alert_delivered}
+                "alert_delivered": self._alert_delivered, "lease": self._lease}
         for r in recs:
             fold.get(r.kind, self._other)(r)
         filled = self.ids.get("filled")
@@ -874,7 +965,7 @@ class _Fold:
             close_order_id=self.ids.get("close_order_id"), resolved=self.resolved,
             recovered=self.recovered, began_at=self.begin.at, began_wall=self.begin.wall,
             last_wall=recs[-1].wall, records=tuple(recs),
-            alerts_pending=tuple(self.queued.values()),
+            alerts_pending=tuple(self.queued.values()), account=self.account,
         )
 
     def _transition(self, r: JournalRecord) -> None:
@@ -898,6 +989,12 @@ class _Fold:
 
     def _recover(self, r: JournalRecord) -> None:
         self.recovered += 1
+        self._lease(r)
+
+    def _lease(self, r: JournalRecord) -> None:
+        """A ``lease`` record, or a recovery under a lease: whose account."""
+        if "account" in r.data:
+            self.account = str(r.data["account"])
 
     def _alert(self, r: JournalRecord) -> None:
         self.queued[str(r.data["alert_id"])] = r.data

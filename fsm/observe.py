@@ -387,14 +387,15 @@ class Observer:
 
     # -- before the entry ---------------------------------------------------------------
 
-    async def read(self, make: Callable[[], Awaitable[T]], what: str) -> T:
+    async def read(self, make: Callable[[], Awaitable[T]], what: str, give_up: float) -> T:
         """One read before the entry. A transient failure (rate limit, 503,
-        timeout) is retried with back-off within ``Policy.verify_timeout``
-        (nothing is at risk yet, so the read may take as long as the entry's
-        fill would be given); then, or on any other failure, the request is
-        refused with nothing sent: an account the engine cannot see is one
-        it must not trade."""
-        give_up = self.now() + self.policy.verify_timeout
+        timeout) is retried with back-off until ``give_up``, the end of the
+        window all reads before the entry share (``Policy.verify_timeout``
+        from the first: nothing is at risk yet, so they may take as long as
+        the entry's fill would be given, but no longer, so that
+        ``Policy.max_duration`` bounds the attempt); then, or on any other
+        failure, the request is refused with nothing sent: an account the
+        engine cannot see is one it must not trade."""
         tries = 0
         while True:
             try:
@@ -409,7 +410,11 @@ class Observer:
             except Exception as exc:
                 raise BadRequest(f"cannot {what} ({said(exc)}). Nothing was sent.") from exc
 
-    async def market(self, symbol: str) -> Market:
+    def pre_entry_deadline(self) -> float:
+        """The end of the window the reads before an entry share."""
+        return self.now() + self.policy.verify_timeout
+
+    async def market(self, symbol: str, give_up: float) -> Market:
         """The market for the request's symbol, in either spelling: every
         comparison from here on uses its canonical symbol (rule 9: an order
         the engine cannot recognise as its own is an order it cannot guard)."""
@@ -418,22 +423,23 @@ class Observer:
             return known
         try:
             market = await self.read(lambda: self.adapter.market(symbol),
-                                     f"load the market {symbol!r} from {self.adapter.name}")
+                                     f"load the market {symbol!r} from {self.adapter.name}",
+                                     give_up)
         except UnknownSymbol as exc:
             raise BadRequest(f"{self.adapter.name} lists no market {symbol!r} ({said(exc)}). "
                              "Nothing was sent.") from exc
         self._markets[symbol] = market
         return market
 
-    async def price_and_account(self, symbol: str, side: Side,
-                                reference: float | None) -> tuple[float, PositionSnapshot]:
+    async def price_and_account(self, symbol: str, side: Side, reference: float | None,
+                                give_up: float) -> tuple[float, PositionSnapshot]:
         """The reference price (the request's, or the market's) and the
         account's position before the entry; two reads at once when both
         are needed, since neither depends on the other."""
         if reference is not None:
-            return reference, await self.account_before_entry(symbol, side)
+            return reference, await self.account_before_entry(symbol, side, give_up)
         got_price, got_view = await asyncio.gather(
-            self.market_price(symbol), self.account_before_entry(symbol, side),
+            self.market_price(symbol, give_up), self.account_before_entry(symbol, side, give_up),
             return_exceptions=True)
         if isinstance(got_price, BaseException):
             raise got_price
@@ -441,12 +447,12 @@ class Observer:
             raise got_view
         return got_price, got_view
 
-    async def market_price(self, symbol: str) -> float:
+    async def market_price(self, symbol: str, give_up: float) -> float:
         """The market's price, to check the stop-loss against; refuses without one."""
         price = await self.read(
             lambda: self.adapter.fetch_price(symbol),
             f"check stop_loss against the market for {symbol}; pass reference_price to "
-            "OpenRequest")
+            "OpenRequest", give_up)
         if price is None:
             raise BadRequest(
                 f"no reference price for {symbol}; pass reference_price to "
@@ -454,13 +460,14 @@ class Observer:
             )
         return price
 
-    async def account_before_entry(self, sym: str, side: Side) -> PositionSnapshot:
+    async def account_before_entry(self, sym: str, side: Side,
+                                   give_up: float) -> PositionSnapshot:
         """One read of the symbol's position before the entry (rule 9). An
         opposite-side position refuses the request: the entry would net
         against exposure that is not the attempt's. A same-side one is
         allowed; the attempt then answers for its own fill only."""
         snaps = await self.read(lambda: self.adapter.fetch_positions([sym]),
-                                f"read the account's {sym} position before the entry")
+                                f"read the account's {sym} position before the entry", give_up)
         views = [p for p in snaps if p.symbol == sym and p.size > 0]
         cache = self.adapter.position_cache
         streamed = cache.latest(sym) if cache is not None else None

@@ -110,9 +110,29 @@ class Policy:
     #: outcome never waits on a pager longer than this. Range: 0.1 to 3600 s.
     alert_timeout: float = attrs.field(default=10.0, validator=_window)
 
+    #: Seconds an ``(account, symbol)`` lease lasts unless renewed (see
+    #: :mod:`fsm.lease`; only with a journal that keeps leases). A holder
+    #: that is paused or cut off longer than this is fenced out and another
+    #: process may take the attempt over; so it bounds how long a dead
+    #: process keeps a symbol. Range: 0.5 to 3600 s.
+    lease_duration: float = attrs.field(
+        default=30.0, validator=seconds_in("Policy", 0.5, MAX_WAIT))
+
+    #: Seconds between renewals of a held lease. Range: 0.1 to 3600 s, and
+    #: at most half of ``lease_duration``, so one late renewal does not lose it.
+    lease_renew: float = attrs.field(default=10.0, validator=_window)
+
+    #: Seconds ``open()`` or ``recover()`` waits for a lease held by someone
+    #: else before raising :class:`fsm.lease.LeaseBusy` (nothing sent).
+    #: Range: 0.1 to 3600 s; the default outlasts a dead holder's lease.
+    lease_wait: float = attrs.field(default=60.0, validator=_window)
+
     def __attrs_post_init__(self) -> None:
         if self.backoff_max < self.backoff_initial:
             raise ValueError("Policy.backoff_max must be >= backoff_initial")
+        if self.lease_renew > self.lease_duration / 2:
+            raise ValueError("Policy.lease_renew must be at most half of lease_duration, got "
+                             f"{self.lease_renew!r} for {self.lease_duration!r}")
 
     def backoff(self, attempt: int) -> float:
         """The wait before poll number ``attempt`` (0-based)."""
@@ -126,11 +146,14 @@ class Policy:
 
     @property
     def max_duration(self) -> float:
-        """An upper bound on the duration of one attempt (law L3): the create,
-        verification, protection and rollback windows, each of which may be
-        overrun by at most one in-flight request, and the alert's delivery."""
+        """An upper bound on the duration of one attempt (law L3): the window
+        the reads before the entry share, the create, verification, protection
+        and rollback windows, each of which may be overrun by at most one
+        in-flight request, and the alert's delivery. Waiting for a busy lease
+        (a shared journal, at most ``lease_wait``) comes before it and on top."""
         return (
-            self.request_timeout
+            (self.verify_timeout + self.request_timeout)
+            + self.request_timeout
             + (self.verify_timeout + self.request_timeout)
             + (self.protect_timeout + self.request_timeout)
             + (self.close_timeout + 2 * self.request_timeout)

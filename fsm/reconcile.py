@@ -135,7 +135,7 @@ class ReconcilePolicy:
                                            validator=_instance("record_resolutions", bool))
     #: Seconds after an attempt's last journal record before the monitor
     #: draws conclusions about it: longer than one attempt can take
-    #: (``Policy.max_duration``, 50 s by default) and than REST lags.
+    #: (``Policy.max_duration``, 75 s by default) and than REST lags.
     #: Range: 0 to 86400 s (0: conclude at once, for tests and one-off checks).
     settle_time: float = attrs.field(default=60.0,
                                      validator=seconds_in("ReconcilePolicy", 0.0, 86400.0))

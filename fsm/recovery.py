@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import attrs
@@ -59,7 +60,9 @@ from fsm.alerts import AlertSink, Note, alert_from_record
 from fsm.attempt import Alert, Attempt, Recorder
 from fsm.effects import absent_after, cancel_stop, deliver_queued, look_up_order
 from fsm.evidence import CloseIntent, Facts, StopIntent
+from fsm.fence import Lease, lease_data
 from fsm.journal import AttemptSummary, JournalLog, JournalSink, encode_step, summarize
+from fsm.lease import LeaseBusy
 from fsm.model import OrderSnapshot, Side, Source
 from fsm.policy import Policy
 from fsm.port import ExchangePort
@@ -99,27 +102,46 @@ class Resumer(Protocol):
         """Drive ``attempt`` to a terminal state under the engine's rules."""
         ...
 
+    @property
+    def account(self) -> str:
+        """The account whose attempts this opener may take (leases' key)."""
+        ...
+
+    def hold_lease(self, symbol: str) -> AbstractAsyncContextManager[Lease | None]:
+        """Hold the ``(account, symbol)`` lease (``None``: no leases kept)."""
+        ...
+
 
 def unfinished(journal: JournalLog) -> list[AttemptSummary]:
     """The journalled attempts without an end record, in the order they began."""
     return [s for s in summarize(journal.read()) if not s.finished]
 
 
-async def recover(opener: Resumer) -> list[Attempt]:
+async def recover(opener: Resumer, *, symbol: str | None = None) -> list[Attempt]:
     """Drive every unfinished attempt of ``opener.journal`` to a terminal
     state and return them (attempts that only lacked their end record are
     finished and logged, not returned).
 
     Attempts on one symbol are resumed one after another, in the order they
     began (their fills cannot be told apart on a netted position); different
-    symbols are resumed concurrently.
+    symbols are resumed concurrently. ``symbol`` limits it to one symbol
+    (what ``open()`` does first on a symbol whose lease it took over).
+
+    With a journal that keeps leases, only this opener's account's attempts
+    are taken, each under its ``(account, symbol)`` lease and read again
+    once the lease is held; a symbol whose lease stays held by a live
+    process past ``Policy.lease_wait`` is left to it (logged).
     """
     journal = opener.journal
     if not isinstance(journal, JournalLog):
         raise TypeError(
             "recovery needs a journal that can be read back (fsm.Journal or "
             f"fsm.MemoryJournal), not {type(journal).__name__}")
-    summaries = summarize(journal.read())
+    # Another account's attempts are not ours to drive (one journal may
+    # serve several accounts); attempts journalled without leases are.
+    summaries = [s for s in summarize(journal.read())
+                 if (s.account is None or s.account == opener.account)
+                 and (symbol is None or s.request.symbol == symbol)]
     for s in summaries:
         if s.finished and s.alerts_pending:
             await _redeliver(opener, journal, s)
@@ -134,7 +156,14 @@ async def recover(opener: Resumer) -> list[Attempt]:
     async def one_symbol(items: Sequence[AttemptSummary]) -> list[Attempt]:
         done = []
         for s in items:
-            a = await _recover_one(opener, journal, s)
+            try:
+                a = await _recover_leased(opener, journal, s)
+            except LeaseBusy as exc:
+                # A live process holds the symbol: it is driving these
+                # attempts. A later recover() takes them if it dies.
+                log.warning("not recovering %d attempt(s) on %s now: %s", len(items),
+                            s.request.symbol, exc)
+                break
             if a is not None:
                 done.append(a)
         return done
@@ -142,6 +171,21 @@ async def recover(opener: Resumer) -> list[Attempt]:
     results = await asyncio.gather(*(one_symbol(v) for v in by_symbol.values()))
     order = {s.attempt_id: i for i, s in enumerate(pending)}
     return sorted((a for group in results for a in group), key=lambda a: order[a.attempt_id])
+
+
+async def _recover_leased(
+    opener: Resumer, journal: JournalLog, s: AttemptSummary
+) -> Attempt | None:
+    """Take the attempt's ``(account, symbol)`` lease (when the journal keeps
+    leases), then read the attempt again: it may have been finished, or
+    taken further, by the process that held the lease meanwhile."""
+    async with opener.hold_lease(s.request.symbol) as lease:
+        if lease is not None:
+            fresh = summarize(journal.read(s.attempt_id))
+            if not fresh or fresh[0].finished:
+                return None
+            s = fresh[0]
+        return await _recover_one(opener, journal, s)
 
 
 async def _recover_one(
@@ -153,6 +197,7 @@ async def _recover_one(
         "intents": sorted(s.intents),
         "rolled_back": s.rolled_back,
         "entry_order_id": s.entry_order_id,
+        **lease_data(),
     })
     if s.state.terminal:
         await _finish(opener, journal, s)

@@ -346,6 +346,16 @@ _BACKOFF_OVERFLOW = World(
 )
 #: The same overflow in an ordinary world: the entry is never visible to
 #: fetch_order, and a 10 ms back-off cap polls ~1,800 times in 20 s.
+#: Found by L3's spec: reads before the entry kept timing out under jitter,
+#: each read with its own ``verify_timeout``, so the market read and the
+#: account read together took longer than any window the bound knew of.
+_SLOW_PRE_ENTRY = World(
+    SimConfig(seed=1, jitter=0.5, client_timeout=1.0, stream_lag=0.0, prices=dict(SYMBOLS),
+              delayed_arrival=5.0),
+    Policy(verify_timeout=7.0, close_timeout=1.0, protect_timeout=1.0, request_timeout=0.21875,
+           backoff_initial=0.5, backoff_factor=2.0, backoff_max=0.75),
+    (OpenRequest(AVL, "buy", 1.0, 0.0679, reference_price=SYMBOLS[AVL]),),
+)
 _TIGHT_POLLING = World(
     SimConfig(rtt=0.001, ack=AckStyle.MINIMAL, order_visibility_lag=30.0, prices=dict(SYMBOLS)),
     Policy(verify_timeout=20.0, backoff_initial=0.01, backoff_max=0.01, backoff_factor=3.0),
@@ -409,6 +419,7 @@ def test_l2_only_the_entry_order_increases_exposure(world: World) -> None:
 @example(_INCIDENT)
 @example(_BACKOFF_OVERFLOW)
 @example(_TIGHT_POLLING)
+@example(_SLOW_PRE_ENTRY)
 def test_l3_attempt_terminates_within_policy_bound(world: World) -> None:
     """L3: the attempt ends in a terminal state within a bound derived from the policy."""
     o = run_world(world)

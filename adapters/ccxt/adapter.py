@@ -169,6 +169,16 @@ class CcxtAdapter:
         return str(self._exchange.id)
 
     @property
+    def account_id(self) -> str:
+        """The account label leases and the journal use: the exchange id plus
+        a hash of the API key (never the key), so processes trading one
+        account agree on it and a journal can serve several accounts."""
+        from fsm.lease import api_key_account
+
+        key = getattr(self._exchange, "apiKey", None)
+        return api_key_account(str(self._exchange.id), key if isinstance(key, str) else None)
+
+    @property
     def profile(self) -> ExchangeProfile:
         """The venue's facts this adapter follows."""
         return self._profile
