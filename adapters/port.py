@@ -24,10 +24,11 @@ from fsm.model import (
     UnknownSymbol,
     qty_eq,
 )
-from fsm.port import ExchangePort, PositionCache
+from fsm.port import AttachedStopPort, ExchangePort, PositionCache
 
 __all__ = [
     "AmbiguousError",
+    "AttachedStopPort",
     "DuplicateClientId",
     "ExchangeError",
     "ExchangePort",

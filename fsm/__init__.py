@@ -11,7 +11,7 @@ The public contract::
 """
 
 from fsm.alerts import AlertSink
-from fsm.attempt import Alert, Attempt, Transition
+from fsm.attempt import Alert, Attempt, Transition, attached_stop_id
 from fsm.driver import JournalFailed, PositionOpener, client_ids
 from fsm.evidence import Facts
 from fsm.journal import Journal, JournalLog, JournalSink, MemoryJournal
@@ -59,5 +59,6 @@ __all__ = [
     "Transition",
     "TransitionError",
     "Trigger",
+    "attached_stop_id",
     "client_ids",
 ]

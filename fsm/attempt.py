@@ -35,7 +35,7 @@ from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigge
 if TYPE_CHECKING:
     from fsm.step import Fire
 
-__all__ = ["Alert", "Attempt", "Recorder", "Transition", "client_ids"]
+__all__ = ["Alert", "Attempt", "Recorder", "Transition", "attached_stop_id", "client_ids"]
 
 log = logging.getLogger("fsm")
 
@@ -50,6 +50,13 @@ def client_ids(attempt_id: str) -> tuple[str, str, str]:
     """The (entry, stop, close) client order ids of an attempt."""
     base = _ID_PREFIX + attempt_id
     return base + "e", base + "s", base + "c"
+
+
+def attached_stop_id(attempt_id: str) -> str:
+    """The client id of the stop attached to an attempt's entry (where the
+    venue lets the caller name it); a fallback stop uses the stop id of
+    :func:`client_ids`, so the two are never confused."""
+    return _ID_PREFIX + attempt_id + "a"
 
 
 @attrs.frozen

@@ -22,19 +22,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fsm.alerts import AlertSink, journal_alert, orphaned_alert
-from fsm.attempt import Alert, Attempt, Recorder, Transition, client_ids
+from fsm.attempt import Alert, Attempt, Recorder, Transition, attached_stop_id, client_ids
 from fsm.effects import CALLER, Tally, deliver_queued, notify
 from fsm.evidence import Facts, StopIntent
 from fsm.journal import JournalError, JournalLog, JournalSink, encode_step
 from fsm.lease import Lease, LeaseLost, LeaseStore, account_of, hold, lease_data, new_owner
 from fsm.observe import Observer, said
 from fsm.policy import Policy
-from fsm.port import ExchangePort
+from fsm.port import AttachedStopPort, ExchangePort
 from fsm.recovery import recover
 from fsm.request import BadRequest, OpenRequest, fit_to_market
 from fsm.send import Sender
 from fsm.step import Context, Fire, LookUp, Send, at, evolve, next_step
-from fsm.table import State
+from fsm.table import State, Trigger
 
 __all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver", "client_ids"]
 
@@ -140,6 +140,7 @@ class PositionOpener:
 
     async def _open(self, request: OpenRequest, attempt_id: str, entry_cid: str,
                     tally: Tally, give_up: float) -> Attempt:
+        attach = self._attaches()
         market = await self._observe.market(request.symbol, give_up)
         async with self._symbol_lock(market.symbol):
             price, baseline = await self._observe.price_and_account(
@@ -153,7 +154,7 @@ class PositionOpener:
                          request.amount, request.stop_loss,
                          extra={"attempt_id": attempt_id, "state": State.NEW.value})
             attempt = Attempt(attempt_id, prepared, entry_cid, self._now())
-            attempt.facts = evolve(attempt.facts, baseline=baseline)
+            attempt.facts = evolve(attempt.facts, baseline=baseline, stop_attached=attach)
             attempt.requests = tally.requests
             CALLER.set(attempt)
             if self.journal is not None:
@@ -188,6 +189,17 @@ class PositionOpener:
         finally:
             CALLER.reset(token)
         return attempt
+
+    def _attaches(self) -> bool:
+        """Whether this opener sends the stop with the entry
+        (``Policy.protection``); refuses ``"attached"`` where the adapter
+        cannot, with nothing sent."""
+        mode = self.policy.protection
+        able = isinstance(self.adapter, AttachedStopPort) and bool(self.adapter.attached_stops)
+        if mode == "attached" and not able:
+            raise BadRequest(f"Policy(protection='attached'), but {self.adapter.name} does not "
+                             "arm a stop attached to a market entry. Nothing was sent.")
+        return mode == "attached" or (mode == "auto" and able)
 
     @contextlib.asynccontextmanager
     async def hold_lease(self, symbol: str) -> AsyncIterator[Lease | None]:
@@ -250,6 +262,12 @@ class PositionOpener:
                 if step.close is not None:
                     await self._send.close(a, step.close)
                     polls = 0  # fetch the close's fate at once, then back off
+                elif step.trigger is Trigger.FALL_BACK:
+                    # The stop attached to the entry is not trusted: cancel
+                    # it, then protect as if none had been attached.
+                    await self._send.fall_back(a)
+                    polls = 0
+                    ctx.stop_lookup = self._enter(a)
                 elif a.state is not before:
                     polls = 0
                     ctx.stop_lookup = self._enter(a)
@@ -278,6 +296,16 @@ class PositionOpener:
         size = f.entry.filled if f.entry is not None else None
         assert size is not None and size > 0, "VERIFIED without a fill"
         r = a.request
+        if f.relying_on_attached:
+            # The stop went with the entry: nothing is sent, what the exchange
+            # armed is read back until its own deadline (then fall_back).
+            if f.stop_intent is None or f.attached_deadline is None:
+                intent = StopIntent(side=r.side.opposite, amount=size,
+                                    trigger_price=r.stop_loss,
+                                    client_id=attached_stop_id(a.attempt_id))
+                a.facts = evolve(f, stop_intent=intent,
+                                 attached_deadline=now + self.policy.attached_stop_timeout)
+            return False
         resumed = f.stop_intent is not None
         if not resumed or f.protect_deadline is None:
             intent = StopIntent(side=r.side.opposite, amount=size, trigger_price=r.stop_loss,

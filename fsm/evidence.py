@@ -67,6 +67,15 @@ class Facts:
     stop: StopSnapshot | None = None
     stop_error: str | None = None
     protect_deadline: float | None = None
+    #: the entry was sent with its stop attached (the exchange arms it at
+    #: the fill); ``stop_intent`` is then that stop until a fallback
+    stop_attached: bool = False
+    #: by when the exchange must show the attached stop it armed
+    attached_deadline: float | None = None
+    #: why the attached stop is not trusted (missing, wrong, refused): from
+    #: then on the attempt protects with a separate stop, as if none had
+    #: been attached
+    attached_failed: str | None = None
     # rollback
     close_basis: PositionSnapshot | None = None  # the position the close derives from
     close_intent: CloseIntent | None = None
@@ -75,6 +84,12 @@ class Facts:
     close_deadline: float | None = None
     close_absent_after: float | None = None  # as entry_absent_after, for the close
     close_missing: bool = False  # the close is proven never to have executed
+
+    @property
+    def relying_on_attached(self) -> bool:
+        """The attempt's protection is still the stop attached to its entry
+        (no fallback to a separate stop yet)."""
+        return self.stop_attached and self.attached_failed is None
 
     def at(self, now: float) -> Facts:
         """These facts, as of loop time ``now``."""

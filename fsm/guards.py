@@ -11,6 +11,7 @@ did report must agree with what we asked for.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 from fsm.evidence import Facts
@@ -147,10 +148,60 @@ def stop_covers_size(f: Facts) -> bool:
     return qty_eq(i.amount, size) and (s.amount is None or qty_eq(s.amount, size))
 
 
+def stop_at_requested_price(f: Facts) -> bool:
+    """The stop triggers at the requested stop-loss price; a price the
+    exchange echoes must agree too."""
+    i, s = f.stop_intent, f.stop
+    return (i is not None and s is not None and _price_eq(i.trigger_price, f.request.stop_loss)
+            and (s.trigger_price is None or _price_eq(s.trigger_price, i.trigger_price)))
+
+
+def stop_shown_in_full(f: Facts) -> bool:
+    """A stop that travelled with the entry is a claim until the exchange
+    shows it: then every field must be the exchange's own, and right (live,
+    reduce-only, opposite side, requested price, exactly the fill); an
+    unreported field is not evidence. A separate stop's acceptance reply is
+    its own evidence (the other guards check it)."""
+    if not f.relying_on_attached:
+        return True
+    s = f.stop
+    return (s is not None and s.status is OrderStatus.OPEN and s.reduce_only is True
+            and s.side is not None and s.amount is not None and s.trigger_price is not None
+            and stop_accepted(f) and stop_opposite_side(f) and stop_covers_size(f)
+            and stop_at_requested_price(f))
+
+
+def attached_stop_failed(f: Facts) -> bool:
+    """The stop attached to the entry cannot be trusted: the exchange shows
+    it refused or gone, or shows a stop that is not the one asked for, or
+    shows none by the deadline. The attempt then places a separate stop."""
+    if not f.relying_on_attached:
+        return False
+    s = f.stop
+    if s is None:
+        return _passed(f.attached_deadline, f.now)
+    if s.status is not None and s.status is not OrderStatus.OPEN:
+        return True
+    if s.status is OrderStatus.OPEN and not stop_shown_in_full(f):
+        # Shown live but wrong, or with fields missing that never arrive.
+        wrong = (s.reduce_only is False
+                 or (s.side is not None and s.side is not f.request.side.opposite)
+                 or (s.amount is not None and not stop_covers_size(f))
+                 or (s.trigger_price is not None and not stop_at_requested_price(f)))
+        return wrong or _passed(f.attached_deadline, f.now)
+    return False
+
+
 def stop_refused(f: Facts) -> bool:
+    if f.relying_on_attached:
+        return False  # the attached stop's failure falls back first
     return f.stop_error is not None or (
         not stop_accepted(f) and _passed(f.protect_deadline, f.now)
     )
+
+
+def _price_eq(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 # -- rollback ---------------------------------------------------------------------
@@ -264,6 +315,9 @@ GUARDS: Mapping[str, Guard] = {
         stop_reduce_only,
         stop_opposite_side,
         stop_covers_size,
+        stop_at_requested_price,
+        stop_shown_in_full,
+        attached_stop_failed,
         stop_refused,
         close_side_derivable,
         close_side_contradicted,

@@ -17,7 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from fsm.attempt import Attempt, client_ids
+import fsm.guards as G
+from fsm.attempt import Attempt, attached_stop_id, client_ids
 from fsm.effects import bounded
 from fsm.evidence import Facts
 from fsm.model import (
@@ -25,6 +26,7 @@ from fsm.model import (
     Market,
     OrderNotFound,
     OrderSnapshot,
+    OrderStatus,
     PositionSnapshot,
     Side,
     Source,
@@ -32,10 +34,10 @@ from fsm.model import (
     UnknownSymbol,
 )
 from fsm.policy import Policy
-from fsm.port import ExchangePort, PositionCache
+from fsm.port import AttachedStopPort, ExchangePort, PositionCache
 from fsm.redact import redact
 from fsm.request import BadRequest, OppositePosition
-from fsm.step import Look, LookUp, evolve, pos_words
+from fsm.step import Look, LookUp, at, evolve, pos_words
 from fsm.table import State
 
 __all__ = ["Observer", "consume", "later"]
@@ -93,33 +95,43 @@ class Observer:
         f = step.facts
         deadline = _phase_deadline(a.state, f)
         if step.what is Look.ENTRY:
-            snap, src, missed = await self.observe_order(
-                a, a.client_id, _order_id(f.ack), polls, deadline, also_position=step.with_position)
-            if snap is not None:
-                a.facts = evolve(a.facts, entry=snap, entry_source=src)
-            else:
-                after = a.facts.entry_absent_after
-                if missed is not None and after is not None and missed >= after:
-                    a.facts = evolve(a.facts, entry_missing=True)
+            await self._look_entry(a, step, polls, deadline)
         elif step.what is Look.CLOSE:
-            close_cid = client_ids(a.attempt_id)[2]
-            snap, _src, missed = await self.observe_order(
-                a, close_cid, _order_id(f.close_order), polls, deadline, also_position=True)
-            if snap is not None:
-                a.facts = evolve(a.facts, close_order=snap)
-            elif (missed is not None and a.facts.close_order is None
-                  and a.facts.close_absent_after is not None
-                  and missed >= a.facts.close_absent_after):
-                a.facts = evolve(a.facts, close_missing=True)
+            await self._look_close(a, polls, deadline)
         elif step.what is Look.POSITION:
             pos = await self.observe_position(a, polls, deadline)
             if pos is not None:
                 a.facts = a.facts.with_position(pos)
         elif step.what is Look.FILLS:
             await self.check_fills(a, polls, deadline)
+        elif step.what is Look.ATTACHED:
+            return await self.find_attached(a, polls)
         else:
             return await self.find_stop(a, polls)
         return True
+
+    async def _look_entry(self, a: Attempt, step: LookUp, polls: int,
+                          deadline: float | None) -> None:
+        f = a.facts
+        snap, src, missed = await self.observe_order(
+            a, a.client_id, _order_id(f.ack), polls, deadline, also_position=step.with_position)
+        if snap is not None:
+            a.facts = evolve(a.facts, entry=snap, entry_source=src)
+        else:
+            after = a.facts.entry_absent_after
+            if missed is not None and after is not None and missed >= after:
+                a.facts = evolve(a.facts, entry_missing=True)
+
+    async def _look_close(self, a: Attempt, polls: int, deadline: float | None) -> None:
+        close_cid = client_ids(a.attempt_id)[2]
+        snap, _src, missed = await self.observe_order(
+            a, close_cid, _order_id(a.facts.close_order), polls, deadline, also_position=True)
+        if snap is not None:
+            a.facts = evolve(a.facts, close_order=snap)
+        elif (missed is not None and a.facts.close_order is None
+              and a.facts.close_absent_after is not None
+              and missed >= a.facts.close_absent_after):
+            a.facts = evolve(a.facts, close_missing=True)
 
     async def observe_order(
         self, a: Attempt, client_id: str, order_id: str | None, polls: int,
@@ -308,12 +320,38 @@ class Observer:
                          None)
             if other is not None:
                 side = other.side.value if other.side is not None else "?"
-                whose = ("the attempt's own stop" if other.client_id == stop_cid else
+                own_stops = (stop_cid, attached_stop_id(a.attempt_id))
+                whose = ("the attempt's own stop" if other.client_id in own_stops else
                          "the attempt's own close" if other.client_id == close_cid else
                          "an execution that is not this attempt's")
                 foreign = (f"{whose} ({side} {other.amount:g}, order {other.order_id or '?'}) "
                            f"traded {a.request.symbol} since the fill")
         a.facts = evolve(a.facts, fills_checked=True, foreign_fill=foreign)
+
+    async def find_attached(self, a: Attempt, polls: int) -> bool:
+        """Read back the stop the exchange armed with our entry. A stop shown
+        in full, or shown refused or gone, is news at once; otherwise one
+        back-off step is waited (bounded by the attached stop's deadline)."""
+        adapter = self.adapter
+        assert isinstance(adapter, AttachedStopPort)
+        f = a.facts
+        deadline = f.attached_deadline
+        try:
+            snap = await self.call(adapter.fetch_attached_stop(
+                symbol=a.request.symbol, order_id=_order_id(f.entry) or _order_id(f.ack),
+                client_id=a.client_id, stop_client_id=attached_stop_id(a.attempt_id)),
+                deadline=deadline)
+        except Exception as exc:  # noqa: BLE001 - a failed look-up proves nothing; retried
+            log.warning("attempt %s: attached stop look-up failed: %s", a.attempt_id, exc,
+                        extra=_extra(a))
+            snap = None
+        if snap is not None:
+            a.facts = evolve(a.facts, stop=snap)
+            if snap.status is not OrderStatus.OPEN \
+                    or G.stop_shown_in_full(at(a.facts, self.now())):
+                return False
+        await self.back_off(polls, deadline)
+        return True
 
     async def find_stop(self, a: Attempt, polls: int) -> bool:
         """Look our stop up among the symbol's stops by client id; found, it
@@ -513,7 +551,7 @@ def _phase_deadline(state: State, f: Facts) -> float | None:
     if state is State.FETCHED:
         return f.verify_deadline
     if state is State.VERIFIED:
-        return f.protect_deadline
+        return f.attached_deadline if f.relying_on_attached else f.protect_deadline
     return f.close_deadline
 
 

@@ -8,7 +8,8 @@ from typing import Final
 
 import attrs
 
-__all__ = ["MAX_WAIT", "MIN_REQUEST_TIMEOUT", "MIN_WINDOW", "Policy", "seconds_in"]
+__all__ = ["MAX_WAIT", "MIN_REQUEST_TIMEOUT", "MIN_WINDOW", "PROTECTION_MODES", "Policy",
+           "seconds_in"]
 
 
 def seconds_in(
@@ -45,6 +46,15 @@ MIN_REQUEST_TIMEOUT: Final = 0.05
 MIN_WINDOW: Final = 0.1
 
 _window = seconds_in("Policy", MIN_WINDOW, MAX_WAIT)
+
+#: How the stop-loss reaches the exchange (``Policy.protection``).
+PROTECTION_MODES: Final = ("auto", "attached", "separate")
+
+
+def _protection(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or value not in PROTECTION_MODES:
+        raise ValueError(f"Policy.{attr.name} must be one of "
+                         f"{', '.join(repr(m) for m in PROTECTION_MODES)}, got {value!r}")
 
 
 @attrs.frozen
@@ -110,6 +120,23 @@ class Policy:
     #: outcome never waits on a pager longer than this. Range: 0.1 to 3600 s.
     alert_timeout: float = attrs.field(default=10.0, validator=_window)
 
+    #: How the stop-loss reaches the exchange. ``"attached"``: it travels
+    #: with the entry and the exchange arms it at the fill (no unprotected
+    #: window); the adapter must support it (:class:`~adapters.port.AttachedStopPort`),
+    #: else ``open()`` refuses with nothing sent. ``"separate"``: a stop
+    #: order placed once the fill is verified (the window is one round trip
+    #: after the fill is known). ``"auto"`` (default): attached where the
+    #: adapter says the venue arms attached stops, separate elsewhere. Either
+    #: way the stop must be shown by the exchange before ``PROTECTED``; an
+    #: attached stop that is missing, wrong or refused falls back to a
+    #: separate stop, then to the rollback.
+    protection: str = attrs.field(default="auto", validator=_protection)
+
+    #: Seconds after the fill is verified for the exchange to show the stop
+    #: it armed with the entry. Past it, the engine places a separate stop
+    #: (within a fresh ``protect_timeout``). Range: 0.1 to 3600 s.
+    attached_stop_timeout: float = attrs.field(default=1.0, validator=_window)
+
     #: Seconds an ``(account, symbol)`` lease lasts unless renewed (see
     #: :mod:`fsm.lease`; only with a journal that keeps leases). A holder
     #: that is paused or cut off longer than this is fenced out and another
@@ -155,6 +182,7 @@ class Policy:
             (self.verify_timeout + self.request_timeout)
             + self.request_timeout
             + (self.verify_timeout + self.request_timeout)
+            + (self.attached_stop_timeout + self.request_timeout)
             + (self.protect_timeout + self.request_timeout)
             + (self.close_timeout + 2 * self.request_timeout)
             + self.alert_timeout

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from fsm.model import Fill, Market, OrderSnapshot, PositionSnapshot, Side, StopSnapshot
 
-__all__ = ["ExchangePort", "PositionCache"]
+__all__ = ["AttachedStopPort", "ExchangePort", "PositionCache"]
 
 
 # --------------------------------------------------------------------------
@@ -202,3 +202,43 @@ class ExchangePort(Protocol):
         already gone."""
         ...
 
+
+@runtime_checkable
+class AttachedStopPort(Protocol):
+    """An exchange that can send the entry with its stop-loss attached, so
+    that the exchange arms the stop at the moment of the fill (Bybit v5
+    ``stopLoss`` with ``tpslMode=Partial``, OKX ``attachAlgoOrds``).
+
+    Optional: an adapter that implements it and answers ``True`` from
+    :attr:`attached_stops` lets ``Policy(protection="auto")`` use it. An
+    attached stop is a claim until the exchange shows it: the engine reads it
+    back with :meth:`fetch_attached_stop` before it trusts it.
+    """
+
+    @property
+    def attached_stops(self) -> bool:
+        """The venue (as this adapter drives it) arms a stop sent with a
+        market entry, sized to that order's own fill."""
+        ...
+
+    async def create_order_with_stop(
+        self, *, symbol: str, side: Side, amount: float, client_id: str,
+        stop_price: float, stop_client_id: str,
+    ) -> OrderSnapshot:
+        """Send a market entry (never reduce-only) with a reduce-only
+        stop-market attached at ``stop_price``, on the opposite side, for the
+        order's filled quantity only. ``stop_client_id`` names the stop where
+        the venue lets the caller name it. Errors as :meth:`ExchangePort.create_order`."""
+        ...
+
+    async def fetch_attached_stop(
+        self, *, symbol: str, order_id: str | None, client_id: str | None,
+        stop_client_id: str,
+    ) -> StopSnapshot | None:
+        """The stop the exchange armed for the entry ``order_id`` /
+        ``client_id``, read from the venue's own fields: ``status`` OPEN when
+        live, REJECTED or CANCELED when the venue refused or dropped it (the
+        price crossed it at the fill), CLOSED when it triggered. ``None``
+        while the venue shows none (not armed yet, or never). A field the
+        venue does not report is ``None``, never a default."""
+        ...

@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from fsm.attempt import client_ids
+from fsm.attempt import attached_stop_id, client_ids
 from fsm.journal import AttemptSummary, JournalLog, summarize
 from fsm.model import (
     OrderNotFound,
@@ -751,14 +751,17 @@ def _finding(p: PositionSnapshot, stops: list[StopSnapshot] | None,
     else:
         coverage = Coverage.NONE
     resting = {st.client_id for st in stops or [] if st.client_id}
+    resting_ids = {st.order_id for st in stops or [] if st.order_id}
     owners: list[AttemptSummary] = []
     for s in attempts:
         if s.request.symbol != p.symbol or s.request.side.opens is not p.side:
             continue
         if not s.finished or (s.ended is State.ORPHANED and not s.resolved):
             owners.append(s)
-        elif s.ended is State.PROTECTED and (stops is None
-                                             or client_ids(s.attempt_id)[1] in resting):
+        elif s.ended is State.PROTECTED and (
+                stops is None or client_ids(s.attempt_id)[1] in resting
+                or attached_stop_id(s.attempt_id) in resting
+                or (s.stop_order_id is not None and s.stop_order_id in resting_ids)):
             # A PROTECTED attempt holds its position while its stop rests; once
             # the stop is gone (triggered, cancelled) the position is not its.
             owners.append(s)
@@ -784,6 +787,7 @@ def _stop_owners(attempts: Sequence[AttemptSummary]) -> dict[str, str]:
     out: dict[str, str] = {}
     for s in attempts:
         out[client_ids(s.attempt_id)[1]] = s.attempt_id
+        out[attached_stop_id(s.attempt_id)] = s.attempt_id
         for rec in s.records:
             if rec.kind == "reconcile" and rec.data.get("action") == "stop":
                 out[str(rec.data["client_id"])] = s.attempt_id
@@ -811,6 +815,8 @@ def _may_have_a_stop(s: AttemptSummary) -> bool:
     may send one."""
     if not s.finished or "stop" in s.intents:
         return True
+    if "attached_stop_client_id" in (s.intents.get("entry") or {}):
+        return True  # the entry carried its stop
     return any(r.kind == "reconcile" and r.data.get("action") == "stop" for r in s.records)
 
 

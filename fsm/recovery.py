@@ -236,11 +236,19 @@ async def _to_placed(opener: Resumer, journal: JournalLog, recorder: Recorder,
         stop_intent = StopIntent(side=Side(stop["side"]), amount=float(stop["amount"]),
                                  trigger_price=float(stop["trigger_price"]),
                                  client_id=str(stop["client_id"]))
+    # The entry went with its stop attached: the exchange may have armed it,
+    # so it is read back before anything else is placed. A stop intent on
+    # record means the attempt had already fallen back to a separate stop.
+    entry_intent = s.intents.get("entry") or {}
+    attached = "attached_stop_client_id" in entry_intent
+    fell_back = ("recovered: a separate stop may have been sent"
+                 if attached and stop_intent is not None else None)
     # The entry, if it was sent at all, was sent before this process started:
     # a not-found answer after the receive window counted from now is proof.
     facts = attrs.evolve(a.facts, now=now, create_ambiguous=True, ack=ack,
                          fetch_deadline=now + window, verify_deadline=now + window,
                          stop_intent=stop_intent, recovered=True,
+                         stop_attached=attached, attached_failed=fell_back,
                          entry_absent_after=absent_after(opener.adapter, opener.policy, now))
     _fire(journal, recorder, a, Trigger.SUBMIT, facts,
           f"recovered from {s.state.value}: the entry {s.client_id} may exist; looking it up "

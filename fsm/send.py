@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from fsm.attempt import Attempt, client_ids
+from fsm.attempt import Attempt, attached_stop_id, client_ids
 from fsm.effects import absent_after, cancel_stop
 from fsm.evidence import CloseIntent
 from fsm.model import (
@@ -23,13 +23,14 @@ from fsm.model import (
     DuplicateClientId,
     OrderRejected,
     OrderSnapshot,
+    OrderStatus,
     Source,
     TransientError,
 )
 from fsm.observe import Observer, later, said
 from fsm.policy import Policy
-from fsm.port import ExchangePort
-from fsm.step import evolve, order_words
+from fsm.port import AttachedStopPort, ExchangePort
+from fsm.step import evolve, fall_back_reason, order_words
 
 __all__ = ["Intent", "Sender"]
 
@@ -57,14 +58,27 @@ class Sender:
     async def entry(self, a: Attempt) -> tuple[Source | None, str]:
         """Send the entry once; the outcome becomes facts, and returns in words."""
         r = a.request
+        attached = a.facts.stop_attached
+        extra: dict[str, Any] = {}
+        if attached:
+            # Recovery reads this: a stop may have been armed with the entry.
+            extra = {"attached_stop_price": r.stop_loss,
+                     "attached_stop_client_id": attached_stop_id(a.attempt_id)}
         self._intent(a, "entry", a.client_id, side=r.side.value, amount=r.amount,
-                     reduce_only=False)
+                     reduce_only=False, **extra)
         sent_at = self._observe.now()
         window = self.policy.verify_timeout
         base = evolve(a.facts, fetch_deadline=sent_at + window, verify_deadline=sent_at + window,
                       entry_absent_after=absent_after(self.adapter, self.policy, sent_at))
 
         def create() -> Awaitable[OrderSnapshot]:
+            if attached:
+                adapter = self.adapter
+                assert isinstance(adapter, AttachedStopPort)
+                return self._observe.call(adapter.create_order_with_stop(
+                    symbol=r.symbol, side=r.side, amount=r.amount, client_id=a.client_id,
+                    stop_price=r.stop_loss, stop_client_id=attached_stop_id(a.attempt_id),
+                ))
             return self._observe.call(self.adapter.create_order(
                 symbol=r.symbol, side=r.side, amount=r.amount,
                 client_id=a.client_id, reduce_only=False,
@@ -187,14 +201,45 @@ class Sender:
         a.facts = evolve(a.facts, close_absent_after=absent_after(self.adapter, self.policy,
                                                                   sent_at))
 
+    async def fall_back(self, a: Attempt) -> None:
+        """After the ``fall_back`` row: the stop attached to the entry is not
+        trusted. A live one (wrong) or one not shown yet (it may still arm) is
+        cancelled first, so two stops of the attempt never rest at once; if
+        that cancel fails, no second stop is placed beside it (the protection
+        then fails and the attempt rolls back). The separate stop starts
+        from a clean slate."""
+        f = a.facts
+        s = f.stop
+        error = None
+        if s is None or s.status is OrderStatus.OPEN:
+            order_id = s.order_id if s is not None else None
+            client_id = ((s.client_id if s is not None else None)
+                         or (None if order_id else attached_stop_id(a.attempt_id)))
+            failed = await cancel_stop(
+                self.adapter, self.policy.protect_timeout, symbol=a.request.symbol,
+                order_id=order_id, client_id=client_id, attempt_id=a.attempt_id,
+                state=a.state.value)
+            if failed is not None:
+                error = (f"could not cancel the attached stop ({said(failed)}): no second "
+                         "stop is placed beside it")
+        a.facts = evolve(f, attached_failed=fall_back_reason(f), stop_intent=None, stop=None,
+                         stop_error=error, protect_deadline=None)
+
     async def cancel_stop(self, a: Attempt) -> None:
         """After a verified close, cancel a stop this attempt may have left
         (it would otherwise act on a future position). Best effort: the
-        reconciliation monitor cancels what this misses."""
-        if a.facts.stop_intent is None:
-            return
-        await cancel_stop(self.adapter, self.policy.request_timeout, symbol=a.request.symbol,
-                          order_id=a.facts.stop.order_id if a.facts.stop else None,
-                          client_id=client_ids(a.attempt_id)[1], attempt_id=a.attempt_id,
-                          state=a.state.value)
+        reconciliation monitor cancels what this misses. The stop attached
+        to the entry may rest too (armed late, or a wrong one whose cancel
+        failed): it is cancelled by its own id."""
+        f = a.facts
+        stop_cid = client_ids(a.attempt_id)[1]
+        leftovers: list[tuple[str | None, str]] = []
+        if f.stop_intent is not None:
+            leftovers.append((f.stop.order_id if f.stop else None, f.stop_intent.client_id))
+        if f.stop_attached and (f.stop_intent is None or f.stop_intent.client_id == stop_cid):
+            leftovers.append((None, attached_stop_id(a.attempt_id)))
+        for order_id, cid in leftovers:
+            await cancel_stop(self.adapter, self.policy.request_timeout,
+                              symbol=a.request.symbol, order_id=order_id, client_id=cid,
+                              attempt_id=a.attempt_id, state=a.state.value)
 

@@ -25,11 +25,11 @@ import attrs
 
 import fsm.guards as G
 from fsm.evidence import CloseIntent, Facts
-from fsm.model import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
+from fsm.model import OrderSnapshot, OrderStatus, PositionSnapshot, Source, StopSnapshot
 from fsm.table import TABLE, GuardsFailed, Row, State, Trigger
 
-__all__ = ["Context", "Fire", "Look", "LookUp", "Send", "Step", "at", "evolve", "next_step",
-           "rows_from"]
+__all__ = ["Context", "Fire", "Look", "LookUp", "Send", "Step", "at", "evolve",
+           "fall_back_reason", "next_step", "rows_from"]
 
 
 @attrs.define
@@ -77,6 +77,7 @@ class Look(enum.Enum):
     POSITION = "position"  # the symbol's position
     FILLS = "fills"  # the symbol's executions since our fill (rule 9)
     STOP = "stop"  # our stop, among the symbol's stops
+    ATTACHED = "attached"  # the stop the exchange armed with our entry
 
 
 @attrs.frozen
@@ -171,7 +172,11 @@ def _position_default(f: Facts, ctx: Context) -> Step:
 
 def _fills_first(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
     """A recovered attempt reads the symbol's executions before it places a
-    stop: the operator may have traded while the process was down (rule 9)."""
+    stop: the operator may have traded while the process was down (rule 9).
+    While the stop attached to the entry is relied on, nothing is placed, so
+    nothing is read first (after a fall_back, the separate stop is)."""
+    if f.relying_on_attached:
+        return f
     if f.recovered and not f.fills_checked and (
             f.protect_deadline is None or f.now < f.protect_deadline):
         return LookUp(Look.FILLS, f)
@@ -180,7 +185,11 @@ def _fills_first(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
 
 def _stop_refused_gate(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
     """A stop accepted that does not match what was asked, or none by the
-    deadline, is refused in words before the ``stop_refused`` row is judged."""
+    deadline, is refused in words before the ``stop_refused`` row is judged.
+    While the stop attached to the entry is relied on, its failure takes the
+    ``fall_back`` row first: this one is not judged."""
+    if f.relying_on_attached:
+        return None
     if G.stop_accepted(f) or G.stop_refused(f):
         reason = f.stop_error or (
             "stop does not match what was asked" if f.stop else "no stop by the deadline")
@@ -189,6 +198,8 @@ def _stop_refused_gate(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
 
 
 def _stop_default(f: Facts, ctx: Context) -> Step:
+    if f.relying_on_attached:
+        return LookUp(Look.ATTACHED, f)  # nothing is sent: the stop went with the entry
     return LookUp(Look.STOP, f) if ctx.stop_lookup else Send("stop", f)
 
 
@@ -230,6 +241,28 @@ def _basis_gate(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
 
 def _fills_before_close(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
     return f if f.fills_checked else LookUp(Look.FILLS, f)  # again, right before a close
+
+
+def _protected_words(f: Facts, ctx: Context) -> tuple[Source | None, str]:
+    if f.relying_on_attached:
+        return Source.STOP, ("the exchange shows the stop attached to the entry: "
+                             f"{stop_words(f.stop)}")
+    return Source.STOP, f"stop accepted: {stop_words(f.stop)}"
+
+
+def fall_back_reason(f: Facts) -> str:
+    """Why the stop attached to the entry is not trusted, in words."""
+    s = f.stop
+    if s is None:
+        return "no attached stop shown by the deadline"
+    if s.status is not OrderStatus.OPEN:
+        return f"attached stop {s.status.value if s.status else '?'}: {stop_words(s)}"
+    return f"attached stop is not the one asked for: {stop_words(s)}"
+
+
+def _fall_back_words(f: Facts, ctx: Context) -> tuple[Source | None, str]:
+    return (Source.STOP if f.stop else Source.CLOCK,
+            f"{fall_back_reason(f)}; placing a separate stop")
 
 
 def _close_intent(f: Facts, ctx: Context) -> CloseIntent:
@@ -338,8 +371,8 @@ _WORDS: dict[Row, _Words] = {
     _row(S.VERIFIED, T.PROTECT_FAILED, "exposure_unattributable"): lambda f, c: (
         Source.ORDER, f"{f.foreign_fill}: the exposure may not be this attempt's any more; "
                       "placing nothing"),
-    _row(S.VERIFIED, T.PROTECTED, "stop_accepted"): lambda f, c: (
-        Source.STOP, f"stop accepted: {stop_words(f.stop)}"),
+    _row(S.VERIFIED, T.PROTECTED, "stop_accepted"): _protected_words,
+    _row(S.VERIFIED, T.FALL_BACK, "attached_stop_failed"): _fall_back_words,
     _row(S.VERIFIED, T.PROTECT_FAILED, "stop_refused"): lambda f, c: (
         Source.STOP if f.stop_error != "no stop by the deadline" or f.stop else Source.CLOCK,
         f.stop_error or ""),

@@ -76,6 +76,7 @@ class Trigger(enum.Enum):
     VERIFIED = "verified"
     VERIFY_FAILED = "verify_failed"
     PROTECTED = "protected"
+    FALL_BACK = "fall_back"
     PROTECT_FAILED = "protect_failed"
     CLOSE_SENDING = "close_sending"
     CLOSE_VERIFIED = "close_verified"
@@ -134,8 +135,16 @@ TABLE: tuple[Row, ...] = (
          "recovered after a crash: someone else traded the symbol since the fill, so the "
          "exposure may not be the attempt's; place nothing (rule 9)"),
     _row(T.PROTECTED, S.VERIFIED, S.PROTECTED,
-         ["stop_accepted", "stop_reduce_only", "stop_opposite_side", "stop_covers_size"],
-         "a reduce-only stop on the opposite side, for exactly the verified size, was accepted"),
+         ["stop_accepted", "stop_reduce_only", "stop_opposite_side", "stop_covers_size",
+          "stop_at_requested_price", "stop_shown_in_full"],
+         "a reduce-only stop on the opposite side, at the requested price, for exactly the "
+         "verified size, was accepted (a stop attached to the entry: shown by the exchange)"),
+    # A self-loop, like close_sending: a separate stop may be placed for an
+    # entry sent with its stop attached only once this row has fired, so two
+    # stops of the attempt never rest at once by the driver's mistake.
+    _row(T.FALL_BACK, S.VERIFIED, S.VERIFIED, ["attached_stop_failed"],
+         "the stop attached to the entry is missing, wrong or refused at the fill: "
+         "place a separate stop instead"),
     _row(T.PROTECT_FAILED, S.VERIFIED, S.ROLLING_BACK, ["stop_refused"],
          "the stop was refused, or not accepted by the deadline"),
     # -- rollback (rules 5 and 6) -------------------------------------------------

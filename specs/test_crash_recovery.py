@@ -62,7 +62,16 @@ from adapters.port import (
 from adapters.simulated import AckStyle, Fault, OperatorMove, SimConfig, StreamMode
 from adapters.simulated.ledger import GroundTruthExchange, Own, ledger
 from adapters.virtual_time import run_virtual
-from fsm import Alert, JournalFailed, OpenRequest, Policy, PositionOpener, State, client_ids
+from fsm import (
+    Alert,
+    JournalFailed,
+    OpenRequest,
+    Policy,
+    PositionOpener,
+    State,
+    attached_stop_id,
+    client_ids,
+)
 from fsm.journal import Journal, SQLiteStore, summarize
 from fsm.request import BadRequest
 from specs.worlds import (
@@ -79,6 +88,7 @@ T = TypeVar("T")
 
 ATTEMPT_ID = "c0ffee00c0ffee00c0ffee00"
 ENTRY_CID, STOP_CID, CLOSE_CID = client_ids(ATTEMPT_ID)
+ATTACHED_CID = attached_stop_id(ATTEMPT_ID)
 WRITES = ("create_order", "place_stop", "cancel_order")
 
 
@@ -398,7 +408,7 @@ def check_laws(req: OpenRequest, policy: Policy, res: Result) -> None:
     alone = not cfg.initial_positions.get(sym) and not led.operator_fills
     if state is State.PROTECTED:
         # L4'
-        stops = [s for s in sim.resting_stops(sym) if s.client_id == STOP_CID]
+        stops = [s for s in sim.resting_stops(sym) if s.client_id in (STOP_CID, ATTACHED_CID)]
         assert led.entry_filled > 0, "L4: PROTECTED but the entry filled nothing"
         assert len(stops) == 1, f"L4: {len(stops)} own resting stops: {stops}"
         stop = stops[0]

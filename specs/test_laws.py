@@ -32,7 +32,7 @@ from adapters.simulated import (
     StreamMode,
 )
 from adapters.simulated.ledger import Ledger, describe
-from fsm import Attempt, OpenRequest, Policy, State, client_ids
+from fsm import Attempt, OpenRequest, Policy, State, attached_stop_id, client_ids
 from fsm.attempt import Transition
 from fsm.evidence import Facts
 from fsm.guards import GUARDS
@@ -101,6 +101,11 @@ def _observe(o: Outcome) -> None:
         event("ending", r.attempt.state.value if r.attempt else "refused before sending")
         event("held before the attempt", held_before(o.world.config, r.request))
         event("operator traded during the attempt", str(o.operator_during(r)))
+        if r.attempt is not None:
+            f = r.attempt.facts
+            mode = ("attached, fell back" if f.attached_failed is not None else "attached"
+                    ) if f.stop_attached else "separate"
+            event("protection", mode)
 
 
 def _alone(o: Outcome, run: Run) -> bool:
@@ -180,8 +185,9 @@ def check_l4(exchange: SimulatedExchange, run: Run, led: Ledger | None) -> None:
     r = run.request
     fill = led.entry_filled
     assert fill > 0, "L4 broken: PROTECTED but the entry filled nothing"
-    stop_cid = client_ids(attempt.attempt_id)[1]
-    mine = [s for s in exchange.resting_stops(run.symbol) if s.client_id == stop_cid]
+    # The separate stop, or the one attached to the entry: exactly one rests.
+    stop_cids = (client_ids(attempt.attempt_id)[1], attached_stop_id(attempt.attempt_id))
+    mine = [s for s in exchange.resting_stops(run.symbol) if s.client_id in stop_cids]
     assert len(mine) == 1, f"L4 broken: PROTECTED with own resting stops {mine}"
     s = mine[0]
     assert s.reduce_only, f"L4 broken: stop {s} is not reduce-only"
@@ -626,7 +632,8 @@ def test_concurrent_attempts_on_the_same_symbol_keep_the_laws(world: World) -> N
     check_l7(o)
     for r in o.runs:
         check_attempt(o, r)
-    ours = {client_ids(a.attempt_id)[1] for a in attempts}
+    ours = {c for a in attempts
+            for c in (client_ids(a.attempt_id)[1], attached_stop_id(a.attempt_id))}
     stops = [s for s in o.exchange.resting_stops(sym) if s.client_id in ours]
     assert all(s.reduce_only and s.side is side.closing_side for s in stops), (
         "L4 broken: a resting stop is not reduce-only on the opposite side")

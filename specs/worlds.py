@@ -192,13 +192,21 @@ def fault_schedules(max_len: int = 4) -> st.SearchStrategy[dict[str, tuple[Fault
     )
 
 
+#: The protection modes the worlds run in: "auto" uses the stop attached to
+#: the entry when the drawn venue arms one, "separate" never does.
+PROTECTIONS = st.sampled_from(("auto", "auto", "separate"))
+
+
 def policies() -> st.SearchStrategy[Policy]:
-    """The seed defaults, or any sane policy (deadlines 0.2–20 s)."""
+    """The seed defaults, or any sane policy (deadlines 0.2–20 s), in either
+    protection mode."""
 
     @st.composite
     def drawn(draw: st.DrawFn) -> Policy:
         initial = draw(st.floats(min_value=0.01, max_value=0.5))
         return Policy(
+            protection=draw(PROTECTIONS),
+            attached_stop_timeout=draw(st.floats(min_value=0.1, max_value=3.0)),
             verify_timeout=draw(st.floats(min_value=0.5, max_value=20.0)),
             close_timeout=draw(st.floats(min_value=0.5, max_value=20.0)),
             protect_timeout=draw(st.floats(min_value=0.5, max_value=10.0)),
@@ -208,7 +216,7 @@ def policies() -> st.SearchStrategy[Policy]:
             backoff_max=draw(st.floats(min_value=initial, max_value=2.0)),
         )
 
-    return st.one_of(st.just(Policy()), drawn())
+    return st.one_of(PROTECTIONS.map(lambda m: Policy(protection=m)), drawn())
 
 
 _HAS_ROUND_AMOUNT = "round_amount" in attrs.fields_dict(OpenRequest)
@@ -341,6 +349,12 @@ def sim_configs(draw: st.DrawFn, *, faults: bool = True) -> SimConfig:
         client_id_scope=draw(st.sampled_from(ClientIdScope)),
         receive_window=window,
         delayed_arrival=delayed,
+        # The venue may arm a stop sent with the entry (Bybit, OKX), late,
+        # or refuse it at the fill, or size it to the order, not the fill.
+        attached_stops=draw(st.booleans()),
+        attached_stop_delay=draw(st.one_of(st.just(0.0), _lag(3.0))),
+        attached_stop_refused=draw(_rarely) if faults else False,
+        attached_stop_whole_amount=draw(_rarely) if faults else False,
     )
 
 

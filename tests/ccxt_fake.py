@@ -743,6 +743,14 @@ class FakeBybit(FakeVenue):
     "after a server release or restart" only history has them).
     ``history_lag``: seconds before a terminal order appears in
     ``/v5/order/history`` ("the data returned may be delayed").
+
+    A ``stopLoss`` sent with a market entry: refused at create (10001) when
+    it is not below (buy) / above (sell) the last price; with
+    ``tpslMode=Partial`` Bybit arms, ``attached_delay`` after the fill, a
+    ``PartialStopLoss`` conditional order for the filled quantity, with no
+    ``orderLinkId``; in ``Full`` mode (Bybit's default) the stop sits on the
+    position instead and no order shows. ``attached_refuse``: nothing is
+    armed at the fill.
     """
 
     payload_dir = "bybit"
@@ -757,10 +765,14 @@ class FakeBybit(FakeVenue):
         flat_entry: bool = False,
         realtime_shows_closed: bool = False,
         history_lag: float = 0.0,
+        attached_delay: float = 0.0,
+        attached_refuse: bool = False,
         latency: float = 0.005,
         ws_delay: float = 0.05,
     ) -> None:
         super().__init__(latency=latency, ws_delay=ws_delay)
+        self.attached_delay = attached_delay
+        self.attached_refuse = attached_refuse
         self.book = Book(marks or {"AVLUSDT": 0.1343, "BTCUSDT": 97000.0})
         self.fill_delay = fill_delay
         self.position_lag = position_lag
@@ -881,7 +893,8 @@ class FakeBybit(FakeVenue):
                 "cumExecFee": _fmt(o.filled * o.avg_price * 0.00055),
                 "timeInForce": "IOC",
                 "orderType": "Market",
-                "stopOrderType": "Stop" if o.conditional else "",
+                "stopOrderType": o.extra.get("stop_order_type")
+                or ("Stop" if o.conditional else ""),
                 "triggerPrice": _fmt(o.trigger_price) if o.trigger_price is not None else "0",
                 "triggerDirection": o.trigger_direction,
                 "triggerBy": "LastPrice" if o.conditional else "",
@@ -891,7 +904,43 @@ class FakeBybit(FakeVenue):
                 "updatedTime": str(self.ms(o.updated_at or o.created_at)),
             }
         )
+        if o.extra.get("no_link"):
+            raw["orderLinkId"] = ""
+        sl = o.extra.get("sl")
+        if sl is not None:
+            raw.update({"stopLoss": _fmt(sl["trigger"]), "tpslMode": sl["mode"],
+                        "slTriggerBy": "LastPrice", "slOrderType": "Market"})
+        if o.extra.get("stop_order_type"):
+            raw.update({"closeOnTrigger": True, "createType": "CreateByPartialStopLoss"})
         return raw
+
+    def settle(self) -> None:
+        due = self.book.due(self.now())
+        super().settle()
+        for order in due:
+            sl = order.extra.get("sl")
+            if sl is not None and sl["mode"] == "Partial" and order.filled > 0 \
+                    and not self.attached_refuse:
+                asyncio.get_running_loop().call_later(self.attached_delay, self._arm, order)
+
+    def _arm(self, entry: FakeOrder) -> None:
+        """Bybit arms the entry's partial stop-loss for its filled quantity."""
+        now = self.now()
+        stop = FakeOrder(
+            order_id=str(1_900_000_000_000_000_000 + self.book.next_id()),
+            client_id=f"tpsl-{entry.order_id}",  # internal key: no orderLinkId on the wire
+            symbol=entry.symbol,
+            side="sell" if entry.side == "buy" else "buy",
+            qty=entry.filled,
+            reduce_only=True,
+            created_at=now,
+            updated_at=now,
+            trigger_price=entry.extra["sl"]["trigger"],
+            trigger_direction=2 if entry.side == "buy" else 1,
+            status="untriggered",
+        )
+        stop.extra.update({"no_link": True, "stop_order_type": "PartialStopLoss"})
+        self.book.add(stop)
 
     def position_json(
         self,
@@ -1031,6 +1080,9 @@ class FakeBybit(FakeVenue):
         else:
             if order.reduce_only and self.book.reducible(symbol, side) == 0:
                 return self.error_body("reduce_only_not_satisfied")
+            refused = self._attach_stop_loss(order, p)
+            if refused is not None:
+                return refused
             if self.book.fill_ratios:
                 order.fill_ratio = self.book.fill_ratios.pop(0)
             order.fill_at = now + self.fill_delay
@@ -1038,6 +1090,20 @@ class FakeBybit(FakeVenue):
         self.book.add(order)
         # The acknowledgement carries the two ids and nothing else.
         return self._ok({"orderId": order.order_id, "orderLinkId": order.client_id})
+
+    def _attach_stop_loss(self, order: FakeOrder, p: dict[str, Any]) -> tuple[int, Any] | None:
+        """A ``stopLoss`` sent with a market entry: refused (10001) unless it
+        is below (buy) / above (sell) the last price, else kept on the order
+        with its ``tpslMode`` (Bybit's default: ``Full``)."""
+        if p.get("stopLoss") in (None, ""):
+            return None
+        trigger = _num(p["stopLoss"])
+        mark = self.book.marks[order.symbol]
+        if (order.side == "buy" and not trigger < mark) or (
+                order.side == "sell" and not trigger > mark):
+            return self.error_body("param_error")
+        order.extra["sl"] = {"trigger": trigger, "mode": str(p.get("tpslMode") or "Full")}
+        return None
 
     def _off_grid(self, symbol: str, p: dict[str, Any]) -> tuple[int, Any] | None:
         """Bybit refuses a quantity off ``qtyStep`` or below ``minOrderQty``
@@ -1488,6 +1554,393 @@ class FakeBinanceUsdm(FakeVenue):
 
 
 # ---------------------------------------------------------------------------
+# OKX (USDT-margined perpetual swaps, one-way "net" mode)
+# ---------------------------------------------------------------------------
+
+_OKX_STATE = {
+    "new": "live",
+    "filled": "filled",
+    "partial_canceled": "canceled",
+    "canceled": "canceled",
+}
+_OKX_ALGO_STATE = {"untriggered": "live", "canceled": "canceled", "deactivated": "canceled"}
+
+
+class FakeOkx(FakeVenue):
+    """OKX v5, SWAP instruments, net (one-way) position mode.
+
+    Market orders go through ``POST /api/v5/trade/batch-orders`` (ccxt's
+    default), answered with the ids and ``sCode`` only, and fill
+    ``fill_delay`` later. A stop-loss placed on its own is an algo order
+    (``POST /api/v5/trade/order-algo``, ``ordType=conditional``), listed by
+    ``GET /api/v5/trade/orders-algo-pending`` only for the ``ordType``
+    asked. A stop attached to the entry (``attachAlgoOrds``) becomes an algo
+    order with ``algoClOrdId`` = the attachment's ``attachAlgoClOrdId`` when
+    the entry fills, sized to the fill, ``attached_delay`` later; if the
+    price has crossed its trigger by then (or ``attached_refuse``), OKX
+    records ``failCode``/``failReason`` on the entry's ``attachAlgoOrds``
+    instead. ``clOrdId`` is unique among *pending* orders only.
+    ``algo_reduce_only``: whether algo order details carry ``reduceOnly``
+    (``False``: the field is absent, as in ccxt's recorded samples).
+    """
+
+    payload_dir = "okx"
+
+    def __init__(
+        self,
+        *,
+        marks: dict[str, float] | None = None,
+        fill_delay: float = 0.0,
+        position_lag: float = 0.0,
+        attached_delay: float = 0.0,
+        attached_refuse: bool = False,
+        algo_reduce_only: bool = True,
+        latency: float = 0.005,
+        ws_delay: float = 0.05,
+    ) -> None:
+        super().__init__(latency=latency, ws_delay=ws_delay)
+        self.book = Book(marks or {"BTC-USDT-SWAP": 97000.0, "ETH-USDT-SWAP": 3400.0})
+        self.fill_delay = fill_delay
+        self.position_lag = position_lag
+        self.attached_delay = attached_delay
+        self.attached_refuse = attached_refuse
+        self.algo_reduce_only = algo_reduce_only
+        self.instruments = {i["instId"]: i for i in load("okx", "instruments_swap")["data"]}
+
+    # helpers -------------------------------------------------------------
+    @staticmethod
+    def _parse_raw(url: str, data: bytes | None) -> tuple[str, dict[str, Any]]:
+        # Batch endpoints take a JSON array: its first element is the order
+        # (ccxt sends one), the whole list is kept under "_list".
+        text = data.decode() if data else ""
+        if text.lstrip().startswith("["):
+            parts = urlsplit(url)
+            items = json.loads(text)
+            params: dict[str, Any] = dict(items[0]) if items else {}
+            params["_list"] = items
+            return parts.path, params
+        return FakeVenue._parse_raw(url, data)
+
+    def error_body(self, name: str) -> tuple[int, Any]:
+        if name in HTTP_ERRORS:
+            return HTTP_ERRORS[name]
+        body = load("okx", "errors")[name]
+        # OKX answers trade errors with HTTP 200 and code "1" + sCode; a
+        # request-level error (50011 rate limit) with HTTP 429.
+        return (429 if body["code"] == "50011" else 200), body
+
+    def is_success(self, body: Any) -> bool:
+        return isinstance(body, dict) and body.get("code") == "0"
+
+    def _operator_order_id(self) -> str:
+        return str(2_000_000_000_000_000_000 + self.book.next_id())
+
+    def _step(self, symbol: str) -> float:
+        return float(self.instruments[symbol]["lotSz"])
+
+    def _env(self, data: list[Any]) -> tuple[int, Any]:
+        env = load("okx", "list_envelope")
+        env["data"] = data
+        return 200, env
+
+    def order_json(self, o: FakeOrder) -> dict[str, Any]:
+        raw: dict[str, Any] = load("okx", "order")
+        raw.update(
+            {
+                "accFillSz": _fmt(o.filled),
+                "avgPx": _fmt(o.avg_price) if o.filled else "",
+                "cTime": str(self.ms(o.created_at)),
+                "clOrdId": o.client_id,
+                "fillSz": _fmt(o.filled),
+                "fillPx": _fmt(o.avg_price) if o.filled else "",
+                "fillTime": str(self.ms(o.terminal_at)) if o.filled and o.terminal_at else "",
+                "instId": o.symbol,
+                "ordId": o.order_id,
+                "reduceOnly": "true" if o.reduce_only else "false",
+                "side": o.side,
+                "state": _OKX_STATE[o.status],
+                "sz": _fmt(o.qty),
+                "uTime": str(self.ms(o.updated_at or o.created_at)),
+            }
+        )
+        attach = o.extra.get("attach")
+        if attach is not None:
+            item = load("okx", "attach_algo_ord")
+            item.update(
+                {
+                    "attachAlgoClOrdId": attach["cid"],
+                    "attachAlgoId": attach["id"],
+                    "slTriggerPx": _fmt(attach["trigger"]),
+                    "failCode": attach.get("fail_code", ""),
+                    "failReason": attach.get("fail_reason", ""),
+                }
+            )
+            raw["attachAlgoOrds"] = [item]
+            raw["attachAlgoClOrdId"] = attach["cid"]
+        return raw
+
+    def algo_json(self, o: FakeOrder) -> dict[str, Any]:
+        raw: dict[str, Any] = load("okx", "algo_order")
+        raw.update(
+            {
+                "algoClOrdId": o.client_id,
+                "algoId": o.order_id,
+                "cTime": str(self.ms(o.created_at)),
+                "instId": o.symbol,
+                "last": _fmt(self.book.marks[o.symbol]),
+                "side": o.side,
+                "slTriggerPx": _fmt(o.trigger_price or 0.0),
+                "state": _OKX_ALGO_STATE[o.status],
+                "sz": _fmt(o.qty),
+                "uTime": str(self.ms(o.updated_at or o.created_at)),
+            }
+        )
+        if self.algo_reduce_only:
+            raw["reduceOnly"] = "true" if o.reduce_only else "false"
+        else:
+            raw.pop("reduceOnly", None)
+        return raw
+
+    def position_json(self, symbol: str, signed: float, changed: float | None) -> dict[str, Any]:
+        raw: dict[str, Any] = load("okx", "position")
+        mark = self.book.marks[symbol]
+        entry = self.book.entry_price.get(symbol, mark)
+        raw.update(
+            {
+                "instId": symbol,
+                "pos": _fmt(signed),
+                "avgPx": _fmt(entry),
+                "markPx": _fmt(mark),
+                "last": _fmt(mark),
+                "uTime": str(self.ms(changed if changed is not None else 0.0)),
+            }
+        )
+        return raw
+
+    def fill_json(self, e: Execution) -> dict[str, Any]:
+        o = e.order
+        raw: dict[str, Any] = load("okx", "fill")
+        raw.update(
+            {
+                "side": o.side,
+                "fillSz": _fmt(e.qty),
+                "fillPx": _fmt(e.price),
+                "ordId": o.order_id,
+                "instId": o.symbol,
+                "clOrdId": "" if o.extra.get("actor") == "operator" else o.client_id,
+                "billId": e.exec_id,
+                "tradeId": e.exec_id,
+                "fillTime": str(self.ms(e.at)),
+                "ts": str(self.ms(e.at)),
+            }
+        )
+        return raw
+
+    def _push_fill(self, order: FakeOrder) -> None:
+        pass  # no private WebSocket in this fake: REST only
+
+    def settle(self) -> None:
+        due = self.book.due(self.now())
+        super().settle()
+        for order in due:
+            if "attach" in order.extra and order.filled > 0:
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.attached_delay, self._arm, order)
+
+    def _arm(self, entry: FakeOrder) -> None:
+        """OKX places the attached stop-loss once the entry filled: an algo
+        order for the filled size, or a failCode on the entry."""
+        attach = entry.extra["attach"]
+        side = "sell" if entry.side == "buy" else "buy"
+        trigger = attach["trigger"]
+        mark = self.book.marks[entry.symbol]
+        crossed = (side == "sell" and not trigger < mark) or (side == "buy" and not trigger > mark)
+        if self.attached_refuse or crossed:
+            body = load("okx", "errors")["sl_above_last" if side == "sell" else "sl_below_last"]
+            attach["fail_code"] = body["data"][0]["sCode"]
+            attach["fail_reason"] = body["data"][0]["sMsg"]
+            return
+        now = self.now()
+        algo = FakeOrder(
+            order_id=str(attach["id"] + 1),  # OKX: not the attachAlgoId
+            client_id=attach["cid"],
+            symbol=entry.symbol,
+            side=side,
+            qty=entry.filled,
+            reduce_only=True,
+            created_at=now,
+            updated_at=now,
+            trigger_price=trigger,
+            status="untriggered",
+        )
+        algo.extra["algo"] = True
+        self.book.add(algo)
+
+    # routes --------------------------------------------------------------
+    def route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+        handler = {
+            ("POST", "/api/v5/trade/batch-orders"): self._create,
+            ("POST", "/api/v5/trade/order-algo"): self._create_algo,
+            ("GET", "/api/v5/trade/order"): self._order_detail,
+            ("GET", "/api/v5/trade/order-algo"): self._algo_detail,
+            ("GET", "/api/v5/trade/orders-algo-pending"): self._algos_pending,
+            ("POST", "/api/v5/trade/cancel-algos"): self._cancel_algos,
+            ("GET", "/api/v5/account/positions"): self._positions,
+            ("GET", "/api/v5/market/ticker"): self._ticker,
+            ("GET", "/api/v5/trade/fills-history"): self._fills_history,
+        }.get((method, path))
+        if handler is None:
+            return self.not_found(method, path)
+        return handler(params)
+
+    def _order_detail(self, p: dict[str, Any]) -> tuple[int, Any]:
+        order = self._find(p, algo=False)
+        if order is None:
+            return self.error_body("order_not_exist")
+        return self._env([self.order_json(order)])
+
+    def _algo_detail(self, p: dict[str, Any]) -> tuple[int, Any]:
+        order = self._find(p, algo=True)
+        if order is None:
+            return self.error_body("order_not_exist")
+        return self._env([self.algo_json(order)])
+
+    def _algos_pending(self, p: dict[str, Any]) -> tuple[int, Any]:
+        """Only the ``ordType`` asked for: a stop-loss is ``conditional``."""
+        kinds = str(p.get("ordType", "")).split(",")
+        newest = sorted(self.book.orders.values(), key=lambda o: o.created_at, reverse=True)
+        return self._env([self.algo_json(o) for o in newest
+                          if o.extra.get("algo") and o.open and "conditional" in kinds
+                          and p.get("instId") in (None, o.symbol)])
+
+    def _ticker(self, p: dict[str, Any]) -> tuple[int, Any]:
+        env = load("okx", "ticker")
+        mark = self.book.marks[p["instId"]]
+        env["data"][0].update({"instId": p["instId"], "last": _fmt(mark), "ts": str(self.ms())})
+        return 200, env
+
+    def _fills_history(self, p: dict[str, Any]) -> tuple[int, Any]:
+        """Newest first, from ``begin`` (ms), at most 100."""
+        start = _ms_to_loop(p.get("begin"))
+        execs = self.book.executions_between(p.get("instId"), start, None)
+        execs.sort(key=lambda e: e.at, reverse=True)
+        limit = min(int(p.get("limit") or 100), 100)
+        return self._env([self.fill_json(e) for e in execs[:limit]])
+
+    def _find(self, p: dict[str, Any], *, algo: bool) -> FakeOrder | None:
+        id_key, cid_key = ("algoId", "algoClOrdId") if algo else ("ordId", "clOrdId")
+        order = None
+        if p.get(id_key):
+            order = self.book.orders.get(str(p[id_key]))
+        elif p.get(cid_key):
+            order = self.book.by_client_id.get(str(p[cid_key]))
+        if order is None or bool(order.extra.get("algo")) != algo:
+            return None
+        if p.get("instId") not in (None, order.symbol):
+            return None
+        return order
+
+    def _pending_client_id(self, cid: str) -> bool:
+        held = self.book.by_client_id.get(cid)
+        return held is not None and held.open
+
+    def _create(self, p: dict[str, Any]) -> tuple[int, Any]:
+        symbol = str(p.get("instId"))
+        cid = str(p.get("clOrdId") or f"auto{self.book.next_id()}")
+        if self._pending_client_id(cid):
+            return self.error_body("duplicate_client_id")
+        side = str(p["side"])
+        qty = _num(p["sz"])
+        inst = self.instruments[symbol]
+        if not _on_grid(qty, _num(inst["lotSz"])) or qty < _num(inst["minSz"]):
+            return self.error_body("lot_size")
+        reduce_only = p.get("reduceOnly") in (True, "true")
+        if reduce_only and self.book.reducible(symbol, side) == 0:
+            return self.error_body("no_position_to_reduce")
+        now = self.now()
+        order = FakeOrder(
+            order_id=str(2_000_000_000_000_000_000 + self.book.next_id()),
+            client_id=cid,
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            reduce_only=reduce_only,
+            created_at=now,
+            updated_at=now,
+        )
+        for att in p.get("attachAlgoOrds") or []:
+            if att.get("slTriggerPx"):
+                order.extra["attach"] = {
+                    "cid": str(att.get("attachAlgoClOrdId") or ""),
+                    "id": 3_000_000_000 + self.book.next_id() * 10,
+                    "trigger": _num(att["slTriggerPx"]),
+                }
+        if self.book.fill_ratios:
+            order.fill_ratio = self.book.fill_ratios.pop(0)
+        order.fill_at = now + self.fill_delay
+        self.book.add(order)
+        asyncio.get_running_loop().call_at(order.fill_at, self.settle)
+        ack = load("okx", "order_ack")
+        ack["data"][0].update({"clOrdId": cid, "ordId": order.order_id, "ts": str(self.ms())})
+        return 200, ack
+
+    def _create_algo(self, p: dict[str, Any]) -> tuple[int, Any]:
+        symbol = str(p.get("instId"))
+        cid = str(p.get("algoClOrdId") or "")
+        if cid and self._pending_client_id(cid):
+            return self.error_body("duplicate_client_id")
+        side = str(p["side"])
+        trigger = _num(p["slTriggerPx"])
+        mark = self.book.marks[symbol]
+        if side == "sell" and not trigger < mark:
+            return self.error_body("sl_above_last")
+        if side == "buy" and not trigger > mark:
+            return self.error_body("sl_below_last")
+        reduce_only = p.get("reduceOnly") in (True, "true")
+        if reduce_only and self.book.reducible(symbol, side) == 0:
+            return self.error_body("no_position_to_reduce")
+        now = self.now()
+        order = FakeOrder(
+            order_id=str(4_000_000_000 + self.book.next_id()),
+            client_id=cid or f"auto{self.book.next_id()}",
+            symbol=symbol,
+            side=side,
+            qty=_num(p["sz"]),
+            reduce_only=reduce_only,
+            created_at=now,
+            updated_at=now,
+            trigger_price=trigger,
+            status="untriggered",
+        )
+        order.extra["algo"] = True
+        self.book.add(order)
+        ack = load("okx", "algo_ack")
+        ack["data"][0].update({"algoId": order.order_id, "algoClOrdId": cid,
+                               "clOrdId": str(p.get("clOrdId") or "")})
+        return 200, ack
+
+    def _cancel_algos(self, p: dict[str, Any]) -> tuple[int, Any]:
+        order = self._find(p, algo=True)
+        if order is None or not order.open:
+            return self.error_body("cancel_not_exist")
+        order.status = "canceled"
+        order.updated_at = order.terminal_at = self.now()
+        ack = load("okx", "cancel_algos_ack")
+        ack["data"][0].update({"algoId": order.order_id, "algoClOrdId": order.client_id})
+        return 200, ack
+
+    def _positions(self, p: dict[str, Any]) -> tuple[int, Any]:
+        as_of = self.now() - self.position_lag
+        wanted = str(p["instId"]).split(",") if p.get("instId") else sorted(self.instruments)
+        items = []
+        for sym in wanted:
+            signed = self.book.signed_at(sym, as_of)
+            if signed != 0:
+                items.append(self.position_json(sym, signed, self.book.last_change(sym, as_of)))
+        return self._env(items)
+
+
+# ---------------------------------------------------------------------------
 # building real ccxt exchanges on the fake
 # ---------------------------------------------------------------------------
 
@@ -1513,6 +1966,15 @@ def binanceusdm(venue: FakeBinanceUsdm, *, pro: bool = False, **config: Any) -> 
     return ex
 
 
+def okx(venue: FakeOkx, **config: Any) -> Any:
+    """A real ``ccxt.async_support.okx`` whose HTTP transport is ``venue``
+    (OKX signs with a passphrase as well as the key and secret)."""
+    ex = ccxt_async.okx({**_KEYS, "password": "fake-passphrase-not-real",
+                         "session": FakeSession(venue), "enableRateLimit": False, **config})
+    ex.milliseconds = venue.clock_ms  # one clock for client and venue
+    return ex
+
+
 async def load_markets_offline(exchange: Any, venue: FakeVenue) -> None:
     """Markets from the recorded instrument payloads, parsed by ccxt itself,
     then ``set_markets``; the requests this makes are dropped from the log."""
@@ -1521,6 +1983,8 @@ async def load_markets_offline(exchange: Any, venue: FakeVenue) -> None:
         # BTC/USDT:USDT (linear), so an id alone is ambiguous, as it is live.
         markets = await exchange.fetch_spot_markets({})
         markets += await exchange.fetch_future_markets({"category": "linear"})
+    elif exchange.id == "okx":
+        markets = [exchange.parse_market(raw) for raw in load("okx", "instruments_swap")["data"]]
     else:
         markets = [exchange.parse_market(raw) for raw in load("binance", "exchange_info_symbols")]
     exchange.set_markets(markets)

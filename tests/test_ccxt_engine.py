@@ -31,6 +31,7 @@ BTC = "BTC/USDT:USDT"
 #: the opener checks the stop against the exchange's ticker first.
 AVL_LONG = OpenRequest(symbol=AVL, side="buy", amount=43, stop_loss=0.1290)
 BTC_LONG = OpenRequest(symbol=BTC, side="buy", amount=0.01, stop_loss=90000)
+SEPARATE = Policy(protection="separate")
 
 
 @attrs.define
@@ -87,7 +88,10 @@ def open_on(
         if setup is not None:
             setup(venue)
         alerts: list[Alert] = []
-        opener = PositionOpener(adapter, policy=policy, alerts=alerts.append, ids=_ids())
+        # These scenarios test the separate stop; tests/test_ccxt_attached.py
+        # runs the stop attached to the entry (the default on Bybit and OKX).
+        opener = PositionOpener(adapter, policy=policy or SEPARATE, alerts=alerts.append,
+                                ids=_ids())
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         attempt = await opener.open(request)

@@ -34,6 +34,7 @@ from fsm import (
     Journal,
     MemoryJournal,
     OpenRequest,
+    Policy,
     PositionOpener,
     ReconcilePolicy,
     Reconciler,
@@ -45,6 +46,10 @@ from tests import ccxt_fake as F
 # ---------------------------------------------------------------------------
 # the two venues, scaled to one story: "long 10, buy 43, the operator's 20"
 # ---------------------------------------------------------------------------
+
+#: The separate stop: these scenarios predate stops attached to the entry,
+#: which tests/test_ccxt_attached.py covers.
+SEPARATE = Policy(protection="separate")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class Venue:
     def fake(self, **kw: Any) -> F.FakeVenue:
         if self.name == "bybit":
             return F.FakeBybit(**kw)
+        if self.name == "okx":
+            return F.FakeOkx(**kw)
         return F.FakeBinanceUsdm(**kw)
 
     def request(self, n: float = 43, *, symbol: str | None = None) -> OpenRequest:
@@ -96,11 +103,25 @@ BINANCE = Venue(
     "/fapi/v1/order",
     "origClientOrderId",
 )
-VENUES = [pytest.param(BYBIT, id="bybit"), pytest.param(BINANCE, id="binanceusdm")]
+#: BTC-USDT-SWAP contracts (0.01 BTC each), on the 0.01 lot grid.
+OKX = Venue(
+    "okx",
+    "BTC/USDT:USDT",
+    "BTC-USDT-SWAP",
+    1.0,
+    90000.0,
+    89000.0,
+    "/api/v5/trade/batch-orders",
+    "/api/v5/trade/order",
+    "clOrdId",
+)
+VENUES = [pytest.param(BYBIT, id="bybit"), pytest.param(BINANCE, id="binanceusdm"),
+          pytest.param(OKX, id="okx")]
 
 AID = "00000000000000000000c0de"
 ENTRY, STOP, CLOSE = client_ids(AID)
-ORDER_PATHS = {"/v5/order/create", "/fapi/v1/order", "/fapi/v1/algoOrder"}
+ORDER_PATHS = {"/v5/order/create", "/fapi/v1/order", "/fapi/v1/algoOrder",
+               "/api/v5/trade/batch-orders", "/api/v5/trade/order-algo"}
 
 
 # ---------------------------------------------------------------------------
@@ -167,8 +188,11 @@ async def connect(fake: F.FakeVenue) -> tuple[Any, CcxtAdapter]:
     """A new ccxt exchange on ``fake`` (a new process), markets from the
     recorded payloads; the venue's request log is kept whole."""
     kept = list(fake.requests)
-    make = F.bybit if isinstance(fake, F.FakeBybit) else F.binanceusdm
-    exchange = make(fake)  # type: ignore[arg-type]
+    if isinstance(fake, F.FakeOkx):
+        exchange = F.okx(fake)
+    else:
+        make = F.bybit if isinstance(fake, F.FakeBybit) else F.binanceusdm
+        exchange = make(fake)  # type: ignore[arg-type]
     await F.load_markets_offline(exchange, fake)  # clears the log
     fake.requests[:0] = kept
     return exchange, CcxtAdapter(exchange)
@@ -244,7 +268,8 @@ def test_1_a_native_symbol_ends_protected_and_is_never_called_resolved(v: Venue)
     async def go() -> tuple[Attempt, Any, MemoryJournal]:
         exchange, adapter = await connect(fake)
         journal = MemoryJournal()
-        opener = PositionOpener(adapter, journal=journal, alerts=alerts.append, ids=_ids())
+        opener = PositionOpener(adapter, policy=SEPARATE,
+                journal=journal, alerts=alerts.append, ids=_ids())
         attempt = await opener.open(v.request(symbol=v.native))
         await asyncio.sleep(5.0)  # REST has caught up: it lists the open 43
         report = await Reconciler(
@@ -297,7 +322,7 @@ def test_2_a_rollback_closes_exactly_its_own_fill_never_the_position_held_before
         fake.operator_open(v.native, "buy", v.qty(10))
         await asyncio.sleep(5.0)  # REST now shows the 10, and will for 4 s after the fill
         refuse_the_stop(fake, v)
-        opener = PositionOpener(adapter, alerts=alerts.append, ids=_ids())
+        opener = PositionOpener(adapter, policy=SEPARATE, alerts=alerts.append, ids=_ids())
         attempt = await opener.open(v.request())
         await exchange.close()
         return attempt
@@ -379,7 +404,8 @@ def test_3_recovery_sends_nothing_when_the_operator_traded_while_it_was_down(
         if crash == "mid-rollback":
             refuse_the_stop(fake, v)
         with pytest.raises(asyncio.CancelledError):
-            await PositionOpener(adapter, journal=journal, ids=_ids()).open(v.request())
+            await PositionOpener(adapter, policy=SEPARATE,
+                    journal=journal, ids=_ids()).open(v.request())
         assert died, "the crash did not happen"
         holder.clear()
         journal.close()
@@ -399,7 +425,7 @@ def test_3_recovery_sends_nothing_when_the_operator_traded_while_it_was_down(
         exchange, adapter = await connect(fake)
         with Journal(path) as journal:
             (attempt,) = await PositionOpener(
-                adapter, journal=journal, alerts=alerts.append
+                adapter, policy=SEPARATE, journal=journal, alerts=alerts.append
             ).recover()
         await exchange.close()
         return attempt, crashed_at
@@ -448,7 +474,8 @@ def test_4_a_close_whose_reply_was_lost_and_look_ups_failed_is_never_sent_again(
         fake.operator_open(v.native, "buy", v.qty(10))
         await asyncio.sleep(1.0)
         refuse_the_stop(fake, v)
-        attempt = await PositionOpener(adapter, alerts=alerts.append, ids=_ids()).open(v.request())
+        attempt = await PositionOpener(adapter, policy=SEPARATE,
+                alerts=alerts.append, ids=_ids()).open(v.request())
         await exchange.close()
         return attempt
 
@@ -470,7 +497,13 @@ def test_4_a_close_whose_reply_was_lost_and_look_ups_failed_is_never_sent_again(
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("v", VENUES)
+#: Venues whose receive window reaches the wire through ccxt. OKX's (the
+#: expTime header) does not, so there a lost create can never be proven
+#: absent: tests/test_ccxt_attached.py shows it ends ORPHANED, alerted.
+WINDOWED = VENUES[:2]
+
+
+@pytest.mark.parametrize("v", WINDOWED)
 @pytest.mark.parametrize(
     ("kind", "delay"),
     [("delayed", 5.5), ("delayed", 60.0), ("timeout_before", 0.0)],
@@ -494,7 +527,8 @@ def test_6_a_create_lost_on_the_way_ends_rejected_without_an_alert(
         exchange, adapter = await connect(fake)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        attempt = await PositionOpener(adapter, alerts=alerts.append, ids=_ids()).open(v.request())
+        attempt = await PositionOpener(adapter, policy=SEPARATE,
+                alerts=alerts.append, ids=_ids()).open(v.request())
         ended = loop.time()
         await asyncio.sleep(max(0.0, delay - (ended - t0)) + 1.0)  # let a late one land
         await exchange.close()
@@ -530,7 +564,8 @@ def test_6_a_create_delayed_but_arriving_within_the_window_is_found_and_protecte
 
     async def go() -> Attempt:
         exchange, adapter = await connect(fake)
-        attempt = await PositionOpener(adapter, alerts=alerts.append, ids=_ids()).open(v.request())
+        attempt = await PositionOpener(adapter, policy=SEPARATE,
+                alerts=alerts.append, ids=_ids()).open(v.request())
         await asyncio.sleep(10.0)
         await exchange.close()
         return attempt
@@ -562,7 +597,7 @@ def test_7_a_stop_is_rounded_away_from_the_market_before_ccxt_rounds_it_onto_it(
     async def go() -> Attempt:
         exchange, adapter = await connect(fake)
         try:
-            return await PositionOpener(adapter, ids=_ids()).open(
+            return await PositionOpener(adapter, policy=SEPARATE, ids=_ids()).open(
                 OpenRequest(symbol="AVL/USDT:USDT", side="buy", amount=43, stop_loss=0.13426))
         finally:
             await exchange.close()
@@ -584,7 +619,7 @@ def test_7_an_amount_off_the_lot_step_is_refused_not_silently_truncated() -> Non
     async def go(round_amount: bool) -> Attempt | str:
         exchange, adapter = await connect(fake)
         try:
-            return await PositionOpener(adapter, ids=_ids()).open(OpenRequest(
+            return await PositionOpener(adapter, policy=SEPARATE, ids=_ids()).open(OpenRequest(
                 symbol="AVLUSDT", side="buy", amount=43.7, stop_loss=0.129,
                 round_amount=round_amount))
         except Exception as exc:  # noqa: BLE001 - the refusal, whatever its type, is compared as text

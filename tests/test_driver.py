@@ -19,6 +19,7 @@ from adapters.simulated import (
 )
 from adapters.virtual_time import run_virtual
 from fsm import MemoryJournal, Policy, PositionOpener, State
+from fsm.request import BadRequest
 from fsm.table import TABLE
 from tests.helpers import PRICE, SYMBOL, Outcome, ids, request, run_attempt
 
@@ -162,6 +163,25 @@ SCENARIOS: list[tuple[str, dict[str, Any], State]] = [
      dict(faults={"create": (F.TIMEOUT_BEFORE,)}, receive_window=None), State.ORPHANED),
     ("close request lost, proven absent, sent again",
      dict(stop_rejected=True, faults={"close": (F.TIMEOUT_BEFORE,)}), State.CLOSE_VERIFIED),
+    # Stops attached to the entry (Policy.protection="auto" on a venue that
+    # arms them): trusted only once the exchange shows them.
+    ("stop attached to the entry, shown at once",
+     dict(ack=AckStyle.MINIMAL, attached_stops=True), State.PROTECTED),
+    ("attached stop armed late, within the deadline",
+     dict(ack=AckStyle.MINIMAL, attached_stops=True, attached_stop_delay=0.4), State.PROTECTED),
+    ("attached stop not shown by the deadline: cancelled, a separate stop instead",
+     dict(attached_stops=True, attached_stop_delay=5.0), State.PROTECTED),
+    ("attached stop refused at the fill: a separate stop instead",
+     dict(attached_stops=True, attached_stop_refused=True), State.PROTECTED),
+    ("attached stop look-ups failing for a while",
+     dict(attached_stops=True, faults={"fetch_attached_stop": (F.UNAVAILABLE, F.TIMEOUT_BEFORE)}),
+     State.PROTECTED),
+    ("attached stop refused at the fill and the separate stop refused: rollback",
+     dict(attached_stops=True, attached_stop_refused=True, stop_rejected=True),
+     State.CLOSE_VERIFIED),
+    ("both stops refused and the operator traded since the fill: nothing sent, alert",
+     dict(attached_stops=True, attached_stop_refused=True, stop_rejected=True,
+          operator=(OperatorMove(0.1, SYMBOL, 5.0),)), State.ORPHANED),
 ]
 
 
@@ -179,6 +199,30 @@ def test_fault_knob_drives_the_engine_to_the_right_terminal_state(
         assert_flat_after_rollback(o)
     elif expected is State.REJECTED:
         assert o.exchange.net_position(SYMBOL) == 0 and o.exchange.max_abs_position(SYMBOL) == 0
+
+
+def test_attached_stop_sized_to_the_order_not_the_fill_is_replaced() -> None:
+    """A venue that arms the attached stop for the ordered amount after a
+    partial fill ("full position" mode): the stop is wrong, so it is
+    cancelled and a separate stop covers exactly the fill."""
+    o = run_attempt(ack=AckStyle.MINIMAL, fill_ratio=0.5, attached_stops=True,
+                    attached_stop_whole_amount=True)
+    assert_protected(o, size=21.0)
+    assert ("VERIFIED", "fall_back", "VERIFIED") in o.steps
+    assert o.exchange.calls["cancel"] == 1
+
+
+def test_attached_mode_on_a_venue_without_attached_stops_sends_nothing() -> None:
+    with pytest.raises(BadRequest, match="attached"):
+        run_attempt(policy=Policy(protection="attached"))
+
+
+def test_incident_attached_stop_refused_then_separate_refused_rolls_back() -> None:
+    o = run_attempt(attached_stops=True, attached_stop_refused=True, stop_rejected=True,
+                    **INCIDENT)
+    assert_flat_after_rollback(o)
+    assert_safe(o)
+    assert [s for s, t, _ in o.steps if t == "fall_back"] == ["VERIFIED"]
 
 
 def test_partial_fill_is_protected_for_exactly_the_filled_size() -> None:

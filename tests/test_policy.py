@@ -10,6 +10,7 @@ sending anything) and values that made ``max_duration`` infinite;
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import pytest
@@ -35,7 +36,8 @@ def test_policy_refuses_what_is_not_a_sane_number(field: str, value: object) -> 
 ])
 def test_policy_ranges(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=rf"Policy\.{field} must be a finite number in"):
-        Policy(**{field: value})
+        kwargs: dict[str, Any] = {field: value}
+        Policy(**kwargs)
 
 
 def test_the_bounds_themselves_are_accepted_and_max_duration_stays_finite() -> None:

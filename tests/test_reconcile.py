@@ -14,7 +14,7 @@ import pytest
 from adapters.port import Side
 from adapters.simulated import Fault, SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
-from fsm import OpenRequest, State, client_ids
+from fsm import OpenRequest, State, attached_stop_id, client_ids
 from fsm.journal import Journal, summarize
 from fsm.reconcile import (
     ActionKind,
@@ -202,6 +202,21 @@ def test_a_protected_attempt_whose_stop_is_gone_no_longer_owns_the_position(
     report = run(w.reconciler().check_once)
     (p,) = report.positions
     assert p.attempts == () and p.unexplained == 43.0
+
+
+def test_a_protected_attempt_whose_attached_stop_rests_owns_the_position(
+    tmp_path: Path,
+) -> None:
+    """A stop that travelled with the entry rests under the attached stop's
+    client id (OKX attachAlgoClOrdId) or under none but its journalled order
+    id (Bybit's PartialStopLoss): either way the attempt owns the position."""
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0})
+    w.attempt(A1, State.PROTECTED)
+    report = run(w.reconciler().check_once,
+                 lambda: _stop(w.ex, attached_stop_id(A1)))
+    (p,) = report.positions
+    assert p.attempts == (A1,) and p.unexplained == 0 and p.coverage is Coverage.COVERED
+    assert report.leftover_stops == ()
 
 
 def test_the_position_side_must_match_the_attempt(tmp_path: Path) -> None:

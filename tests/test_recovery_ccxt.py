@@ -25,6 +25,7 @@ from adapters.virtual_time import run_virtual
 from fsm import Attempt, OpenRequest, PositionOpener, State, client_ids
 from fsm.cli_journal import add_parsers, run_journal_show, run_reconcile
 from fsm.journal import Journal, summarize
+from fsm.policy import Policy
 from tests import ccxt_fake as F
 
 AVL = "AVL/USDT:USDT"
@@ -32,6 +33,10 @@ AID = "00000000000000000000abcd"
 ENTRY, STOP, CLOSE = client_ids(AID)
 AVL_LONG = OpenRequest(symbol=AVL, side="buy", amount=43, stop_loss=0.1290)
 CREATE = "/v5/order/create"
+
+#: The separate stop: these scenarios predate stops attached to the entry,
+#: which tests/test_ccxt_attached.py covers.
+SEPARATE = Policy(protection="separate")
 
 
 def _die_after_applying(venue: F.FakeVenue, cid: str) -> list[bool]:
@@ -71,14 +76,16 @@ def _creates(venue: F.FakeVenue, cid: str | None = None) -> list[F.Request]:
             if cid is None or r.params.get("orderLinkId") == cid]
 
 
-def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path) -> Attempt:
+def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path,
+                       policy: Policy = SEPARATE) -> Attempt:
     died = _die_after_applying(venue, cid)
 
     async def go() -> Attempt:
         # The first process: dies with the request applied and unanswered.
         exchange = await _exchange(venue)
         journal = Journal(path)
-        opener = PositionOpener(CcxtAdapter(exchange), journal=journal, ids=lambda: AID)
+        opener = PositionOpener(CcxtAdapter(exchange), policy=policy,
+                journal=journal, ids=lambda: AID)
         with pytest.raises(asyncio.CancelledError):
             await opener.open(AVL_LONG)
         assert died, "the crash did not happen"
@@ -90,12 +97,33 @@ def crash_then_recover(venue: F.FakeBybit, cid: str, path: Path) -> Attempt:
         # The second process: the journal file is all it has.
         exchange = await _exchange(venue)
         with Journal(path) as journal:
-            (attempt,) = await PositionOpener(CcxtAdapter(exchange),
+            (attempt,) = await PositionOpener(CcxtAdapter(exchange), policy=policy,
                                               journal=journal).recover()
         await exchange.close()
         return attempt
 
     return run_virtual(go())
+
+
+def test_entry_sent_with_its_stop_attached_then_a_crash_recovers_to_the_armed_stop(
+    tmp_path: Path,
+) -> None:
+    """The entry went with its stop attached (Bybit, tpslMode=Partial), and
+    the process died before the reply. Recovery knows from the journalled
+    entry intent that a stop travelled with it: it finds the entry by client
+    id, reads back the stop Bybit armed and ends PROTECTED on it, placing
+    nothing: one order in the log, one stop resting."""
+    venue = F.FakeBybit(position_lag=4.0, realtime_shows_closed=False)
+    attempt = crash_then_recover(venue, ENTRY, tmp_path / "j.sqlite3", Policy())
+
+    assert attempt.state is State.PROTECTED, attempt.history
+    assert [t.trigger.value for t in attempt.history] == ["submit", "fetched", "verified",
+                                                         "protected"]
+    [entry] = _creates(venue)
+    assert entry.params["orderLinkId"] == ENTRY and entry.params["tpslMode"] == "Partial"
+    [resting] = [o for o in venue.book.orders.values() if o.conditional and o.open]
+    assert (resting.side, resting.qty, resting.reduce_only) == ("sell", 43.0, True)
+    assert attempt.facts.stop is not None and attempt.facts.stop.order_id == resting.order_id
 
 
 def test_entry_sent_but_not_acknowledged_is_found_by_client_id_and_protected(
@@ -233,7 +261,8 @@ def test_cli_reconcile_on_binance_sees_the_algo_stop(tmp_path: Path) -> None:
     async def open_one() -> State:
         exchange = await make("binanceusdm", None, {})
         with Journal(path) as j:
-            a = await PositionOpener(CcxtAdapter(exchange), journal=j, ids=lambda: AID).open(btc)
+            a = await PositionOpener(CcxtAdapter(exchange), policy=SEPARATE,
+                    journal=j, ids=lambda: AID).open(btc)
         await exchange.close()
         return a.state
 

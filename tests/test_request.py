@@ -89,7 +89,7 @@ def test_check_stop_side_accepts_a_real_stop() -> None:
     {"verify_timeout": 0}, {"close_timeout": -1}, {"request_timeout": math.inf},
     {"backoff_factor": 0.5}, {"backoff_initial": 2.0, "backoff_max": 1.0},
 ])
-def test_policy_refuses_nonsense(kw: dict[str, float]) -> None:
+def test_policy_refuses_nonsense(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="Policy"):
         Policy(**kw)
 

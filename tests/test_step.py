@@ -220,3 +220,62 @@ def test_the_machine_still_refuses_a_decision_the_table_does_not_allow() -> None
 
 def test_every_row_has_words() -> None:
     assert {r.trigger for r in TABLE} == set(Trigger)
+
+
+# -- the stop attached to the entry ------------------------------------------------------------
+
+ATT = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="sp" + "0" * 24 + "a")
+
+
+def attached_stop(**kw: object) -> StopSnapshot:
+    base: dict[str, object] = dict(symbol=SYMBOL, order_id="a1", client_id=ATT.client_id,
+                                   side=Side.SELL, amount=43.0, trigger_price=0.129,
+                                   reduce_only=True, status=OrderStatus.OPEN)
+    base.update(kw)
+    return StopSnapshot(**base)  # type: ignore[arg-type]
+
+
+def test_while_the_attached_stop_is_relied_on_nothing_is_sent_it_is_read_back() -> None:
+    f = facts(entry=order(), stop_attached=True, stop_intent=ATT, attached_deadline=5.0)
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, LookUp) and step.what is Look.ATTACHED
+
+
+def test_an_attached_stop_shown_in_full_protects_in_the_exchanges_words() -> None:
+    f = facts(entry=order(), stop_attached=True, stop_intent=ATT, attached_deadline=5.0,
+              stop=attached_stop())
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.PROTECTED
+    assert "attached to the entry" in step.detail
+
+
+@pytest.mark.parametrize("stop", [attached_stop(status=OrderStatus.REJECTED),
+                                  attached_stop(amount=86.0)], ids=["refused", "wrong-size"])
+def test_an_attached_stop_refused_or_wrong_takes_the_fall_back_row(stop: StopSnapshot) -> None:
+    f = facts(entry=order(), stop_attached=True, stop_intent=ATT, attached_deadline=5.0,
+              stop=stop)
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.FALL_BACK
+    assert step.facts.stop_error is None  # the stop_refused row was not judged
+
+
+def test_after_the_fall_back_the_separate_stop_is_sent() -> None:
+    f = facts(entry=order(), stop_attached=True, attached_failed="refused at the fill",
+              stop_intent=StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129,
+                                     client_id="s"), protect_deadline=5.0)
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, Send) and step.what == "stop"
+
+
+def test_a_recovered_attempt_relying_on_its_attached_stop_reads_it_back_not_the_fills() -> None:
+    """Found by the crash spec: a recovered attempt asked for the symbol's
+    executions before a stop it would never place, with no deadline of its
+    own (protect_deadline is unset while the attached stop is relied on), so
+    once its look-ups ran out of time it asked again without end. Nothing is
+    placed here, so nothing is read first."""
+    f = facts(entry=order(), stop_attached=True, stop_intent=ATT, attached_deadline=5.0,
+              recovered=True, now=9.0)
+    step = next_step(State.VERIFIED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.FALL_BACK  # its deadline passed
+    step = next_step(State.VERIFIED, evolve(f, now=1.0), ctx())
+    assert isinstance(step, LookUp) and step.what is Look.ATTACHED

@@ -78,14 +78,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import ccxt.async_support as ccxt_async
 
 from adapters.ccxt.errors import InvalidClientId, map_error
 from adapters.ccxt.parsing import (
+    ack_snapshot,
     client_id_in,
     grid_step,
     num,
     order_snapshot,
+    order_time,
     seconds,
     side_of,
     signed_contracts,
@@ -96,6 +99,7 @@ from adapters.ccxt.profiles import (
     BYBIT_LINEAR,
     GENERIC,
     OKX_SWAP,
+    AttachedStyle,
     ExchangeProfile,
     LookupStyle,
     StopStyle,
@@ -108,7 +112,9 @@ from fsm.model import (
     Fill,
     Market,
     OrderNotFound,
+    OrderRejected,
     OrderSnapshot,
+    OrderStatus,
     PositionSide,
     PositionSnapshot,
     Side,
@@ -158,6 +164,8 @@ class CcxtAdapter:
         self._stream_tasks: list[asyncio.Task[None]] = []
         #: Errors seen by the stream loops, newest last (bounded).
         self.stream_errors: list[BaseException] = []
+        #: exchange time of entries whose attached stop is being read back
+        self._entry_times: dict[str, float] = {}
 
     # ------------------------------------------------------------------
     # identity and setup
@@ -287,7 +295,141 @@ class CcxtAdapter:
             params["reduceOnly"] = True
         what = f"create {side.value} {amount} {symbol} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return order_snapshot(raw, symbol, self._profile.filled_info_keys)
+        return ack_snapshot(raw, symbol, self._profile.filled_info_keys)
+
+
+    # -- stops attached to the entry (adapters.port.AttachedStopPort) ---------------
+
+    @property
+    def attached_stops(self) -> bool:
+        """The profile's venue arms a stop sent with a market entry."""
+        return self._profile.attached_style is not None
+
+    async def create_order_with_stop(
+        self, *, symbol: str, side: Side, amount: float, client_id: str,
+        stop_price: float, stop_client_id: str,
+    ) -> OrderSnapshot:
+        """A market entry with a reduce-only stop-market attached, for this
+        order's fill only (see :class:`~adapters.ccxt.profiles.AttachedStyle`)."""
+        style = self._profile.attached_style
+        if style is None:
+            raise OrderRejected(f"{self.name}: no stop can be attached to a market entry here. "
+                                "Nothing was sent.")
+        self._check_client_id(client_id)
+        self._check_client_id(stop_client_id)
+        params = self._write_params(client_id)
+        stop: dict[str, object] = {"triggerPrice": stop_price}
+        if style is AttachedStyle.BYBIT_PARTIAL:
+            params["tpslMode"] = "Partial"
+            params["slOrderType"] = "Market"
+            params["slTriggerBy"] = "LastPrice"
+        else:
+            stop["type"] = "market"  # slOrdPx=-1
+        params["stopLoss"] = stop
+        what = (f"create {side.value} {amount} {symbol} ({client_id}) with stop @ "
+                f"{stop_price} attached")
+        if style is AttachedStyle.OKX_ATTACH_ALGO:
+            # ccxt builds attachAlgoOrds from params["stopLoss"] and copies no
+            # client id into it: send the list ourselves, as ccxt would, plus
+            # attachAlgoClOrdId (OKX docs, Place order).
+            market = self._resolve_market(symbol)
+            params.pop("stopLoss")
+            params["attachAlgoOrds"] = [{
+                "attachAlgoClOrdId": stop_client_id,
+                "slTriggerPx": self._exchange.price_to_precision(market["symbol"], stop_price),
+                "slOrdPx": "-1",
+                "slTriggerPxType": "last",
+            }]
+        raw = await self._send_market(symbol, side, amount, params, what)
+        return ack_snapshot(raw, symbol, self._profile.filled_info_keys)
+
+    async def fetch_attached_stop(
+        self, *, symbol: str, order_id: str | None, client_id: str | None,
+        stop_client_id: str,
+    ) -> StopSnapshot | None:
+        """The stop the venue armed for the entry, from the venue's own
+        fields; ``None`` while it shows none."""
+        style = self._profile.attached_style
+        what = f"fetch the stop attached to {order_id or client_id} on {symbol}"
+        try:
+            if style is AttachedStyle.OKX_ATTACH_ALGO:
+                return await self._attached_okx(symbol, order_id, client_id, stop_client_id)
+            if style is AttachedStyle.BYBIT_PARTIAL:
+                return await self._attached_bybit(symbol, order_id, client_id)
+        except ExchangeError:
+            raise
+        except Exception as exc:
+            raise self._map_error(exc, write=False, what=what) from exc
+        return None
+
+    async def _attached_okx(self, symbol: str, order_id: str | None, client_id: str | None,
+                            stop_client_id: str) -> StopSnapshot | None:
+        # 1. The algo order OKX placed from the attachment, by algoClOrdId
+        #    (GET /api/v5/trade/order-algo).
+        params: dict[str, object] = {"trigger": True, "clientOrderId": stop_client_id}
+        try:
+            raw = await self._exchange.fetch_order(None, symbol, params)
+        except ccxt_async.OrderNotFound:
+            raw = None
+        if raw is not None:
+            info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+            if info.get("algoClOrdId") == stop_client_id:
+                return stop_snapshot(raw, symbol)
+        # 2. Not placed (yet): the entry says whether placing it failed
+        #    (attachAlgoOrds[].failCode, e.g. the price crossed the trigger).
+        if order_id is None and client_id is None:
+            return None
+        entry_params: dict[str, object] = {}
+        if order_id is None:
+            entry_params["clOrdId"] = client_id
+        try:
+            entry = await self._exchange.fetch_order(order_id, symbol, entry_params)
+        except ccxt_async.OrderNotFound:
+            return None
+        info = entry.get("info") if isinstance(entry.get("info"), Mapping) else {}
+        for att in info.get("attachAlgoOrds") or []:
+            if not isinstance(att, Mapping) or att.get("attachAlgoClOrdId") != stop_client_id:
+                continue
+            if att.get("failCode") not in (None, "", "0"):
+                return StopSnapshot(
+                    symbol=symbol, order_id=None, client_id=stop_client_id, side=None,
+                    amount=None, trigger_price=num(att.get("slTriggerPx")), reduce_only=None,
+                    status=OrderStatus.REJECTED)
+        return None
+
+    async def _attached_bybit(self, symbol: str, order_id: str | None,
+                              client_id: str | None) -> StopSnapshot | None:
+        # The PartialStopLoss conditional order Bybit arms at the fill
+        # carries no client id and names no parent: it is the one open
+        # partial stop-loss order on the symbol created at or after the
+        # entry. Two candidates are ambiguous: report none (the engine then
+        # falls back to a stop of its own, after cancelling nothing).
+        key = order_id or client_id
+        since = self._entry_times.get(key) if key is not None else None
+        if since is None:
+            entry = await self.fetch_order(symbol=symbol, order_id=order_id,
+                                           client_id=client_id)
+            since = entry.timestamp
+            if since is None or key is None:
+                return None
+            self._entry_times[key] = since
+        # No orderFilter: for a unified account /v5/order/realtime then lists
+        # every kind of open order (Bybit docs, Get Open & Closed Orders),
+        # TP/SL orders included, whatever family Bybit files them under.
+        raws = await self._exchange.fetch_open_orders(
+            symbol, None, self._profile.stops_page_limit, dict(self._profile.common_params))
+        found = []
+        for raw in raws:
+            info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+            if info.get("stopOrderType") != "PartialStopLoss":
+                continue
+            created = order_time(raw)
+            if created is None or created < since:
+                continue
+            found.append(raw)
+        if len(found) != 1:
+            return None
+        return stop_snapshot(found[0], symbol)
 
     async def _send_market(
         self, symbol: str, side: Side, amount: float, params: dict[str, object], what: str
@@ -314,6 +456,8 @@ class CcxtAdapter:
         :meth:`fsm.port.ExchangePort.place_stop`)."""
         self._check_client_id(client_id)
         params = self._write_params(client_id)
+        if self._profile.stop_client_id_key != "clientOrderId":
+            params[self._profile.stop_client_id_key] = params.pop("clientOrderId")
         params["reduceOnly"] = True
         if self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION:
             # A stop-loss for a long is a sell that fires when the price
@@ -324,7 +468,11 @@ class CcxtAdapter:
             params["stopLossPrice"] = trigger_price
         what = f"stop {side.value} {amount} {symbol} @ {trigger_price} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return stop_snapshot(raw, symbol)
+        snap = stop_snapshot(raw, symbol)
+        if snap.client_id is None and isinstance(raw.get("info"), Mapping) \
+                and raw["info"].get(self._profile.stop_client_id_key) == client_id:
+            snap = attrs.evolve(snap, client_id=client_id)
+        return snap
 
     async def cancel_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
@@ -647,8 +795,10 @@ class CcxtAdapter:
         if self._profile.stops_need_trigger_flag or (
             self._profile.stop_style is StopStyle.TRIGGER_WITH_DIRECTION
         ):
-            # Bybit: orderFilter=StopOrder; Binance: /fapi/v1/openAlgoOrders.
+            # Bybit: orderFilter=StopOrder; Binance: /fapi/v1/openAlgoOrders;
+            # OKX: orders-algo-pending, with the profile's ordType.
             params["trigger"] = True
+            params.update(self._profile.stop_list_params)
         try:
             raws = await self._exchange.fetch_open_orders(
                 symbol, None, self._profile.stops_page_limit, params

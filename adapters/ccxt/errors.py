@@ -65,15 +65,17 @@ def error_code(exc: BaseException) -> str | None:
         return None
     if not isinstance(body, dict):
         return None
+    # OKX answers a refused order with code "1" ("Operation failed") and the
+    # reason in data[0].sCode: the specific code says more.
+    data = body.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        scode = data[0].get("sCode")
+        if scode is not None and str(scode) not in ("", "0"):
+            return str(scode)
     for key in ("retCode", "ret_code", "code"):
         value = body.get(key)
         if value is not None and str(value) not in ("0", "200"):
             return str(value)
-    data = body.get("data")
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        scode = data[0].get("sCode")
-        if scode is not None and str(scode) != "0":
-            return str(scode)
     return None
 
 
@@ -120,6 +122,8 @@ def _by_code(
         return TransientError(msg, retry_after=p.rate_limit_backoff, cause=exc)
     if code in p.not_found_codes:
         return OrderNotFound(msg, cause=exc)
+    if code in p.definitive_codes:
+        return OrderRejected(msg, cause=exc) if write else ExchangeError(msg, cause=exc)
     return None
 
 

@@ -10,11 +10,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
 from fsm.model import OrderSnapshot, OrderStatus, PositionSide, Side, StopSnapshot
 
 __all__ = [
+    "ack_snapshot",
     "client_id_in",
     "grid_step",
     "num",
@@ -137,9 +139,16 @@ def order_snapshot(
         # with a partial fill.
         status = OrderStatus.CANCELED
     reduce_only = raw.get("reduceOnly")
+    info = raw.get("info")
+    if isinstance(info, Mapping) and "reduceOnly" not in info:
+        # ccxt turns an absent field into False (okx.parse_order: OKX's
+        # algo replies carry no reduceOnly): absent is unknown, not false.
+        reduce_only = None
     sym = raw.get("symbol")
     order_id = raw.get("id")
     client_id = raw.get("clientOrderId")
+    if (client_id is None or client_id == "") and isinstance(info, Mapping):
+        client_id = info.get("algoClOrdId") or None  # OKX algo orders
     return OrderSnapshot(
         symbol=sym if isinstance(sym, str) else symbol,
         order_id=None if order_id is None else str(order_id),
@@ -152,6 +161,19 @@ def order_snapshot(
         average=num(raw.get("average")),
         timestamp=order_time(raw),
     )
+
+
+def ack_snapshot(
+    raw: Mapping[str, Any], symbol: str, filled_keys: Sequence[str] = ()
+) -> OrderSnapshot:
+    """A create's reply. ccxt's okx.create_order copies the *requested* side
+    into the parsed reply; a side the venue did not send is not a fact
+    (rule 1), so it is dropped when the raw reply has none."""
+    snap = order_snapshot(raw, symbol, filled_keys)
+    info = raw.get("info")
+    if isinstance(info, Mapping) and info and not any(k in info for k in ("side", "S")):
+        snap = attrs.evolve(snap, side=None)
+    return snap
 
 
 def stop_snapshot(raw: Mapping[str, Any], symbol: str | None) -> StopSnapshot:

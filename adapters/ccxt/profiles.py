@@ -23,6 +23,7 @@ __all__ = [
     "BYBIT_LINEAR",
     "GENERIC",
     "OKX_SWAP",
+    "AttachedStyle",
     "ExchangeProfile",
     "LookupStyle",
     "StopStyle",
@@ -43,6 +44,26 @@ class StopStyle(enum.Enum):
     #: becomes ``type=STOP_MARKET`` on ``POST /fapi/v1/algoOrder``
     #: (``binance.create_order``: conditional swap orders go to the algo API).
     STOP_LOSS_PRICE = "stop_loss_price"
+
+
+class AttachedStyle(enum.Enum):
+    """How a stop-loss travels with a market entry, and how the armed stop
+    is read back."""
+
+    #: Bybit v5 linear: ``stopLoss`` (ccxt's unified ``params["stopLoss"]``)
+    #: with ``tpslMode=Partial`` + ``slOrderType=Market``, set by the adapter:
+    #: ccxt's ``bybit.create_order_request`` sets ``tpslMode`` only for a
+    #: *limit* stop-loss, and Bybit's default is ``Full`` (a stop on the whole
+    #: position, not this order's fill). Bybit arms a ``PartialStopLoss``
+    #: conditional order for the filled quantity; it carries no client id of
+    #: ours, so it is read back from the open conditional orders.
+    BYBIT_PARTIAL = "bybit_partial"
+    #: OKX: ``attachAlgoOrds`` with ``slTriggerPx`` and ``slOrdPx=-1``
+    #: (ccxt's unified ``params["stopLoss"]``) and ``attachAlgoClOrdId``,
+    #: which OKX gives the algo order as ``algoClOrdId`` once the entry
+    #: fills: read back with ``GET /api/v5/trade/order-algo``; a failure to
+    #: place it shows on the entry as ``attachAlgoOrds[].failCode``.
+    OKX_ATTACH_ALGO = "okx_attach_algo"
 
 
 class LookupStyle(enum.Enum):
@@ -91,6 +112,10 @@ class ExchangeProfile:
     refused_codes: frozenset[str] = frozenset()
     #: Codes meaning "no such order" that ccxt does not map to OrderNotFound.
     not_found_codes: frozenset[str] = frozenset()
+    #: Codes of a definitive refusal (nothing took effect) that ccxt leaves
+    #: unclassified: without this, a write answered with one would be
+    #: treated as ambiguous.
+    definitive_codes: frozenset[str] = frozenset()
     #: ccxt exchange options set by the adapter *only when the caller left them
     #: unset*, to keep hidden requests off the critical path.
     default_options: Mapping[str, object] = attrs.field(factory=dict)
@@ -131,6 +156,17 @@ class ExchangeProfile:
     #: quantity, where ccxt's parser puts a default when they are absent;
     #: without one of them the adapter reports ``filled=None``.
     filled_info_keys: tuple[str, ...] = ()
+    #: How a stop travels with the entry, or ``None`` where the venue arms
+    #: no stop attached to a market entry (Binance USDⓈ-M).
+    attached_style: AttachedStyle | None = None
+    #: Extra params when listing open stops: OKX's pending-algo list wants
+    #: ``ordType``, and ccxt asks ``ordType=trigger`` when given none, which
+    #: never lists a stop-loss (those are ``conditional`` or ``oco``).
+    stop_list_params: Mapping[str, object] = attrs.field(factory=dict)
+    #: The key that carries our client id on a stop's create, when it is not
+    #: ccxt's unified ``clientOrderId`` (OKX algo orders: ``algoClOrdId``;
+    #: ccxt would put it in ``clOrdId``, which the algo endpoint ignores).
+    stop_client_id_key: str = "clientOrderId"
 
 
 _BYBIT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
@@ -184,6 +220,7 @@ BYBIT_LINEAR = ExchangeProfile(
     min_notional_info_path=("lotSizeFilter", "minNotionalValue"),
     # ccxt's bybit.fetch_my_trades asks for execType=Trade only.
     fill_exec_types=frozenset({"Trade"}),
+    attached_style=AttachedStyle.BYBIT_PARTIAL,
 )
 
 #: Binance USDⓈ-M futures (ccxt id ``binanceusdm``).
@@ -228,26 +265,48 @@ BINANCE_USDM = ExchangeProfile(
     filled_info_keys=("executedQty", "filledQty", "z"),
 )
 
-#: OKX perpetual swaps. Lighter-tested than the two above: only the facts
-#: below are relied on.
+#: OKX perpetual swaps (USDT-margined ``-SWAP`` instruments), one-way
+#: ("net") position mode.
 OKX_SWAP = ExchangeProfile(
     name="okx",
     client_id_lookup_param="clOrdId",
     # OKX docs (Place order): clOrdId "case-sensitive alphanumerics, all
-    # numbers, or all letters of up to 32 characters".
+    # numbers, or all letters of up to 32 characters". Unique only among
+    # pending orders (like Binance's): never relied on as a safety net.
     client_id_pattern=_OKX_ID,
     client_id_max_len=32,
     stop_style=StopStyle.STOP_LOSS_PRICE,
     lookup_style=LookupStyle.FETCH_ORDER,
     stops_need_trigger_flag=True,
-    # 50001 service temporarily unavailable, 50004 endpoint request timeout,
-    # 50013 systems busy (OKX error-code docs).
+    # 50001 service temporarily unavailable, 50004 "Endpoint request timeout
+    # (does not indicate success or failure of order, please check order
+    # status)", 50013 systems busy (OKX error-code docs; ccxt okx.describe).
     ambiguous_codes=frozenset({"50001", "50004", "50013"}),
     # 51016 "Duplicated clOrdId".
     duplicate_client_id_codes=frozenset({"51016"}),
     # 50011 rate limit reached, 50102 timestamp request expired.
     refused_codes=frozenset({"50011", "50102"}),
-    not_found_codes=frozenset({"51603"}),
+    # 51603 "Order does not exist"; 51400/51401 cancel of an order that does
+    # not exist / is already cancelled (ccxt maps all three to OrderNotFound).
+    not_found_codes=frozenset({"51603", "51400", "51401"}),
+    # 51169 "Order placement failed because you don't have any positions in
+    # this direction for this contract to reduce or close" (a reduce-only
+    # order on a flat position; ccxt 4.5 does not map it).
+    definitive_codes=frozenset({"51169"}),
+    # OKX's own deadline is the ``expTime`` request header, which ccxt 4.5's
+    # okx.sign does not send: no receive window, so a lost request can never
+    # be proven absent (the engine stays on its conservative path).
+    receive_window=None,
+    # GET /trade/order answers from the order store; 1 s is our conservative
+    # bound, not a documented figure.
+    lookup_lag=1.0,
+    # GET /api/v5/trade/fills-history: limit max 100, default 100.
+    fills_page_limit=100,
+    attached_style=AttachedStyle.OKX_ATTACH_ALGO,
+    # GET /api/v5/trade/orders-algo-pending: "conditional and oco both can be
+    # used and separated with comma" (OKX docs, Get algo order list).
+    stop_list_params={"ordType": "conditional,oco"},
+    stop_client_id_key="algoClOrdId",
 )
 
 #: Any other ccxt exchange that supports market orders, reduceOnly and

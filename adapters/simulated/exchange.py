@@ -31,7 +31,12 @@ What it models (one-way netting, market orders, reduce-only stop-markets):
   (Binance) acknowledgements, order visibility lag, REST position lag,
   stream absent / present / lagging, per-call fault schedules (timeouts before
   or after taking effect, rate limits, unavailability), entry rejection or
-  zero fill, partial fill, stop rejected, close rejected.
+  zero fill, partial fill, stop rejected, close rejected;
+* stops attached to the entry (``attached_stops``): armed at the fill for
+  the filled quantity, or late (``attached_stop_delay``), or refused at the
+  fill (``attached_stop_refused``, or a trigger the price has crossed), or
+  armed for the ordered amount instead of the fill
+  (``attached_stop_whole_amount``).
 
 Ground truth for tests: :meth:`SimulatedExchange.net_position`,
 :meth:`SimulatedExchange.resting_stops` and :attr:`SimulatedExchange.log`.
@@ -156,7 +161,7 @@ DEFAULT_MARKETS: Mapping[str, SimMarket] = {
 
 #: Call kinds that fault schedules are keyed by.
 CALLS = ("create", "close", "fetch_order", "fetch_positions", "place_stop", "fetch_stops",
-         "cancel", "fetch_price", "fetch_fills", "market")
+         "cancel", "fetch_price", "fetch_fills", "market", "fetch_attached_stop")
 
 
 @attrs.frozen
@@ -207,6 +212,17 @@ class SimConfig:
     client_id_scope: ClientIdScope = ClientIdScope.ACCOUNT
     #: an operator trading by hand on the same account
     operator: tuple[OperatorMove, ...] = ()
+    #: the venue arms a stop sent with the entry (Bybit, OKX); ``False``
+    #: (default): it has no such thing (Binance USDⓈ-M market entries)
+    attached_stops: bool = False
+    #: seconds after the fill at which an attached stop is armed (and shows)
+    attached_stop_delay: float = 0.0
+    #: the attached stop is refused at the fill (the price crossed it): the
+    #: venue reports it failed, and nothing protects the fill
+    attached_stop_refused: bool = False
+    #: the attached stop is armed for the order's amount, not its fill (a
+    #: venue in "full position" mode): wrong-sized after a partial fill
+    attached_stop_whole_amount: bool = False
 
 
 @attrs.frozen
@@ -252,6 +268,8 @@ class _Order:
     average: float | None
     trigger_price: float | None = None
     kind: str = "market"
+    #: an attached stop: the entry order it belongs to
+    parent: str | None = None
 
 
 class SimulatedExchange:
@@ -268,6 +286,8 @@ class SimulatedExchange:
         self._net_history: dict[str, list[tuple[float, float]]] = {}
         self._streamed: dict[str, int] = {}  # per symbol: last move the stream delivered
         self._fault_pos: dict[str, int] = {}
+        self._attached: dict[str, _Order] = {}  # entry order id -> its attached stop
+        self._pending_attach: set[str] = set()  # client ids of stops not armed yet
         self._next_id = 1
         self.log: list[SentOrder] = []
         #: every execution, the operator's included
@@ -387,6 +407,42 @@ class SimulatedExchange:
                                        reduce_only), write=True
         )
 
+    @property
+    def attached_stops(self) -> bool:
+        """Whether this venue arms a stop sent with the entry (the knob)."""
+        return self.config.attached_stops
+
+    async def create_order_with_stop(
+        self, *, symbol: str, side: Side, amount: float, client_id: str,
+        stop_price: float, stop_client_id: str,
+    ) -> OrderSnapshot:
+        """The entry, with a stop the venue arms at the fill (see the knobs)."""
+
+        def create() -> OrderSnapshot:
+            if not self.config.attached_stops:
+                raise OrderRejected("this venue takes no stop attached to a market entry")
+            return self._create(self.canonical(symbol), side, amount, client_id, False,
+                                attach=(stop_price, stop_client_id))
+
+        return await self._call("create", create, write=True)
+
+    async def fetch_attached_stop(
+        self, *, symbol: str, order_id: str | None, client_id: str | None,
+        stop_client_id: str,
+    ) -> StopSnapshot | None:
+        """The stop armed for the entry (refused ones too), or ``None``."""
+
+        def look() -> StopSnapshot | None:
+            parent = self._find(order_id, client_id)
+            if parent is None or parent.symbol != self.canonical(symbol):
+                return None
+            stop = self._attached.get(parent.order_id)
+            if stop is None:
+                return None
+            return self._stop_snapshot(stop)
+
+        return await self._call("fetch_attached_stop", look, write=False)
+
     async def fetch_order(
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> OrderSnapshot:
@@ -441,6 +497,12 @@ class SimulatedExchange:
         """Cancel an open order (a stop); :class:`~fsm.model.OrderNotFound` if it is not open."""
         def cancel() -> None:
             o = self._find(order_id, client_id)
+            if o is None and order_id is None and client_id in self._pending_attach:
+                # An attached stop not armed yet is part of its entry: the
+                # venue drops it (OKX cancels an attached algo order by its
+                # attachAlgoClOrdId).
+                self._pending_attach.discard(client_id)
+                return
             if o is None or o.status is not OrderStatus.OPEN:
                 raise OrderNotFound(f"order {order_id or client_id} not open")
             o.status = OrderStatus.CANCELED
@@ -450,7 +512,8 @@ class SimulatedExchange:
     # -- matching ----------------------------------------------------------------------------
 
     def _create(
-        self, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool
+        self, symbol: str, side: Side, amount: float, client_id: str, reduce_only: bool,
+        attach: tuple[float, str] | None = None,
     ) -> OrderSnapshot:
         now = self._now()
         cfg = self.config
@@ -483,7 +546,44 @@ class SimulatedExchange:
             self.fills.append(SimFill(now, symbol, order.order_id, client_id, side, fill,
                                       "client"))
         self._push_order(order)
+        if attach is not None and fill > 0:
+            self._arm_later(order, *attach)
         return self._ack(order)
+
+    def _arm_later(self, entry: _Order, trigger: float, client_id: str) -> None:
+        delay = self.config.attached_stop_delay
+        if delay <= 0:
+            self._arm(entry, trigger, client_id)
+            return
+        self._pending_attach.add(client_id)
+
+        def arm() -> None:
+            if client_id in self._pending_attach:
+                self._pending_attach.discard(client_id)
+                self._arm(entry, trigger, client_id)
+
+        asyncio.get_running_loop().call_later(delay, arm)
+
+    def _arm(self, entry: _Order, trigger: float, client_id: str) -> None:
+        """The venue arms the stop attached to ``entry``, for its fill: or
+        refuses it, when the price has crossed the trigger."""
+        now = self._now()
+        cfg = self.config
+        side = entry.side.opposite
+        size = entry.amount if cfg.attached_stop_whole_amount else entry.filled
+        price = self.price(entry.symbol)
+        crossed = ((side is Side.SELL and trigger >= price)
+                   or (side is Side.BUY and trigger <= price))
+        refused = cfg.attached_stop_refused or crossed or self._reducible(entry.symbol, side) <= 0
+        o = self._new_order(entry.symbol, side, size, 0.0,
+                            OrderStatus.REJECTED if refused else OrderStatus.OPEN, True,
+                            client_id, now)
+        o.kind = "stop"
+        o.trigger_price = trigger
+        o.parent = entry.order_id
+        self._attached[entry.order_id] = o
+        self._record(now, "stop", entry.symbol, side, size, True, client_id, not refused, 0,
+                     "attached stop refused at the fill" if refused else "attached")
 
     def _whole_lots(self, symbol: str, qty: float) -> float:
         """A partial fill is whole lots, as on a real venue."""
