@@ -378,15 +378,10 @@ class OkxDriver(FakeDriver):
         raise Unsupported("the OKX fake has no stream")
 
 
-#: The OKX fake arrives with the OKX adapter work; until then the OKX case
-#: class is skipped (tests/test_conformance.py).
-OKX_FAKE = "FakeOkx" in vars(F)
-
-
 async def okx_venue(adapter_class: type[CcxtAdapter] = CcxtAdapter, name: str = "okx") -> Venue:
-    venue = vars(F)["FakeOkx"]()
+    venue = F.FakeOkx()
     driver = OkxDriver(venue, {"BTC/USDT:USDT": "BTC-USDT-SWAP", "ETH/USDT:USDT": "ETH-USDT-SWAP"})
-    exchange = vars(F)["okx"](venue)
+    exchange = F.okx(venue)
     await F.load_markets_offline(exchange, venue)
     adapter = adapter_class(exchange)
     # 51008 insufficient margin, 51169 nothing to reduce, 51280/51278 stop on

@@ -4,16 +4,24 @@ A failure names the promise and the venue (``adapters.conformance``)."""
 
 from __future__ import annotations
 
-import pytest
-
 from adapters.conformance import AdapterConformance, Venue, example
 from adapters.conformance.simulated import simulated_venue
-from tests.conformance_venues import OKX_FAKE, binance_venue, bybit_venue, okx_venue
+from adapters.simulated import SimConfig, StreamMode
+from tests.conformance_venues import binance_venue, bybit_venue, okx_venue
 
 
 class TestSimulated(AdapterConformance):
     async def make_venue(self) -> Venue:
         return await simulated_venue()
+
+
+class TestSimulatedAttachedStops(AdapterConformance):
+    """The simulator arming stops sent with the entry."""
+
+    async def make_venue(self) -> Venue:
+        return await simulated_venue(SimConfig(
+            prices={"AVL/USDT:USDT": 0.1358}, strict_symbols=True, stream=StreamMode.PRESENT,
+            attached_stops=True))
 
 
 class TestBybit(AdapterConformance):
@@ -33,7 +41,6 @@ class TestExampleTern(AdapterConformance):
         return await example.make_venue()
 
 
-@pytest.mark.skipif(not OKX_FAKE, reason="the OKX fake is not on this branch yet")
 class TestOkx(AdapterConformance):
     async def make_venue(self) -> Venue:
         return await okx_venue()
