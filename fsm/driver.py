@@ -90,6 +90,9 @@ class PositionOpener:
         self._observing: set[asyncio.Future[None]] = set()
         self._ids = ids or (lambda: uuid.uuid4().hex[:24])
         self._recorder = Recorder()
+        #: whether the adapter has the attached-stop methods: a structural
+        #: check costs more than an attempt's own decisions, so it runs once
+        self._attach_port = isinstance(adapter, AttachedStopPort)
         self._locks: dict[str, asyncio.Lock] = {}
         self._observe = Observer(adapter, self.policy)
         self._send = Sender(adapter, self.policy, self._observe, self._intent)
@@ -127,6 +130,8 @@ class PositionOpener:
             # the account is read until the end record: one attempt per
             # (account, symbol) across processes, every write fenced.
             give_up = self._observe.pre_entry_deadline()
+            if self.leases is None:
+                return await self._open(request, attempt_id, entry_cid, tally, give_up)
             market = await self._observe.market(request.symbol, give_up)
             async with self.hold_lease(market.symbol) as lease:
                 if lease is not None and lease.taken_over:
@@ -153,8 +158,8 @@ class PositionOpener:
                          prepared.amount, prepared.symbol, prepared.stop_loss, request.symbol,
                          request.amount, request.stop_loss,
                          extra={"attempt_id": attempt_id, "state": State.NEW.value})
-            attempt = Attempt(attempt_id, prepared, entry_cid, self._now())
-            attempt.facts = evolve(attempt.facts, baseline=baseline, stop_attached=attach)
+            attempt = Attempt(attempt_id, prepared, entry_cid, self._now(), baseline=baseline,
+                              stop_attached=attach)
             attempt.requests = tally.requests
             CALLER.set(attempt)
             if self.journal is not None:
@@ -195,7 +200,7 @@ class PositionOpener:
         (``Policy.protection``); refuses ``"attached"`` where the adapter
         cannot, with nothing sent."""
         mode = self.policy.protection
-        able = isinstance(self.adapter, AttachedStopPort) and bool(self.adapter.attached_stops)
+        able = self._attach_port and bool(getattr(self.adapter, "attached_stops", False))
         if mode == "attached" and not able:
             raise BadRequest(f"Policy(protection='attached'), but {self.adapter.name} does not "
                              "arm a stop attached to a market entry. Nothing was sent.")
@@ -236,7 +241,8 @@ class PositionOpener:
             interrupted = False
         finally:
             self._recorder.untrack(a)
-            await self._observe.settle_reply(a, interrupted=interrupted)
+            if a.attempt_id in self._observe.replies:  # the stream overtook the create's reply
+                await self._observe.settle_reply(a, interrupted=interrupted)
 
     async def _run(self, a: Attempt) -> None:
         """Ask the step function, do what it says, until a terminal state."""
@@ -247,8 +253,10 @@ class PositionOpener:
                       verify_timeout=p.verify_timeout, close_timeout=p.close_timeout,
                       stop_lookup=self._enter(a))
         polls = 0
+        clock = True  # read the clock before deciding: an await may have let time pass
         while not a.terminal:
-            step = next_step(a.state, self._facts_now(a), ctx)
+            step = next_step(a.state, self._facts_now(a, clock), ctx)
+            clock = True
             if isinstance(step, LookUp):
                 polls += await self._observe.look(a, step, polls)
             elif isinstance(step, Send) and step.what == "entry":
@@ -271,16 +279,24 @@ class PositionOpener:
                 elif a.state is not before:
                     polls = 0
                     ctx.stop_lookup = self._enter(a)
+                    # Nothing was awaited since the clock was read: no news
+                    # can have arrived, and the next decision shares this
+                    # one's instant (as it always does in virtual time).
+                    clock = False
                 if a.state is State.CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
 
-    def _facts_now(self, a: Attempt) -> Facts:
-        f = at(a.facts, self._now())
+    def _facts_now(self, a: Attempt, clock: bool = True) -> Facts:
+        """The attempt's facts for the next decision: as of now (unless
+        ``clock`` is false: nothing was awaited since the facts' instant),
+        with the stream's latest position where the state reads one."""
+        f = a.facts
+        now = self._now() if clock else f.now
         if a.state in (State.FETCHED, State.ROLLING_BACK):
             cached = self._observe.stream_position(a)
             if cached is not None:
-                f = evolve(f, position=cached)
-        return f
+                return evolve(f, now=now, position=cached)
+        return at(f, now) if clock else f
 
     def _enter(self, a: Attempt) -> bool:
         """Deadlines and intents of the state just entered. Returns whether a
