@@ -316,7 +316,7 @@ class PositionOpener:
             # The stop went with the entry: nothing is sent, what the exchange
             # armed is read back until its own deadline (then fall_back).
             if f.stop_intent is None or f.attached_deadline is None:
-                intent = StopIntent(side=r.side.opposite, amount=size,
+                intent = StopIntent(side=r.side.closing_side, amount=size,
                                     trigger_price=r.stop_loss,
                                     client_id=attached_stop_id(a.attempt_id))
                 a.facts = evolve(f, stop_intent=intent,
@@ -324,7 +324,7 @@ class PositionOpener:
             return False
         resumed = f.stop_intent is not None
         if not resumed or f.protect_deadline is None:
-            intent = StopIntent(side=r.side.opposite, amount=size, trigger_price=r.stop_loss,
+            intent = StopIntent(side=r.side.closing_side, amount=size, trigger_price=r.stop_loss,
                                 client_id=client_ids(a.attempt_id)[1])
             a.facts = evolve(f, stop_intent=intent,
                              protect_deadline=now + self.policy.protect_timeout)

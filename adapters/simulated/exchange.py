@@ -567,7 +567,7 @@ class SimulatedExchange:
         refuses it, when the price has crossed the trigger."""
         now = self._now()
         cfg = self.config
-        side = entry.side.opposite
+        side = entry.side.closing_side
         size = entry.amount if cfg.attached_stop_whole_amount else entry.filled
         price = self.price(entry.symbol)
         crossed = ((side is Side.SELL and trigger >= price)
