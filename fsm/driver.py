@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from fsm import guards as G
 from fsm.alerts import AlertSink, journal_alert, orphaned_alert
 from fsm.attempt import Alert, Attempt, Recorder, Transition, attached_stop_id, client_ids
 from fsm.effects import CALLER, Tally, deliver_queued, notify
@@ -258,12 +259,17 @@ class PositionOpener:
             step = next_step(a.state, self._facts_now(a, clock), ctx)
             clock = True
             if isinstance(step, LookUp):
+                seen = a.facts.stop
                 polls += await self._observe.look(a, step, polls)
+                if a.facts.stop is not seen:  # read back: the venue's own view
+                    ctx.stop_unread = False
             elif isinstance(step, Send) and step.what == "entry":
                 ctx.said = await self._send.entry(a)
             elif isinstance(step, Send):
                 lookup, polls = await self._send.stop(a, polls)
                 ctx.stop_lookup = ctx.stop_lookup or lookup
+                s = a.facts.stop
+                ctx.stop_unread = s is not None and None in (s.reduce_only, s.side, s.amount)
             else:
                 before = a.state
                 self._take(a, step)
@@ -278,13 +284,24 @@ class PositionOpener:
                     ctx.stop_lookup = self._enter(a)
                 elif a.state is not before:
                     polls = 0
-                    ctx.stop_lookup = self._enter(a)
-                    # Nothing was awaited since the clock was read: no news
-                    # can have arrived, and the next decision shares this
-                    # one's instant (as it always does in virtual time).
-                    clock = False
+                    ctx.stop_lookup = await self._entered(a)
+                    # Nothing was awaited since the clock was read (entering
+                    # ROLLING_BACK may cancel a wrong stop: read it again
+                    # there): no news can have arrived, and the next decision
+                    # shares this one's instant (as it always does in virtual
+                    # time).
+                    clock = a.state is State.ROLLING_BACK
                 if a.state is State.CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
+
+    async def _entered(self, a: Attempt) -> bool:
+        """:meth:`_enter`, and on entering ROLLING_BACK, cancel a stop the
+        venue made other than asked (not reduce-only, the wrong side or
+        size): it must not rest, it could open a position."""
+        lookup = self._enter(a)
+        if a.state is State.ROLLING_BACK and _stop_made_wrong(a.facts):
+            await self._send.cancel_wrong_stop(a, a.facts.close_deadline or self._now())
+        return lookup
 
     def _facts_now(self, a: Attempt, clock: bool = True) -> Facts:
         """The attempt's facts for the next decision: as of now (unless
@@ -421,3 +438,8 @@ class JournalFailed(JournalError):
         super().__init__(message)
         self.attempt = attempt
 
+
+def _stop_made_wrong(f: Facts) -> bool:
+    """A stop the venue accepted that is not the one asked for."""
+    return G.stop_accepted(f) and not (
+        G.stop_reduce_only(f) and G.stop_opposite_side(f) and G.stop_covers_size(f))
