@@ -19,16 +19,16 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from fsm import guards as G
-from fsm.alerts import AlertSink, journal_alert, orphaned_alert
-from fsm.attempt import Alert, Attempt, Recorder, Transition, attached_stop_id, client_ids
-from fsm.effects import CALLER, Tally, deliver_queued, notify
+from fsm.alerts import AlertSink
+from fsm.attempt import Attempt, Recorder, Transition, attached_stop_id, client_ids
+from fsm.book import Book, JournalFailed
+from fsm.effects import CALLER, Tally, notify
 from fsm.evidence import Facts, StopIntent
-from fsm.journal import JournalError, JournalLog, JournalSink, encode_step
-from fsm.lease import Lease, LeaseLost, LeaseStore, account_of, hold, lease_data, new_owner
-from fsm.observe import Observer, said
+from fsm.journal import JournalSink
+from fsm.lease import Lease, LeaseStore, account_of, hold, new_owner
+from fsm.observe import Observer
 from fsm.policy import Policy
 from fsm.port import AttachedStopPort, ExchangePort
 from fsm.recovery import recover
@@ -96,7 +96,8 @@ class PositionOpener:
         self._attach_port = isinstance(adapter, AttachedStopPort)
         self._locks: dict[str, asyncio.Lock] = {}
         self._observe = Observer(adapter, self.policy)
-        self._send = Sender(adapter, self.policy, self._observe, self._intent)
+        self._book = Book(journal, alerts, self.policy)
+        self._send = Sender(adapter, self.policy, self._observe, self._book.intent)
 
     # -- public ------------------------------------------------------------------
 
@@ -163,18 +164,11 @@ class PositionOpener:
                               stop_attached=attach)
             attempt.requests = tally.requests
             CALLER.set(attempt)
-            if self.journal is not None:
-                try:
-                    self._note_lease(attempt_id)
-                    self.journal.begin(attempt_id, prepared, entry_cid, self._now())
-                except Exception as exc:
-                    raise JournalFailed(f"attempt {attempt_id}: the journal failed before "
-                                        f"anything was sent ({said(exc, True)}). Nothing was "
-                                        "sent.", attempt) from exc
+            self._book.begin(attempt, prepared)
             await self._drive(attempt)
         # Outside the symbol lock: a slow alert receiver never holds up the
         # next attempt on the symbol.
-        await self._conclude(attempt)
+        await self._book.conclude(attempt)
         return attempt
 
     async def recover(self) -> list[Attempt]:
@@ -191,7 +185,7 @@ class PositionOpener:
             async with self.hold_lease(attempt.request.symbol):
                 async with self._symbol_lock(attempt.request.symbol):
                     await self._drive(attempt)
-                await self._conclude(attempt)
+                await self._book.conclude(attempt)
         finally:
             CALLER.reset(token)
         return attempt
@@ -217,12 +211,6 @@ class PositionOpener:
             return
         async with hold(self.leases, self.account, symbol, self.owner, self.policy) as lease:
             yield lease
-
-    def _note_lease(self, attempt_id: str) -> None:
-        """Journal which lease took the attempt up (its account, for recovery)."""
-        data = lease_data()
-        if data and isinstance(self.journal, JournalLog):
-            self.journal.note(attempt_id, "lease", self._now(), data)
 
     def _symbol_lock(self, symbol: str) -> asyncio.Lock:
         """One attempt per symbol at a time: on a netted position a fill can
@@ -354,90 +342,10 @@ class PositionOpener:
 
     def _take(self, a: Attempt, decision: Fire) -> Transition:
         step = self._recorder.take(a, decision)
-        journal = self.journal
-        if journal is not None:
-            self._write(a, lambda: journal.transition(a.attempt_id, step.at,
-                                                      encode_step(step, a.facts)))
+        self._book.transition(a, step)
         if self.on_transition is not None:
             notify(self.on_transition, a, step, self.policy.alert_timeout, self._observing)
         return step
-
-    def _write(self, a: Attempt, write: Callable[[], None]) -> None:
-        """One journal write of a live attempt. Once the entry may have left,
-        a failing journal must not stop the engine from protecting or rolling
-        back: the failure is logged, remembered, and alerted and raised only
-        when the attempt is safe (:meth:`_conclude`)."""
-        try:
-            write()
-        except LeaseLost:
-            raise  # fenced out: abandon the attempt here, as a crash would
-        except Exception as exc:  # noqa: BLE001 - a failing journal must not stop the rollback
-            if a.journal_error is None:
-                a.journal_error = exc
-                log.critical("attempt %s: the journal failed (%r); driving the attempt to a "
-                             "safe state from memory", a.attempt_id, exc,
-                             extra={"attempt_id": a.attempt_id, "state": a.state.value})
-
-    def _intent(self, a: Attempt, action: str, client_id: str, **data: Any) -> None:
-        if log.isEnabledFor(logging.INFO):
-            log.info("attempt %s: about to send %s %s", a.attempt_id, action, client_id,
-                     extra={"attempt_id": a.attempt_id, "state": a.state.value,
-                            "action": action})
-        journal = self.journal
-        if journal is None:
-            return
-        at_ = self._now()
-        if action != "entry":
-            self._write(a, lambda: journal.intent(a.attempt_id, action, client_id, at_, data))
-            return
-        try:  # rule 8: no entry leaves unless its intent is durable
-            journal.intent(a.attempt_id, action, client_id, at_, data)
-        except Exception as exc:
-            raise JournalFailed(f"attempt {a.attempt_id}: the journal failed before the entry "
-                                f"was sent ({said(exc, True)}). Nothing was sent.", a) from exc
-
-    async def _conclude(self, a: Attempt) -> None:
-        """After the terminal transition: alert (queued in the journal before
-        delivery, so a crash during delivery is delivered again by
-        ``recover()``), then write the end record. A journal that failed while
-        the attempt was live is alerted and raised only now, with the
-        exposure protected, closed or alerted."""
-        failed = a.journal_error
-        if a.state is State.ORPHANED:
-            a.alert = orphaned_alert(a)
-            await self._deliver(a, a.alert)
-        elif failed is not None:
-            await self._deliver(a, journal_alert(a, self._now()))
-        journal = self.journal
-        if journal is not None:
-            self._write(a, lambda: journal.end(a.attempt_id, a.state, self._now()))
-        if failed is not None:
-            raise JournalFailed(f"attempt {a.attempt_id} ended {a.state.value}, but its "
-                                f"journal failed ({said(failed, True)}); see the attempt and "
-                                "the alert", a) from failed
-
-    async def _deliver(self, a: Attempt, alert: Alert) -> None:
-        journal = self.journal
-        note = None
-        if isinstance(journal, JournalLog):
-            log_ = journal
-
-            def note(kind: str, data: dict[str, Any]) -> None:
-                self._write(a, lambda: log_.note(a.attempt_id, kind, self._now(), data))
-
-        await deliver_queued(self.alerts, alert, self.policy.alert_timeout, note)
-
-
-class JournalFailed(JournalError):
-    """The journal failed while an attempt was live. Before the entry left,
-    nothing was sent (``attempt.state`` is ``NEW``). After, the engine drove
-    the attempt to a terminal state from memory and alerted; ``attempt`` is
-    that attempt. A restart cannot recover it from the journal."""
-
-    def __init__(self, message: str, attempt: Attempt) -> None:
-        super().__init__(message)
-        self.attempt = attempt
-
 
 def _stop_made_wrong(f: Facts) -> bool:
     """A stop the venue accepted that is not the one asked for."""
