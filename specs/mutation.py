@@ -197,8 +197,10 @@ def _function(mutant: str) -> str:
 
 
 def run_mutmut(modules: Sequence[str], suite: str, children: int,
-               reuse: bool = False) -> dict[str, Any]:
-    """mutmut on ``modules`` against ``suite``: a summary per module."""
+               reuse: bool = False, sample: Sequence[str] = ()) -> dict[str, Any]:
+    """mutmut on ``modules`` against ``suite``: a summary per module. With
+    ``sample`` (mutmut name patterns, e.g. ``*__mutmut_*7``), only the
+    mutants matching one are run; the rest count as "not checked"."""
     ws = WORK / f"mutmut-{suite}"
     took = float("nan")
     if reuse and all((ws / "mutants" / (m + ".meta")).exists() for m in modules):
@@ -211,8 +213,8 @@ def run_mutmut(modules: Sequence[str], suite: str, children: int,
         configure_mutmut(ws, modules, suite)
         start = time.monotonic()
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children",
-                               str(children)], cwd=ws, env=env(), capture_output=True,
-                              text=True)
+                               str(children), *sample], cwd=ws, env=env(),
+                              capture_output=True, text=True)
         took = time.monotonic() - start
         (ws / "mutmut.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
@@ -432,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="report a finished mutmut run found in .mutation/ instead of re-running")
     p.add_argument("--report", type=Path, default=REPORT)
+    p.add_argument("--sample", nargs="+", default=[], metavar="PATTERN",
+                   help="run only the mutmut mutants whose names match a pattern: "
+                        "'*__mutmut_*7' is a systematic tenth of every function's mutants")
     args = p.parse_args(argv)
 
     report: dict[str, Any] = {}
@@ -442,10 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              "max_children": args.max_children, "hypothesis_profile": "mutation"}
     if "mutmut" in args.only:
         for suite in args.suites:
-            res = run_mutmut(args.modules, suite, args.max_children, args.reuse)
+            res = run_mutmut(args.modules, suite, args.max_children, args.reuse, args.sample)
             for module, summary in res.items():
                 report.setdefault("mutmut", {}).setdefault(suite, {})[module] = {
-                    **summary, **stamp}
+                    **summary, **stamp, **({"sample": args.sample} if args.sample else {})}
                 _say(f"mutmut {module} [{suite}]", summary)
     if "table" in args.only:
         for suite in ("no-diagrams", "rules"):
