@@ -70,7 +70,8 @@ class Worker:
         _LIVE.append(self.proc)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.said: list[dict[str, Any]] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -88,15 +89,17 @@ class Worker:
         self.proc.stdin.flush()
 
     def finish(self, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Everything the process said, once it exited and its output was
+        read to the end (not "whatever arrived within some fraction of a
+        second": a loaded machine delivers the last line late)."""
         self.proc.wait(timeout)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        self._reader.join(timeout)
+        assert not self._reader.is_alive(), "the worker's output did not end"
+        while True:
             try:
-                self.said.append(self.lines.get(timeout=0.2))
+                self.said.append(self.lines.get_nowait())
             except queue.Empty:
-                if self.proc.stdout is None or self.proc.stdout.closed or self.lines.empty():
-                    break
-        return self.said
+                return self.said
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         os.kill(self.proc.pid, sig)
@@ -254,19 +257,36 @@ def test_kill_and_recover_across_processes_keeps_the_laws(journal_at: str) -> No
           f"{sum(1 for s in summarize(_records(journal_at)) if s.recovered)} recovered")
 
 
+def _wait_until(what: str, ok: Any, alive: Worker, timeout: float = 60.0) -> None:
+    """Poll ``ok()`` until it holds; fail past the deadline, or at once if
+    the worker died."""
+    deadline = time.monotonic() + timeout
+    while not ok():
+        assert alive.proc.poll() is None, f"the worker exited before {what}: {alive.finish()}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g}s"
+        time.sleep(0.02)
+
+
 def test_a_paused_holder_is_fenced_out_after_a_take_over(journal_at: str) -> None:
-    """A holder is SIGSTOPped once its entry may be out, past its lease;
-    another process's recover() takes the attempt over and finishes it. The
-    first one, resumed, writes nothing and sends nothing: LeaseLost."""
+    """A holder is SIGSTOPped while it waits for the answer to its entry
+    (which executed), past its lease; another process's recover() takes the
+    attempt over and finishes it. The first one, resumed, writes nothing and
+    sends nothing: LeaseLost.
+
+    Where the holder stands when it is paused is fixed by a condition, not
+    by a clock: the exchange holds back the entry's answer until the test
+    has paused it, so the pause cannot land between the entry's intent and
+    its request (the entry then not sent yet: nothing for the take-over to
+    protect) nor after the holder moved on."""
     args = {"journal": journal_at, "lease_duration": 1.0, "lease_renew": 0.25}
     with EmulatorServer(SimConfig(prices={SYMBOL: 0.1358}, rtt=0.5)) as ex:
         (a,) = _start({**args, "url": ex.url, "mode": "open"}, 1)
+        release = ex.hold_reply("create_order")
         a.go()
-        deadline = time.monotonic() + 60
-        while not any(r.kind == "intent" for r in _records(journal_at)):
-            assert time.monotonic() < deadline and a.proc.poll() is None
-            time.sleep(0.02)
+        _wait_until("entry on the exchange",
+                    lambda: any(o.client_id.endswith("e") for o in ex.truth()["log"]), a)
         a.kill(signal.SIGSTOP)
+        release()  # the answer waits in the paused holder's socket
         try:
             (b,) = _start({**args, "url": ex.url, "mode": "recover"}, 1)
             b.go()
@@ -276,7 +296,8 @@ def test_a_paused_holder_is_fenced_out_after_a_take_over(journal_at: str) -> Non
             a.kill(signal.SIGCONT)
         a_said = a.finish(120)
         after, truth_after = _records(journal_at), ex.truth()
-    assert [m.get("states") for m in b_said if m.get("step") == "recover"] == [["PROTECTED"]]
+    assert [m.get("states") for m in b_said if m.get("step") == "recover"] == [["PROTECTED"]], \
+        b_said
     (lost,) = [m for m in a_said if m.get("step") == "open"]
     assert lost["error"] == "LeaseLost", a_said
     assert "fenced out" in lost["message"]
