@@ -83,6 +83,14 @@ class Worker:
         self.said.append(msg)
         return msg
 
+    def heard(self) -> list[dict[str, Any]]:
+        """Everything said so far (without waiting)."""
+        while True:
+            try:
+                self.said.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.said
+
     def go(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write("go\n")
@@ -204,8 +212,17 @@ def test_opens_that_cannot_wait_refuse_with_lease_busy_and_send_nothing(
     with EmulatorServer(SimConfig(prices={SYMBOL: 0.1358}, rtt=0.3)) as ex:
         workers = _start({"url": ex.url, "journal": journal_at, "mode": "open",
                           "lease_wait": 0.1}, n)
+        # Whoever takes the lease first cannot finish before the others gave
+        # up: its entry's answer is held until they did (a condition, not
+        # a race between its attempt and their start-up on a loaded machine).
+        release = ex.hold_reply("create_order")
         for w in workers:
             w.go()
+        deadline = time.monotonic() + 120
+        while sum(m.get("error") == "LeaseBusy" for w in workers for m in w.heard()) < n - 1:
+            assert time.monotonic() < deadline, [w.said for w in workers]
+            time.sleep(0.02)
+        release()
         said = [m for w in workers for m in w.finish() if m.get("step") == "open"]
         truth = ex.truth()
     assert sorted(m.get("state") or m["error"] for m in said) == \
