@@ -55,7 +55,15 @@ import attrs
 
 from fsm.attempt import attached_stop_id, client_ids
 from fsm.journal import AttemptSummary, JournalLog, summarize
-from fsm.lease import LeaseBusy, LeaseLost, LeaseStore, account_of, hold, new_owner
+from fsm.lease import (
+    LeaseBusy,
+    LeaseLost,
+    LeaseStore,
+    account_of,
+    check_held,
+    hold,
+    new_owner,
+)
 from fsm.model import (
     OrderNotFound,
     OrderStatus,
@@ -721,6 +729,12 @@ class Reconciler:
                 log.exception("the reconciliation alert callback failed")
 
     async def _call(self, aw: Awaitable[Any]) -> Any:
+        try:  # under a lease that expired by our clock (paused): send nothing more
+            check_held()
+        except asyncio.CancelledError:
+            if inspect.iscoroutine(aw):
+                aw.close()
+            raise
         async with asyncio.timeout(self.policy.request_timeout):
             return await aw
 

@@ -12,11 +12,12 @@ opener does.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from adapters.simulated import SimConfig, SimulatedExchange
 from fsm import State, client_ids
 from fsm.journal import Journal, JournalRecord
-from fsm.lease import LeaseStore
+from fsm.lease import Lease, LeaseStore
 from fsm.reconcile import ActionKind, OrphanAction, ReconcilePolicy, Reconciler, ReconcileReport
 from tests.helpers import PRICE, SYMBOL, request
 from tests.pg import open_journal
@@ -101,3 +102,42 @@ def test_the_monitor_does_not_act_on_a_view_an_attempt_changed_meanwhile(
         (why,) = report.skipped
         assert "changed" in why and report.actions == ()
         assert ex.log == []
+
+
+def test_a_monitor_paused_past_its_lease_writes_nothing_and_sends_nothing(
+    journal_at: str,
+) -> None:
+    """The monitor holds the lease, then stalls (here: inside its journal
+    re-read, its loop blocked as a paused process's is) until its lease
+    expired and an opener took the symbol over. Its record is refused by the
+    fence, nothing is sent, and the symbol is reported skipped."""
+    ex = SimulatedExchange(SimConfig(prices={SYMBOL: PRICE}, initial_positions={SYMBOL: 43.0}))
+    with open_journal(journal_at) as mine, open_journal(journal_at) as other:
+        _orphaned(mine, A1)
+        rec = Reconciler(ex, mine, account=ACCOUNT, lease_duration=0.5, policy=ReconcilePolicy(
+            settle_time=0, orphans=OrphanAction.PROTECT))
+        real_read = mine.read
+        reads = 0
+        taken: list[Lease] = []
+
+        def read(attempt_id: str | None = None) -> list[JournalRecord]:
+            nonlocal reads
+            reads += 1
+            if reads == 2:  # holding the lease: stall until another process took it
+                deadline = time.monotonic() + 30
+                while not taken:
+                    assert time.monotonic() < deadline, "the monitor's lease never expired"
+                    got = _store(other).acquire(ACCOUNT, SYMBOL, "opener-elsewhere", 30.0)
+                    if got is not None:
+                        taken.append(got)
+            return real_read(attempt_id)
+
+        mine.read = read  # type: ignore[method-assign]
+        before = real_read()
+        report = asyncio.run(rec.check_once())
+        (why,) = report.skipped
+        assert "fenced out" in why and report.actions == ()
+        assert ex.log == []
+        assert real_read() == before
+        now = _store(other).holder(ACCOUNT, SYMBOL)
+        assert now is not None and (now.owner, now.token) == (taken[0].owner, taken[0].token)
