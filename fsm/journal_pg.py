@@ -125,7 +125,7 @@ class PostgresStore:
 
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0,
                  migrations: Sequence[Migration] = PG_MIGRATIONS,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, stalled_transaction_timeout: float = 5.0) -> None:
         try:
             import psycopg  # noqa: F401 - the optional extra
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -133,6 +133,11 @@ class PostgresStore:
                                "pip install 'safe-position-opener[postgres]'") from exc
         self.dsn = dsn
         self._timeout = connect_timeout
+        #: seconds after which the server ends a transaction of ours whose
+        #: client went quiet in the middle of it (a paused or cut-off
+        #: process): its row locks, the lease row's included, would otherwise
+        #: hold up a take-over for as long as the process stays paused
+        self.stalled_transaction_timeout = stalled_transaction_timeout
         self._migrations = tuple(migrations)
         self._c: psycopg.Connection[tuple[Any, ...]] | None = None
         #: opened for reading only (``journal show``): every transaction of
@@ -252,6 +257,8 @@ class PostgresStore:
                                 application_name="safe-position-opener")
         except psycopg.Error as exc:
             raise JournalError(f"cannot connect to the PostgreSQL journal: {exc}") from exc
+        ms = max(1, round(self.stalled_transaction_timeout * 1000))
+        c.execute(f"SET idle_in_transaction_session_timeout = {ms}".encode())
         if self.read_only:
             c.execute("SET default_transaction_read_only = on")
         self._c = c

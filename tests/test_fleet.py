@@ -21,6 +21,7 @@ import os
 import queue
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -274,6 +275,29 @@ def test_kill_and_recover_across_processes_keeps_the_laws(journal_at: str) -> No
           f"{sum(1 for s in summarize(_records(journal_at)) if s.recovered)} recovered")
 
 
+@contextlib.contextmanager
+def _outside_journal_writes(where: str) -> Iterator[None]:
+    """For the body, no bot process is inside a journal write transaction.
+
+    SQLite: the test holds the file's write lock (waiting for a write in
+    progress to commit first), so a process paused in the body cannot be
+    holding it; a paused holder of SQLite's lock would stall every process
+    on the host until it is resumed, the lease notwithstanding (nothing can
+    break another process's SQLite lock). PostgreSQL needs nothing: the
+    server ends a transaction whose client went quiet
+    (``PostgresStore.stalled_transaction_timeout``)."""
+    if where.startswith(("host=", "postgresql://", "postgres://")):
+        yield
+        return
+    conn = sqlite3.connect(where, timeout=60, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
 def _wait_until(what: str, ok: Any, alive: Worker, timeout: float = 60.0) -> None:
     """Poll ``ok()`` until it holds; fail past the deadline, or at once if
     the worker died."""
@@ -302,7 +326,8 @@ def test_a_paused_holder_is_fenced_out_after_a_take_over(journal_at: str) -> Non
         a.go()
         _wait_until("entry on the exchange",
                     lambda: any(o.client_id.endswith("e") for o in ex.truth()["log"]), a)
-        a.kill(signal.SIGSTOP)
+        with _outside_journal_writes(journal_at):  # not paused mid-renewal
+            a.kill(signal.SIGSTOP)
         release()  # the answer waits in the paused holder's socket
         try:
             (b,) = _start({**args, "url": ex.url, "mode": "recover"}, 1)
