@@ -321,6 +321,9 @@ class FakeVenue:
         self.ws_connections: list[FakeWsConnection] = []
         #: Called after each fill (tests use it to move the market).
         self.on_fill: Callable[[FakeOrder], None] | None = None
+        #: Extra error answers by name, usable as ``Fault.error``: a venue
+        #: error code the recorded bodies do not cover, in the venue's shape.
+        self.coded_errors: dict[str, tuple[int, Any]] = {}
 
     # clock -------------------------------------------------------------
     @staticmethod
@@ -435,7 +438,7 @@ class FakeVenue:
                 assert fault.error is not None
                 if fault.kind == "error_after":
                     self.route(method, path, params)
-                status, body = self.error_body(fault.error)
+                status, body = self.coded_errors.get(fault.error) or self.error_body(fault.error)
                 return FakeResponse(status, body if isinstance(body, str) else json.dumps(body))
             # timeout_after: the exchange does the work, the answer is lost.
             self.route(method, path, params)

@@ -295,7 +295,7 @@ class CcxtAdapter:
             params["reduceOnly"] = True
         what = f"create {side.value} {amount} {symbol} ({client_id})"
         raw = await self._send_market(symbol, side, amount, params, what)
-        return ack_snapshot(raw, symbol)
+        return ack_snapshot(raw, symbol, self._profile.filled_info_keys)
 
 
     # -- stops attached to the entry (adapters.port.AttachedStopPort) ---------------
@@ -341,7 +341,7 @@ class CcxtAdapter:
                 "slTriggerPxType": "last",
             }]
         raw = await self._send_market(symbol, side, amount, params, what)
-        return ack_snapshot(raw, symbol)
+        return ack_snapshot(raw, symbol, self._profile.filled_info_keys)
 
     async def fetch_attached_stop(
         self, *, symbol: str, order_id: str | None, client_id: str | None,
@@ -592,7 +592,7 @@ class CcxtAdapter:
                 continue
             if raw.get("symbol") not in (None, symbol):
                 continue
-            return order_snapshot(raw, symbol)
+            return order_snapshot(raw, symbol, self._profile.filled_info_keys)
         return None
 
     async def market(self, symbol: str) -> Market:
@@ -890,6 +890,11 @@ class CcxtAdapter:
             stamp = raw.get("lastUpdateTimestamp")
             if stamp is None:
                 stamp = raw.get("timestamp")
+            as_of = seconds(stamp)
+            held = self._cache.latest(sym)
+            if held is not None and held.as_of is not None and as_of is not None \
+                    and as_of < held.as_of:
+                continue  # an out-of-order push never replaces a newer view
             self._cache.update(
                 PositionSnapshot(
                     symbol=sym,
@@ -897,7 +902,7 @@ class CcxtAdapter:
                     size=abs(signed),
                     source=Source.STREAM,
                     received_at=now,
-                    as_of=seconds(stamp),
+                    as_of=as_of,
                 )
             )
 
@@ -910,7 +915,7 @@ class CcxtAdapter:
             sym = raw.get("symbol")
             if not isinstance(sym, str):
                 continue
-            self._cache.update_order(order_snapshot(raw, sym))
+            self._cache.update_order(order_snapshot(raw, sym, self._profile.filled_info_keys))
 
     def _streamed_terminal(
         self, order_id: str | None, client_id: str | None

@@ -7,7 +7,7 @@ own request. Pure functions, so the parsing is testable on a dict.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,6 +22,7 @@ __all__ = [
     "num",
     "order_snapshot",
     "order_time",
+    "reported_fill",
     "seconds",
     "side_of",
     "signed_contracts",
@@ -107,10 +108,25 @@ def client_id_in(info: object) -> str | None:
     return None
 
 
-def order_snapshot(raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
-    """One ccxt order as the port's snapshot (``symbol`` when ccxt gives none)."""
+def reported_fill(raw: Mapping[str, Any], filled_keys: Sequence[str] = ()) -> float | None:
+    """The filled quantity the venue reported: ``None`` when the raw order
+    (ccxt's ``info``) carries none of ``filled_keys``, however ccxt filled
+    it in (binance.parse_order defaults a missing ``executedQty`` to 0)."""
+    info = raw.get("info")
+    if filled_keys and isinstance(info, Mapping) and all(
+        info.get(k) in (None, "") for k in filled_keys
+    ):
+        return None
+    return num(raw.get("filled"))
+
+
+def order_snapshot(
+    raw: Mapping[str, Any], symbol: str, filled_keys: Sequence[str] = ()
+) -> OrderSnapshot:
+    """One ccxt order as the port's snapshot (``symbol`` when ccxt gives
+    none). ``filled_keys``: the profile's :attr:`filled_info_keys`."""
     amount = num(raw.get("amount"))
-    filled = num(raw.get("filled"))
+    filled = reported_fill(raw, filled_keys)
     status = _STATUS.get(str(raw.get("status"))) if raw.get("status") is not None else None
     if (
         status is OrderStatus.CLOSED
@@ -147,11 +163,13 @@ def order_snapshot(raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
     )
 
 
-def ack_snapshot(raw: Mapping[str, Any], symbol: str) -> OrderSnapshot:
+def ack_snapshot(
+    raw: Mapping[str, Any], symbol: str, filled_keys: Sequence[str] = ()
+) -> OrderSnapshot:
     """A create's reply. ccxt's okx.create_order copies the *requested* side
     into the parsed reply; a side the venue did not send is not a fact
     (rule 1), so it is dropped when the raw reply has none."""
-    snap = order_snapshot(raw, symbol)
+    snap = order_snapshot(raw, symbol, filled_keys)
     info = raw.get("info")
     if isinstance(info, Mapping) and info and not any(k in info for k in ("side", "S")):
         snap = attrs.evolve(snap, side=None)

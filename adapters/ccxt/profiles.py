@@ -152,6 +152,10 @@ class ExchangeProfile:
     #: Execution types that move the position (others, e.g. Bybit
     #: ``Funding``, are cash flows, not trades).
     fill_exec_types: frozenset[str] = frozenset()
+    #: Keys of the venue's raw order (ccxt's ``info``) that carry the filled
+    #: quantity, where ccxt's parser puts a default when they are absent;
+    #: without one of them the adapter reports ``filled=None``.
+    filled_info_keys: tuple[str, ...] = ()
     #: How a stop travels with the entry, or ``None`` where the venue arms
     #: no stop attached to a market entry (Binance USDⓈ-M).
     attached_style: AttachedStyle | None = None
@@ -255,6 +259,10 @@ BINANCE_USDM = ExchangeProfile(
     lookup_lag=1.0,
     # GET /fapi/v1/userTrades: limit default 500, max 1000.
     fills_page_limit=1000,
+    # binance.parse_order: filled = safe_string_2(order, 'executedQty',
+    # 'filledQty', '0'): an answer without them would read "filled 0".
+    # The order stream's 'z' (pro binance.parse_ws_order) has no default.
+    filled_info_keys=("executedQty", "filledQty", "z"),
 )
 
 #: OKX perpetual swaps (USDT-margined ``-SWAP`` instruments), one-way

@@ -111,7 +111,9 @@ class Fault(enum.Enum):
     TIMEOUT_BEFORE = "timeout_before"  # lost on the way: no effect, no reply
     TIMEOUT_AFTER = "timeout_after"  # took effect, reply lost
     RATE_LIMIT = "rate_limit"  # refused before taking effect
-    UNAVAILABLE = "unavailable"  # 503: refused before taking effect
+    #: 503: refused before taking effect, but a write's client cannot know
+    #: that, so a write raises AmbiguousError
+    UNAVAILABLE = "unavailable"
     #: The client times out; the request reaches the exchange only after
     #: ``SimConfig.delayed_arrival`` seconds, and is executed only if that is
     #: within the receive window.
@@ -716,13 +718,15 @@ class SimulatedExchange:
             raise _timed_out(kind, write=write)
         if fate in (Fault.RATE_LIMIT, Fault.UNAVAILABLE):
             await asyncio.sleep(self._latency())
-            what = "rate limit exceeded" if fate is Fault.RATE_LIMIT else "service unavailable"
-            raise TransientError(f"{kind}: {what}", retry_after=0.1)
+            raise _gateway_refusal(kind, fate, write=write)
         try:
             result = effect()
         except Exception:
-            await asyncio.sleep(self._latency())
-            raise
+            if fate is not Fault.TIMEOUT_AFTER:
+                await asyncio.sleep(self._latency())
+                raise
+            # The answer (a refusal, "no such order") is lost with the reply:
+            # the client sees the timeout, not what the exchange said.
         if fate is Fault.TIMEOUT_AFTER:
             await asyncio.sleep(max(0.0, self.config.client_timeout - self.config.rtt / 2))
             if write:
@@ -826,6 +830,16 @@ class SimulatedExchange:
         side = None if net == 0 else (PositionSide.LONG if net > 0 else PositionSide.SHORT)
         return PositionSnapshot(symbol=symbol, side=side, size=abs(net), source=source,
                                 received_at=received, as_of=as_of)
+
+
+def _gateway_refusal(kind: str, fate: Fault, *, write: bool) -> TransientError:
+    """A rate limit or a 503, refused before taking effect. A 503 does not
+    tell the client that a write was not executed (Binance: "the execution
+    status is UNKNOWN"); only the simulator knows, so a write's is ambiguous."""
+    if fate is Fault.UNAVAILABLE and write:
+        return AmbiguousError(f"{kind}: service unavailable")
+    what = "rate limit exceeded" if fate is Fault.RATE_LIMIT else "service unavailable"
+    return TransientError(f"{kind}: {what}", retry_after=0.1)
 
 
 def _timed_out(kind: str, *, write: bool) -> TransientError:
