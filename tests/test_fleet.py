@@ -330,7 +330,12 @@ def test_a_paused_holder_is_fenced_out_after_a_take_over(journal_at: str) -> Non
             a.kill(signal.SIGSTOP)
         release()  # the answer waits in the paused holder's socket
         try:
-            (b,) = _start({**args, "url": ex.url, "mode": "recover"}, 1)
+            # The taker's own lease is long: a loaded machine that delays its
+            # renewals (or its take-over, waiting on the paused holder's
+            # transaction) must not fence it out too; this test is about
+            # the paused one.
+            (b,) = _start({**args, "url": ex.url, "mode": "recover", "lease_duration": 30.0,
+                           "lease_renew": 10.0}, 1)
             b.go()
             b_said = b.finish(120)
             before, truth_before = _records(journal_at), ex.truth()
