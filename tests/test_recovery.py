@@ -15,6 +15,7 @@ from adapters.simulated import AckStyle, SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
 from fsm import Alert, MemoryJournal, OpenRequest, PositionOpener, State, client_ids
 from fsm.journal import JournalLog, summarize
+from fsm.lease import LeaseStore
 from tests.helpers import PRICE, SYMBOL, request
 from tests.pg import open_journal
 
@@ -151,3 +152,40 @@ def test_several_attempts_on_several_symbols_are_all_recovered(journal_at: str) 
     assert len(entries) == 2
     assert ex.net_position(SYMBOL) == 43 and ex.net_position(BTC) == -0.5
     assert len(ex.resting_stops()) == 2
+
+
+def test_a_taken_over_lease_recovers_the_dead_holders_attempt_begun_after_the_listing(
+        journal_at: str) -> None:
+    """recover() lists the unfinished attempts, then takes each one's lease.
+    A holder that began an attempt after the listing and died leaves an
+    expired lease, which the recovery takes over for its listed attempt:
+    that attempt of the dead holder is recovered too, under the same lease.
+    (Before, it was left unfinished while the released lease hid that its
+    holder had died, so the next open() sent an entry on top of it: seen
+    as an ORPHANED attempt in the fleet's kill-and-recover test.)"""
+    ex = _sim()
+    late = "fedcba9876543210fedcba98"
+    with open_journal(journal_at) as j, open_journal(journal_at) as dead:
+        store = j.store
+        assert isinstance(store, LeaseStore)
+        j.begin(AID, request(), ENTRY, 0.0)  # listed: the entry was never sent
+        listed = False
+        real_read = j.read
+
+        def read(attempt_id: str | None = None) -> list[Any]:
+            nonlocal listed
+            out = real_read(attempt_id)
+            if not listed:  # right after the listing: the dead holder's attempt
+                listed = True
+                assert store.acquire("acct", SYMBOL, "dead-holder", 0.001) is not None
+                dead.begin(late, request(), client_ids(late)[0], 0.0)
+            return out
+
+        j.read = read  # type: ignore[method-assign]
+
+        async def go() -> list[Any]:
+            return await PositionOpener(ex, journal=j, account="acct").recover()
+
+        run_virtual(go())
+        ended = {s.attempt_id: s.finished for s in summarize(real_read())}
+    assert ended == {AID: True, late: True}
