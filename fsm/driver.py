@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from fsm import guards as G
 from fsm.alerts import AlertSink, journal_alert, orphaned_alert
 from fsm.attempt import Alert, Attempt, Recorder, Transition, attached_stop_id, client_ids
 from fsm.effects import CALLER, Tally, deliver_queued, notify
@@ -250,12 +251,17 @@ class PositionOpener:
         while not a.terminal:
             step = next_step(a.state, self._facts_now(a), ctx)
             if isinstance(step, LookUp):
+                seen = a.facts.stop
                 polls += await self._observe.look(a, step, polls)
+                if a.facts.stop is not seen:  # read back: the venue's own view
+                    ctx.stop_unread = False
             elif isinstance(step, Send) and step.what == "entry":
                 ctx.said = await self._send.entry(a)
             elif isinstance(step, Send):
                 lookup, polls = await self._send.stop(a, polls)
                 ctx.stop_lookup = ctx.stop_lookup or lookup
+                s = a.facts.stop
+                ctx.stop_unread = s is not None and None in (s.reduce_only, s.side, s.amount)
             else:
                 before = a.state
                 self._take(a, step)
@@ -270,9 +276,18 @@ class PositionOpener:
                     ctx.stop_lookup = self._enter(a)
                 elif a.state is not before:
                     polls = 0
-                    ctx.stop_lookup = self._enter(a)
+                    ctx.stop_lookup = await self._entered(a)
                 if a.state is State.CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
+
+    async def _entered(self, a: Attempt) -> bool:
+        """:meth:`_enter`, and on entering ROLLING_BACK, cancel a stop the
+        venue made other than asked (not reduce-only, the wrong side or
+        size): it must not rest, it could open a position."""
+        lookup = self._enter(a)
+        if a.state is State.ROLLING_BACK and _stop_made_wrong(a.facts):
+            await self._send.cancel_wrong_stop(a, a.facts.close_deadline or self._now())
+        return lookup
 
     def _facts_now(self, a: Attempt) -> Facts:
         f = at(a.facts, self._now())
@@ -405,3 +420,8 @@ class JournalFailed(JournalError):
         super().__init__(message)
         self.attempt = attempt
 
+
+def _stop_made_wrong(f: Facts) -> bool:
+    """A stop the venue accepted that is not the one asked for."""
+    return G.stop_accepted(f) and not (
+        G.stop_reduce_only(f) and G.stop_opposite_side(f) and G.stop_covers_size(f))

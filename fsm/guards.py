@@ -92,22 +92,16 @@ def position_contradicted(f: Facts) -> bool:
 
 
 def position_confirmed(f: Facts) -> bool:
-    """Exposure on our side is confirmed by the first source to show it: the
-    stream's position (side ours, size at least our fill) or the entry's own
-    terminal fill on our side. Absence in a lagging view proves nothing."""
-    if position_contradicted(f):
-        return False
-    p = f.position
-    if (
-        p is not None
-        and p.side is f.request.side.opens
-        and order_filled(f)
-        and f.entry is not None
-        and f.entry.filled is not None
-        and (p.size > f.entry.filled or qty_eq(p.size, f.entry.filled))
-    ):
-        return True
-    return order_terminal(f) and order_filled(f) and side_matches_request(f)
+    """Exposure on our side is confirmed: the entry is terminal with a fill
+    on our side (rule 3's order fill status, the first evidence the attempt
+    holds once fetched) and no position source shows the opposite side.
+    Absence in a lagging view proves nothing, so it is not consulted.
+
+    (A stream position at least our fill used to confirm too; every attempt
+    reaching FETCHED already holds the order's fill, so that branch could
+    never decide anything and was removed.)"""
+    return (not position_contradicted(f) and order_terminal(f) and order_filled(f)
+            and side_matches_request(f))
 
 
 def verify_deadline_passed(f: Facts) -> bool:

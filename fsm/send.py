@@ -201,6 +201,27 @@ class Sender:
         a.facts = evolve(a.facts, close_absent_after=absent_after(self.adapter, self.policy,
                                                                   sent_at))
 
+    async def cancel_wrong_stop(self, a: Attempt, deadline: float) -> None:
+        """Cancel the stop the venue made other than asked (not reduce-only,
+        the wrong side or size: it could open a position), retrying with
+        back-off until ``deadline``; what this misses, the monitor cancels."""
+        f = a.facts
+        if f.stop is None:
+            return
+        cid = f.stop.client_id or (f.stop_intent.client_id if f.stop_intent else None)
+        loop = asyncio.get_running_loop()
+        p = self.policy
+        tries = 0
+        while True:
+            limit = min(p.request_timeout, max(deadline - loop.time(), p.request_timeout / 10))
+            failed = await cancel_stop(self.adapter, limit, symbol=a.request.symbol,
+                                       order_id=f.stop.order_id, client_id=cid,
+                                       attempt_id=a.attempt_id, state=a.state.value)
+            if failed is None or loop.time() >= deadline:
+                return
+            await asyncio.sleep(min(p.backoff(tries), max(0.0, deadline - loop.time())))
+            tries += 1
+
     async def fall_back(self, a: Attempt) -> None:
         """After the ``fall_back`` row: the stop attached to the entry is not
         trusted. A live one (wrong) or one not shown yet (it may still arm) is

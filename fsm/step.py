@@ -46,6 +46,9 @@ class Context:
     close_timeout: float = 0.0
     #: VERIFIED: a stop may rest already, so it is only looked up, never sent
     stop_lookup: bool = False
+    #: VERIFIED: the stop's reply left what the stop guards check unreported
+    #: (an ids-only reply): it is read back before it protects anything
+    stop_unread: bool = False
     #: NEW: the create's outcome, in words (evidence, detail); None: not sent
     said: tuple[Source | None, str] | None = None
 
@@ -197,6 +200,19 @@ def _stop_refused_gate(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
     return f
 
 
+def _stop_read_back(f: Facts, ctx: Context) -> Facts | LookUp | Send | None:
+    """Silence is not agreement: a stop whose reply reports no reduce-only
+    flag, side or size (a venue may have dropped the flag) is read back
+    before it protects anything, until the protect deadline; after it, the
+    reply is all there is."""
+    s = f.stop
+    if ctx.stop_unread and s is not None and G.stop_accepted(f) \
+            and None in (s.reduce_only, s.side, s.amount) \
+            and (f.protect_deadline is None or f.now < f.protect_deadline):
+        return LookUp(Look.STOP, f)
+    return f
+
+
 def _stop_default(f: Facts, ctx: Context) -> Step:
     if f.relying_on_attached:
         return LookUp(Look.ATTACHED, f)  # nothing is sent: the stop went with the entry
@@ -279,6 +295,7 @@ S, T = State, Trigger
 _GATES: dict[State, dict[Row, _Gate]] = {
     S.NEW: {_row(S.NEW, T.SUBMIT, "entry_may_exist"): _new_gate},
     S.VERIFIED: {
+        _row(S.VERIFIED, T.PROTECTED, "stop_accepted"): _stop_read_back,
         _row(S.VERIFIED, T.PROTECT_FAILED, "exposure_unattributable"): _fills_first,
         _row(S.VERIFIED, T.PROTECT_FAILED, "stop_refused"): _stop_refused_gate,
     },

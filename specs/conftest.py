@@ -8,6 +8,9 @@
 * ``deep`` - nightly or local: 100,000 examples per law (``FSM_SPECS_EXAMPLES``
   overrides the count, e.g. for a shorter deep run).
 * ``quick`` - for editing the specs: a few dozen examples per law.
+* ``mutation`` - the killing suite of mutation testing (``specs/mutation.py``):
+  100 examples per law, derandomized and without the example database, so
+  a mutant's verdict does not depend on the run before it.
 
 Every profile prints a reproduction blob on failure (``print_blob``), and the
 failing world is printed as a ``World(...)`` that pastes into ``@example``.
@@ -32,6 +35,10 @@ _COMMON = dict(
 
 settings.register_profile("fsm-default", max_examples=1000, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("fsm-quick", max_examples=30, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile(
+    "fsm-mutation", max_examples=100, derandomize=True, database=None,
+    **_COMMON,  # type: ignore[arg-type]
+)
 settings.register_profile(
     "fsm-deep",
     max_examples=int(os.environ.get("FSM_SPECS_EXAMPLES", "100000")),

@@ -48,10 +48,12 @@ from fsm.table import Trigger
 T = TypeVar("T")
 
 __all__ = [
+    "BETRAYALS",
     "SYMBOLS",
     "Outcome",
     "Run",
     "World",
+    "betrayals",
     "canonical",
     "counter_ids",
     "held_before",
@@ -313,6 +315,41 @@ def held_before(config: SimConfig, request: OpenRequest) -> str:
     return "same" if (net > 0) == (request.side is Side.BUY) else "opposite"
 
 
+#: The hostile venue's betrayals (:class:`~adapters.simulated.SimConfig`),
+#: one per world at most. The laws must hold under each: the engine has to
+#: notice and act (a stop read back as not reduce-only, on the wrong side or
+#: for another size never makes the attempt PROTECTED).
+BETRAYALS: dict[str, dict[str, Any]] = {
+    "stop not reduce-only": dict(stop_drops_reduce_only=True),
+    "stop on the wrong side": dict(stop_flips_side=True),
+    "stop one lot more": dict(stop_amount_skew=1.0),  # a lot of AVL
+    "stop a hair less": dict(stop_amount_skew=-0.001),  # a lot of BTC
+    "stop not reduce-only, its reply ids only": dict(stop_drops_reduce_only=True,
+                                                     stop_ack_ids_only=True),
+    "stop reply ids only": dict(stop_ack_ids_only=True),
+    "ack with the exchange id only": dict(ack_only="order_id"),
+    "ack with the client id only": dict(ack_only="client_id"),
+    "close cut to the position": dict(close_cut_to_position=True),
+    "stream stale at the fill's instant": dict(stream=StreamMode.PRESENT,
+                                               stream_stale_at_move=0.5),
+    "stream stale at the fill's instant, long": dict(stream=StreamMode.PRESENT,
+                                                     stream_stale_at_move=30.0),
+}
+
+#: The betrayals under which an attempt can still end PROTECTED, so law L8
+#: (no false rollback) must hold under them too.
+HARMLESS_BETRAYALS = ("ack with the exchange id only", "ack with the client id only",
+                      "stop reply ids only",
+                      "stream stale at the fill's instant",
+                      "stream stale at the fill's instant, long")
+
+
+def betrayals(harmless_only: bool = False) -> st.SearchStrategy[str | None]:
+    """None (an honest venue) about half the time, else one betrayal."""
+    names = HARMLESS_BETRAYALS if harmless_only else tuple(BETRAYALS)
+    return st.one_of(st.none(), st.sampled_from(names))
+
+
 @st.composite
 def sim_configs(draw: st.DrawFn, *, faults: bool = True) -> SimConfig:
     """Any simulated exchange. ``faults=False`` draws an exchange that
@@ -326,7 +363,7 @@ def sim_configs(draw: st.DrawFn, *, faults: bool = True) -> SimConfig:
         delayed = window * draw(st.floats(min_value=0.1, max_value=2.0))
     else:
         delayed = draw(st.floats(min_value=0.0, max_value=20.0))
-    return SimConfig(
+    config = SimConfig(
         seed=draw(st.integers(min_value=0, max_value=2**32 - 1)),
         rtt=draw(st.one_of(st.just(0.03), _seconds)),
         jitter=draw(st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.5))),
@@ -356,6 +393,8 @@ def sim_configs(draw: st.DrawFn, *, faults: bool = True) -> SimConfig:
         attached_stop_refused=draw(_rarely) if faults else False,
         attached_stop_whole_amount=draw(_rarely) if faults else False,
     )
+    betrayal = draw(betrayals(harmless_only=not faults))
+    return attrs.evolve(config, **BETRAYALS[betrayal]) if betrayal else config
 
 
 def with_account(config: SimConfig, accounts: Sequence[tuple[dict[str, float],

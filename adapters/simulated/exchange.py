@@ -32,6 +32,13 @@ What it models (one-way netting, market orders, reduce-only stop-markets):
   stream absent / present / lagging, per-call fault schedules (timeouts before
   or after taking effect, rate limits, unavailability), entry rejection or
   zero fill, partial fill, stop rejected, close rejected;
+* a hostile venue, each betrayal a knob: a stop accepted without its
+  reduce-only flag, on the other side, or for another size (it rests, and
+  reads back, as the venue made it); acknowledgements carrying only one of
+  the two ids; a reduce-only close larger than the position cut to the
+  position and reported filled in full; a position stream whose message
+  stamped with a fill's instant still shows the position before the fill
+  (late by exactly zero time), the true one following later;
 * stops attached to the entry (``attached_stops``): armed at the fill for
   the filled quantity, or late (``attached_stop_delay``), or refused at the
   fill (``attached_stop_refused``, or a trigger the price has crossed), or
@@ -212,6 +219,28 @@ class SimConfig:
     client_id_scope: ClientIdScope = ClientIdScope.ACCOUNT
     #: an operator trading by hand on the same account
     operator: tuple[OperatorMove, ...] = ()
+    # -- the hostile venue: ways a real venue betrays a client -------------------------
+    #: the stop is accepted, but rests without its reduce-only flag
+    stop_drops_reduce_only: bool = False
+    #: the stop is accepted, but rests on the side opposite to the one asked
+    stop_flips_side: bool = False
+    #: the stop is accepted, but rests for the amount asked plus this
+    stop_amount_skew: float = 0.0
+    #: the stop's acknowledgement carries its ids only (Bybit v5's create
+    #: reply): what the venue made of it shows only when it is read back
+    stop_ack_ids_only: bool = False
+    #: acknowledgements of creates carry only this one of the two ids
+    #: (``"order_id"`` or ``"client_id"``); ``None``: both
+    ack_only: str | None = None
+    #: a reduce-only close larger than the position is cut to the position
+    #: and reported as an order of that size, filled in full (as Bybit
+    #: shrinks the quantity), instead of filled in part
+    close_cut_to_position: bool = False
+    #: the position stream first pushes, stamped with a move's instant, the
+    #: position as it was before the move (right for every earlier instant,
+    #: wrong at its own stamp: late by exactly zero time), and the true
+    #: position this many seconds later; ``None``: every push is true
+    stream_stale_at_move: float | None = None
     #: the venue arms a stop sent with the entry (Bybit, OKX); ``False``
     #: (default): it has no such thing (Binance USDⓈ-M market entries)
     attached_stops: bool = False
@@ -293,6 +322,8 @@ class SimulatedExchange:
         #: every execution, the operator's included
         self.fills: list[SimFill] = []
         self.calls: dict[str, int] = {}
+        #: every cancel asked for, as (order id, client id), whatever its fate
+        self.cancel_requests: list[tuple[str | None, str | None]] = []
         #: Called with the call kind when a request reaches the exchange (a
         #: request lost on the way, refused at the gateway or delayed past its
         #: receive window never does), in the sender's task, so the sender's
@@ -495,6 +526,8 @@ class SimulatedExchange:
         self, *, symbol: str, order_id: str | None, client_id: str | None
     ) -> None:
         """Cancel an open order (a stop); :class:`~fsm.model.OrderNotFound` if it is not open."""
+        self.cancel_requests.append((order_id, client_id))
+
         def cancel() -> None:
             o = self._find(order_id, client_id)
             if o is None and order_id is None and client_id in self._pending_attach:
@@ -532,6 +565,18 @@ class SimulatedExchange:
                              "reduce-only would increase position")
                 raise OrderRejected("reduce-only order would increase the position")
             fill = min(amount, reducible)
+            if cfg.close_cut_to_position and fill < amount:
+                # The venue shrinks the order to the position: it reports an
+                # order of that size, filled in full.
+                self._record(now, "market", symbol, side, amount, True, client_id, True, fill,
+                             "cut to the position")
+                order = self._new_order(symbol, side, fill, fill, OrderStatus.CLOSED, True,
+                                        client_id, now)
+                self._move(symbol, side, fill, now)
+                self.fills.append(SimFill(now, symbol, order.order_id, client_id, side, fill,
+                                          "client"))
+                self._push_order(order)
+                return self._ack(order)
         else:
             if cfg.reject_entry:
                 self._record(now, "market", symbol, side, amount, False, client_id, False, 0,
@@ -645,10 +690,19 @@ class SimulatedExchange:
             if reason == "duplicate client id":
                 raise DuplicateClientId(f"duplicate client order id {client_id}")
             raise OrderRejected(reason)
-        o = self._new_order(symbol, side, amount, 0.0, OrderStatus.OPEN, True, client_id, now)
+        # The log keeps what was asked; the order is what the venue made of it.
+        cfg = self.config
+        made_side = side.opposite if cfg.stop_flips_side else side
+        made_amount = amount + cfg.stop_amount_skew
+        o = self._new_order(symbol, made_side, made_amount, 0.0, OrderStatus.OPEN,
+                            not cfg.stop_drops_reduce_only, client_id, now)
         o.kind = "stop"
         o.trigger_price = trigger
         self._record(now, "stop", symbol, side, amount, True, client_id, True, 0)
+        if cfg.stop_ack_ids_only:
+            return StopSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
+                                side=None, amount=None, trigger_price=None, reduce_only=None,
+                                status=None)
         return self._stop_snapshot(o)
 
     def _reducible(self, symbol: str, side: Side) -> float:
@@ -660,7 +714,8 @@ class SimulatedExchange:
         return 0.0
 
     def _move(self, symbol: str, side: Side, qty: float, now: float) -> None:
-        net = self._net.get(symbol, 0.0) + (qty if side is Side.BUY else -qty)
+        before = self._net.get(symbol, 0.0)
+        net = before + (qty if side is Side.BUY else -qty)
         if abs(net) < 1e-12:
             net = 0.0
         self._net[symbol] = net
@@ -668,18 +723,25 @@ class SimulatedExchange:
         if self._cache is not None and self.config.stream is StreamMode.PRESENT:
             snap_time = now
             cache = self._cache
-            seq = len(self._net_history[symbol])
+            seq = 2 * len(self._net_history[symbol])
 
-            def push() -> None:
+            def push(at_seq: int, shown: float) -> None:
                 # A stream is sequenced: the loop may run same-time pushes in
                 # any order, so a push older than one delivered is dropped, as
                 # a client drops an out-of-sequence message.
-                if seq <= self._streamed.get(symbol, 0):
+                if at_seq <= self._streamed.get(symbol, 0):
                     return
-                self._streamed[symbol] = seq
-                cache.update(self._position(symbol, net, Source.STREAM, self._now(), snap_time))
+                self._streamed[symbol] = at_seq
+                cache.update(self._position(symbol, shown, Source.STREAM, self._now(),
+                                            snap_time))
 
-            asyncio.get_running_loop().call_later(self.config.stream_lag, push)
+            loop = asyncio.get_running_loop()
+            stale = self.config.stream_stale_at_move
+            if stale is None:
+                loop.call_later(self.config.stream_lag, push, seq, net)
+            else:
+                loop.call_later(self.config.stream_lag, push, seq - 1, before)
+                loop.call_later(self.config.stream_lag + stale, push, seq, net)
 
     def _push_order(self, o: _Order) -> None:
         if self._cache is not None and self.config.stream is StreamMode.PRESENT:
@@ -811,6 +873,15 @@ class SimulatedExchange:
                              timestamp=o.created_at)
 
     def _ack(self, o: _Order) -> OrderSnapshot:
+        snap = self._ack_style(o)
+        only = self.config.ack_only
+        if only == "order_id":
+            return attrs.evolve(snap, client_id=None)
+        if only == "client_id":
+            return attrs.evolve(snap, order_id=None)
+        return snap
+
+    def _ack_style(self, o: _Order) -> OrderSnapshot:
         style = self.config.ack
         if style is AckStyle.MINIMAL:
             return OrderSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id)
@@ -823,7 +894,7 @@ class SimulatedExchange:
     def _stop_snapshot(self, o: _Order) -> StopSnapshot:
         return StopSnapshot(symbol=o.symbol, order_id=o.order_id, client_id=o.client_id,
                             side=o.side, amount=o.amount, trigger_price=o.trigger_price,
-                            reduce_only=True, status=o.status)
+                            reduce_only=o.reduce_only, status=o.status)
 
     def _position(self, symbol: str, net: float, source: Source, received: float,
                   as_of: float | None) -> PositionSnapshot:
