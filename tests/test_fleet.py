@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -64,9 +65,11 @@ class Worker:
     """One bot process; its JSON lines are collected as they come."""
 
     def __init__(self, args: dict[str, Any]) -> None:
+        # Its stderr is kept, so that a worker that dies says why.
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the worker
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fleet_worker", json.dumps(args)], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
             text=True)
         _LIVE.append(self.proc)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -80,9 +83,19 @@ class Worker:
             self.lines.put(json.loads(line))
 
     def next(self, timeout: float = 60.0) -> dict[str, Any]:
-        msg = self.lines.get(timeout=timeout)
+        try:
+            msg = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the worker said nothing for {timeout:g}s (exit code "
+                                 f"{self.proc.poll()}); its stderr ends: "
+                                 f"{self.stderr_tail()}") from None
         self.said.append(msg)
         return msg
+
+    def stderr_tail(self, chars: int = 2000) -> str:
+        """The end of what the process wrote on stderr."""
+        self.errors.seek(0)
+        return self.errors.read()[-chars:]
 
     def heard(self) -> list[dict[str, Any]]:
         """Everything said so far (without waiting)."""
