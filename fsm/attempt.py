@@ -28,7 +28,7 @@ from transitions import Machine, MachineError
 
 from fsm.evidence import Facts
 from fsm.guards import evaluate
-from fsm.model import OrderSnapshot, Source, StopSnapshot
+from fsm.model import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
 from fsm.request import OpenRequest
 from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigger, rows_for
 
@@ -113,13 +113,15 @@ class _Model:
     ``transitions`` binds trigger and ``is_<state>`` helpers onto it."""
 
     def __init__(self) -> None:
-        self.state: State = State.NEW
+        self.state: str = State.NEW.name
 
 
 class Attempt:
     """One attempt to open a position: its state, its orders and its history.
 
-    Read-only for callers; the opener's driver is the only writer.
+    Read-only for callers; the opener's driver is the only writer. Its facts
+    start with the account's position before the entry (``baseline``) and
+    whether the stop travels with the entry (``stop_attached``).
     """
 
     __slots__ = (
@@ -135,12 +137,14 @@ class Attempt:
         "requests",
     )
 
-    def __init__(self, attempt_id: str, request: OpenRequest, client_id: str, now: float) -> None:
+    def __init__(self, attempt_id: str, request: OpenRequest, client_id: str, now: float, *,
+                 baseline: PositionSnapshot | None = None, stop_attached: bool = False) -> None:
         self.attempt_id = attempt_id
         self.request = request
         self.client_id = client_id  # the entry's client order id
         self.created_at = now  # loop time, after the pre-entry reads
-        self.facts = Facts(request=request, now=now)
+        self.facts = Facts(request=request, now=now, baseline=baseline,
+                           stop_attached=stop_attached)
         self.alert: Alert | None = None
         #: the first journal write that failed after the entry may have left
         self.journal_error: BaseException | None = None
@@ -210,6 +214,10 @@ def _condition(name: str) -> Any:
 
 _Built = tuple[Machine, _Model, dict[Trigger, Any]]
 
+#: The step's guards as recorded in a :class:`Transition`, per row (all True
+#: when it fired): built once, not per step.
+_FIRED_GUARDS: dict[Row, tuple[tuple[str, bool], ...]] = {}
+
 #: Machines already built, per thread, by table identity. Building one costs
 #: ~150 µs (as much as running an attempt), and simulations and specs create
 #: an opener per world. Sharing is safe for the same reason the cursor is:
@@ -222,15 +230,18 @@ def _machine_for(table: tuple[Row, ...]) -> _Built:
     hit = cache.get(id(table))
     if hit is not None and hit[0] is table:
         return hit[1]
+    # States by name, not as enum members: the machine keys everything by
+    # name, and an enum member is turned into its name a dozen times per
+    # trigger. The names are the same either way.
     machine = Machine(
         model=None,
-        states=list(State),
-        initial=State.NEW,
+        states=[s.name for s in State],
+        initial=State.NEW.name,
         transitions=[
             {
                 "trigger": row.trigger.value,
-                "source": [s for s in State if s in row.sources],
-                "dest": row.dest,
+                "source": [s.name for s in State if s in row.sources],
+                "dest": row.dest.name,
                 "conditions": [_condition(g) for g in row.guards],
             }
             for row in table
@@ -241,7 +252,7 @@ def _machine_for(table: tuple[Row, ...]) -> _Built:
         model_attribute="state",
     )
     cursor = _Model()
-    machine.add_model(cursor, initial=State.NEW)
+    machine.add_model(cursor, initial=State.NEW.name)
     events = {t: machine.events[t.value] for t in Trigger if t.value in machine.events}
     if len(cache) >= 64:  # tables built on the fly (tests): keep the cache bounded
         cache.clear()
@@ -294,23 +305,26 @@ class Recorder:
         if chosen is None:
             raise GuardsFailed(source, trigger, results)
         cursor = self._cursor
-        # What Machine.set_state(source, model=cursor) does for enum states,
-        # without its name look-ups; the machine still checks the state when
-        # the trigger runs.
-        cursor.state = source
+        # What Machine.set_state(source, model=cursor) does, without its
+        # look-ups; the machine still checks the state when the trigger runs.
+        cursor.state = source._name_  # (the attribute, not the slower property)
         try:
             moved = self._events[trigger].trigger(cursor, results=results)
         except MachineError as exc:  # the table and the machine disagree: a bug
             raise InvalidTransition(source, trigger) from exc
-        if not moved or cursor.state is not chosen.dest:
+        dest = chosen.dest
+        if not moved or cursor.state != dest._name_:
             raise GuardsFailed(source, trigger, results, detail="machine refused")
-        attempt._state = chosen.dest
+        attempt._state = dest
+        guards = _FIRED_GUARDS.get(chosen)
+        if guards is None:
+            guards = _FIRED_GUARDS[chosen] = tuple([(g, True) for g in chosen.guards])
         step = Transition(
             at=facts.now,
             trigger=trigger,
             source=source,
-            dest=chosen.dest,
-            guards=tuple([(g, True) for g in chosen.guards]),
+            dest=dest,
+            guards=guards,
             evidence=evidence,
             detail=detail,
         )

@@ -91,6 +91,9 @@ class PositionOpener:
         self._observing: set[asyncio.Future[None]] = set()
         self._ids = ids or (lambda: uuid.uuid4().hex[:24])
         self._recorder = Recorder()
+        #: whether the adapter has the attached-stop methods: a structural
+        #: check costs more than an attempt's own decisions, so it runs once
+        self._attach_port = isinstance(adapter, AttachedStopPort)
         self._locks: dict[str, asyncio.Lock] = {}
         self._observe = Observer(adapter, self.policy)
         self._send = Sender(adapter, self.policy, self._observe, self._intent)
@@ -128,6 +131,8 @@ class PositionOpener:
             # the account is read until the end record: one attempt per
             # (account, symbol) across processes, every write fenced.
             give_up = self._observe.pre_entry_deadline()
+            if self.leases is None:
+                return await self._open(request, attempt_id, entry_cid, tally, give_up)
             market = await self._observe.market(request.symbol, give_up)
             async with self.hold_lease(market.symbol) as lease:
                 if lease is not None and lease.taken_over:
@@ -154,8 +159,8 @@ class PositionOpener:
                          prepared.amount, prepared.symbol, prepared.stop_loss, request.symbol,
                          request.amount, request.stop_loss,
                          extra={"attempt_id": attempt_id, "state": State.NEW.value})
-            attempt = Attempt(attempt_id, prepared, entry_cid, self._now())
-            attempt.facts = evolve(attempt.facts, baseline=baseline, stop_attached=attach)
+            attempt = Attempt(attempt_id, prepared, entry_cid, self._now(), baseline=baseline,
+                              stop_attached=attach)
             attempt.requests = tally.requests
             CALLER.set(attempt)
             if self.journal is not None:
@@ -196,7 +201,7 @@ class PositionOpener:
         (``Policy.protection``); refuses ``"attached"`` where the adapter
         cannot, with nothing sent."""
         mode = self.policy.protection
-        able = isinstance(self.adapter, AttachedStopPort) and bool(self.adapter.attached_stops)
+        able = self._attach_port and bool(getattr(self.adapter, "attached_stops", False))
         if mode == "attached" and not able:
             raise BadRequest(f"Policy(protection='attached'), but {self.adapter.name} does not "
                              "arm a stop attached to a market entry. Nothing was sent.")
@@ -237,7 +242,8 @@ class PositionOpener:
             interrupted = False
         finally:
             self._recorder.untrack(a)
-            await self._observe.settle_reply(a, interrupted=interrupted)
+            if a.attempt_id in self._observe.replies:  # the stream overtook the create's reply
+                await self._observe.settle_reply(a, interrupted=interrupted)
 
     async def _run(self, a: Attempt) -> None:
         """Ask the step function, do what it says, until a terminal state."""
@@ -248,8 +254,10 @@ class PositionOpener:
                       verify_timeout=p.verify_timeout, close_timeout=p.close_timeout,
                       stop_lookup=self._enter(a))
         polls = 0
+        clock = True  # read the clock before deciding: an await may have let time pass
         while not a.terminal:
-            step = next_step(a.state, self._facts_now(a), ctx)
+            step = next_step(a.state, self._facts_now(a, clock), ctx)
+            clock = True
             if isinstance(step, LookUp):
                 seen = a.facts.stop
                 polls += await self._observe.look(a, step, polls)
@@ -277,6 +285,12 @@ class PositionOpener:
                 elif a.state is not before:
                     polls = 0
                     ctx.stop_lookup = await self._entered(a)
+                    # Nothing was awaited since the clock was read (entering
+                    # ROLLING_BACK may cancel a wrong stop: read it again
+                    # there): no news can have arrived, and the next decision
+                    # shares this one's instant (as it always does in virtual
+                    # time).
+                    clock = a.state is State.ROLLING_BACK
                 if a.state is State.CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
 
@@ -289,13 +303,17 @@ class PositionOpener:
             await self._send.cancel_wrong_stop(a, a.facts.close_deadline or self._now())
         return lookup
 
-    def _facts_now(self, a: Attempt) -> Facts:
-        f = at(a.facts, self._now())
+    def _facts_now(self, a: Attempt, clock: bool = True) -> Facts:
+        """The attempt's facts for the next decision: as of now (unless
+        ``clock`` is false: nothing was awaited since the facts' instant),
+        with the stream's latest position where the state reads one."""
+        f = a.facts
+        now = self._now() if clock else f.now
         if a.state in (State.FETCHED, State.ROLLING_BACK):
             cached = self._observe.stream_position(a)
             if cached is not None:
-                f = evolve(f, position=cached)
-        return f
+                return evolve(f, now=now, position=cached)
+        return at(f, now) if clock else f
 
     def _enter(self, a: Attempt) -> bool:
         """Deadlines and intents of the state just entered. Returns whether a
@@ -315,7 +333,7 @@ class PositionOpener:
             # The stop went with the entry: nothing is sent, what the exchange
             # armed is read back until its own deadline (then fall_back).
             if f.stop_intent is None or f.attached_deadline is None:
-                intent = StopIntent(side=r.side.opposite, amount=size,
+                intent = StopIntent(side=r.side.closing_side, amount=size,
                                     trigger_price=r.stop_loss,
                                     client_id=attached_stop_id(a.attempt_id))
                 a.facts = evolve(f, stop_intent=intent,
@@ -323,7 +341,7 @@ class PositionOpener:
             return False
         resumed = f.stop_intent is not None
         if not resumed or f.protect_deadline is None:
-            intent = StopIntent(side=r.side.opposite, amount=size, trigger_price=r.stop_loss,
+            intent = StopIntent(side=r.side.closing_side, amount=size, trigger_price=r.stop_loss,
                                 client_id=client_ids(a.attempt_id)[1])
             a.facts = evolve(f, stop_intent=intent,
                              protect_deadline=now + self.policy.protect_timeout)

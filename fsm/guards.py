@@ -179,7 +179,7 @@ def attached_stop_failed(f: Facts) -> bool:
     if s.status is OrderStatus.OPEN and not stop_shown_in_full(f):
         # Shown live but wrong, or with fields missing that never arrive.
         wrong = (s.reduce_only is False
-                 or (s.side is not None and s.side is not f.request.side.opposite)
+                 or (s.side is not None and s.side is not f.request.side.closing_side)
                  or (s.amount is not None and not stop_covers_size(f))
                  or (s.trigger_price is not None and not stop_at_requested_price(f)))
         return wrong or _passed(f.attached_deadline, f.now)

@@ -60,12 +60,6 @@ class Side(enum.Enum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
     @property
-    def opposite(self) -> Side:
-        """Older name of :attr:`closing_side`, kept because adapters written
-        against the port use it. New code says ``closing_side``."""
-        return self.closing_side
-
-    @property
     def opens(self) -> PositionSide:
         """The position side an order of this side opens (one-way mode): the
         same direction in the position's terms, not another side."""

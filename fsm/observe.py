@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import fsm.guards as G
@@ -75,16 +75,17 @@ class Observer:
         """Wait one back-off step, never past ``deadline``."""
         await self.sleep_until(min(self.now() + self.policy.backoff(polls), _end(deadline)))
 
-    async def call(self, aw: Awaitable[T], *, deadline: float | None = None) -> T:
-        """Await one exchange call, bounded by the request timeout and, if
-        given, the phase deadline. Exceeding it raises AmbiguousError: for a
-        write we cannot know whether it reached the exchange."""
+    def call(self, aw: Awaitable[T], *, deadline: float | None = None) -> Coroutine[Any, Any, T]:
+        """One exchange call, to be awaited at once, bounded by the request
+        timeout and, if given, the phase deadline. Exceeding it raises
+        AmbiguousError: for a write we cannot know whether it reached the
+        exchange."""
         limit = self.policy.request_timeout
         if deadline is not None:
             # Never cut a request shorter than a tenth of the request timeout:
             # a request cancelled at once teaches nothing.
             limit = min(limit, max(deadline - self.now(), limit / 10))
-        return await bounded(aw, limit)
+        return bounded(aw, limit)
 
     # -- one look-up ------------------------------------------------------------------
 

@@ -149,5 +149,8 @@ def fit_to_market(request: OpenRequest, market: Market, price: float) -> OpenReq
     if market.min_notional is not None and amount * price < market.min_notional:
         raise BadRequest(f"notional {amount * price:g} ({amount:g} x {price:g}) is below "
                          f"{market.symbol}'s minimum {market.min_notional:g}. Nothing was sent.")
+    if (market.symbol, amount, stop, price) == (request.symbol, request.amount,
+                                                request.stop_loss, request.reference_price):
+        return request  # already as it will be sent
     return attrs.evolve(request, symbol=market.symbol, amount=amount, stop_loss=stop,
                         reference_price=price, round_amount=request.round_amount)

@@ -68,8 +68,11 @@ class Sender:
                      reduce_only=False, **extra)
         sent_at = self._observe.now()
         window = self.policy.verify_timeout
-        base = evolve(a.facts, fetch_deadline=sent_at + window, verify_deadline=sent_at + window,
-                      entry_absent_after=absent_after(self.adapter, self.policy, sent_at))
+        before = a.facts
+        # The deadlines the send starts, recorded with its outcome (one copy
+        # of the facts, not two).
+        base = {"fetch_deadline": sent_at + window, "verify_deadline": sent_at + window,
+                "entry_absent_after": absent_after(self.adapter, self.policy, sent_at)}
 
         def create() -> Awaitable[OrderSnapshot]:
             if attached:
@@ -97,31 +100,32 @@ class Sender:
                 # more than a minimal reply would. The reply is a write's
                 # answer: never cancelled, it is awaited before the attempt
                 # returns.
-                a.facts = evolve(base, ack=streamed, entry=streamed, entry_source=Source.STREAM)
+                a.facts = evolve(before, **base, ack=streamed, entry=streamed,
+                                 entry_source=Source.STREAM)
                 return Source.STREAM, (f"stream reported {order_words(streamed)} before the "
                                        "create's reply")
             reply = creating
         try:
             ack = await reply
         except OrderRejected as exc:
-            a.facts = evolve(base, create_error=said(exc))
+            a.facts = evolve(before, **base, create_error=said(exc))
             return Source.ACK, f"create refused: {said(exc)}"
         except AmbiguousError as exc:
-            a.facts = evolve(base, create_ambiguous=True)
+            a.facts = evolve(before, **base, create_ambiguous=True)
             return Source.ACK, (f"create outcome unknown ({said(exc)}); will look up "
                                 f"client id {a.client_id}, never resend")
         except TransientError as exc:
             # Rate limits and the like are refused before matching: nothing
             # was placed. Adapters raise AmbiguousError when that is not sure.
-            a.facts = evolve(base, create_error=said(exc))
+            a.facts = evolve(before, **base, create_error=said(exc))
             return Source.ACK, f"create refused before matching: {said(exc)}"
         except Exception as exc:  # unknown failure of a write: assume it may exist
             log.exception("attempt %s: unexpected error from create_order", a.attempt_id,
                           extra={"attempt_id": a.attempt_id, "state": a.state.value})
-            a.facts = evolve(base, create_ambiguous=True)
+            a.facts = evolve(before, **base, create_ambiguous=True)
             return Source.ACK, (f"create failed unexpectedly ({said(exc, True)}); treated as "
                                 "ambiguous")
-        a.facts = evolve(base, ack=ack, entry=ack, entry_source=Source.ACK)
+        a.facts = evolve(before, **base, ack=ack, entry=ack, entry_source=Source.ACK)
         return Source.ACK, f"acknowledged {order_words(ack)}"
 
     async def stop(self, a: Attempt, polls: int) -> tuple[bool, int]:

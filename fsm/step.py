@@ -17,7 +17,6 @@ sends, looks up, waits for news, and feeds the evidence back.
 from __future__ import annotations
 
 import enum
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -125,8 +124,9 @@ def next_step(state: State, facts: Facts, ctx: Context) -> Step:
     """The next step of an attempt in ``state`` over ``facts`` (see the
     module docstring). ``state`` must not be terminal."""
     memo: dict[str, bool] = {}
+    guards = G.GUARDS  # read per decision: a test may count or mutate the guards
     plan, default = _PLAN[state]
-    for row, gate, words in plan:
+    for row, gate, words, close in plan:
         if gate is not None:
             got = gate(facts, ctx)
             if got is None:
@@ -136,21 +136,17 @@ def next_step(state: State, facts: Facts, ctx: Context) -> Step:
             if got is not facts:  # derived facts: their guards are judged afresh
                 memo = {}
                 facts = got
-        if _holds(row, facts, memo):
+        for name in row.guards:  # the row holds if all its guards do, each run once
+            ok = memo.get(name)
+            if ok is None:
+                ok = memo[name] = guards[name](facts)
+            if not ok:
+                break
+        else:
             evidence, detail = words(facts, ctx)
-            close = _close_intent(facts, ctx) if row.trigger is Trigger.CLOSE_SENDING else None
-            return Fire(row, facts, memo, evidence, detail, close)
+            return Fire(row, facts, memo, evidence, detail,
+                        _close_intent(facts, ctx) if close else None)
     return default(facts, ctx)
-
-
-def _holds(row: Row, f: Facts, memo: dict[str, bool]) -> bool:
-    for name in row.guards:
-        ok = memo.get(name)
-        if ok is None:
-            ok = memo[name] = G.GUARDS[name](f)
-        if not ok:
-            return False
-    return True
 
 
 # -- gates and defaults, per state ------------------------------------------------------
@@ -408,11 +404,13 @@ del S, T
 
 assert all(r in _WORDS for r in TABLE), "every row of the table has its words"
 
-#: Per state, once: its rows in table order, each with its gate and words,
-#: and the default; a decision then makes one look-up by state.
-_PLAN: dict[State, tuple[tuple[tuple[Row, _Gate | None, _Words], ...],
+#: Per state, once: its rows in table order, each with its gate, its words
+#: and whether it sends a close, and the default; a decision then makes one
+#: look-up by state.
+_PLAN: dict[State, tuple[tuple[tuple[Row, _Gate | None, _Words, bool], ...],
                          Callable[[Facts, Context], Step]]] = {
-    s: (tuple((r, _GATES.get(s, {}).get(r), _WORDS[r]) for r in _ROWS[s]), _DEFAULT[s])
+    s: (tuple((r, _GATES.get(s, {}).get(r), _WORDS[r], r.trigger is Trigger.CLOSE_SENDING)
+              for r in _ROWS[s]), _DEFAULT[s])
     for s in _DEFAULT
 }
 
@@ -432,13 +430,17 @@ def order_words(o: OrderSnapshot | None) -> str:
     """An order snapshot in words, for a history detail."""
     if o is None:
         return "nothing"
+    return (f"id={o.order_id or '?'} side={_field(o.side)} status={_field(o.status)} "
+            f"filled={_field(o.filled)}/{_field(o.amount)}")
 
-    def v(x: object) -> str:
-        return "?" if x is None else (x.value if hasattr(x, "value") else f"{x:g}"
-                                      if isinstance(x, float) else str(x))
 
-    return (f"id={o.order_id or '?'} side={v(o.side)} status={v(o.status)} "
-            f"filled={v(o.filled)}/{v(o.amount)}")
+def _field(x: object) -> str:
+    """One field of a snapshot in words: ``?`` when not reported."""
+    if x is None:
+        return "?"
+    if isinstance(x, enum.Enum):
+        return str(x.value)
+    return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def pos_words(p: PositionSnapshot | None) -> str:
@@ -485,26 +487,33 @@ def flat_words(f: Facts) -> str:
 
 # -- copying facts -------------------------------------------------------------------------
 
-#: A new fact is a new Facts object, so an attempt copies its evidence a dozen
-#: times; ``attrs.evolve`` introspects every field on each copy and was the
-#: largest single CPU cost of an attempt. These copy by position instead.
-_FACT_FIELDS: tuple[str, ...] = tuple(f.name for f in attrs.fields(Facts))
-assert all(f.init and not f.kw_only and f.alias == f.name for f in attrs.fields(Facts))
-_FACT_INDEX = {name: i for i, name in enumerate(_FACT_FIELDS)}
-_FACT_NOW = _FACT_INDEX["now"]
-_fact_values = operator.attrgetter(*_FACT_FIELDS)
+#: A new fact is a new Facts object, so an attempt copies its evidence about
+#: ten times; ``attrs.evolve`` introspects every field on each copy, and even
+#: ``__init__`` sets every field one by one. These copy the instance dict
+#: (Facts is not slotted for this reason): nothing to validate or convert,
+#: the fields have neither.
+_FACT_FIELDS: frozenset[str] = frozenset(f.name for f in attrs.fields(Facts))
+assert not any(f.validator or f.converter for f in attrs.fields(Facts))
+assert not hasattr(Facts, "__attrs_post_init__")
+_new_facts = object.__new__
+_set_attr = object.__setattr__  # Facts itself refuses every assignment
 
 
 def evolve(f: Facts, **changes: Any) -> Facts:
-    """``attrs.evolve(f, **changes)`` for :class:`Facts`, about twice as fast."""
-    values = list(_fact_values(f))
-    for name, value in changes.items():
-        values[_FACT_INDEX[name]] = value
-    return Facts(*values)
+    """``attrs.evolve(f, **changes)`` for :class:`Facts`, without its cost."""
+    if not _FACT_FIELDS.issuperset(changes):
+        raise TypeError(f"Facts has no field {sorted(set(changes) - _FACT_FIELDS)}")
+    values = f.__dict__.copy()
+    values.update(changes)
+    new = _new_facts(Facts)
+    _set_attr(new, "__dict__", values)
+    return new
 
 
 def at(f: Facts, now: float) -> Facts:
     """``f.at(now)``, without ``attrs.evolve``."""
-    values = list(_fact_values(f))
-    values[_FACT_NOW] = now
-    return Facts(*values)
+    values = f.__dict__.copy()
+    values["now"] = now
+    new = _new_facts(Facts)
+    _set_attr(new, "__dict__", values)
+    return new

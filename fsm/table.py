@@ -47,6 +47,11 @@ class State(enum.Enum):
     ORPHANED = "ORPHANED"  # exposure may exist and we cannot prove it safe
     REJECTED = "REJECTED"  # definitively no exposure
 
+    # Members are unique objects compared by identity: hash them as such, in
+    # C, instead of Enum's hash of the name in Python (states key every
+    # look-up of a decision, many per attempt).
+    __hash__ = object.__hash__
+
     @property
     def terminal(self) -> bool:
         """Whether the state is terminal (no row leaves it)."""
@@ -68,6 +73,8 @@ TERMINAL_MEANING: Mapping[State, str] = {
 
 class Trigger(enum.Enum):
     """What moves an attempt; each names one or more rows of the table."""
+
+    __hash__ = object.__hash__  # as State's
     SUBMIT = "submit"
     REJECT = "reject"
     FETCHED = "fetched"

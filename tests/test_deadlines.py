@@ -147,7 +147,8 @@ class Run:
 
 
 def run(venue_config: SimConfig, policy: Policy, *, ack: AckStyle = AckStyle.MINIMAL,
-        hang: set[str] | None = None, transient: set[str] | None = None) -> Run:
+        hang: set[str] | None = None, transient: set[str] | None = None,
+        idle: float = 0.0) -> Run:
     inner = SimulatedExchange(attrs.evolve(venue_config, rtt=0.0, jitter=0.0, ack=ack))
     venue = Betraying(inner, hang=hang, transient=transient)
     alerts: list[Alert] = []
@@ -156,6 +157,8 @@ def run(venue_config: SimConfig, policy: Policy, *, ack: AckStyle = AckStyle.MIN
     loop = RecordingLoop()
 
     async def go() -> Run:
+        if idle:  # the clock is not at zero: a deadline and a duration are not the same number
+            await asyncio.sleep(idle)
         t0 = loop.time()
         attempt = await opener.open(request())
         return Run(attempt, venue, loop.waits, alerts, t0, loop.time())
@@ -347,3 +350,31 @@ def test_a_rollback_that_cannot_read_the_position_polls_with_growing_back_off(
     reads = [c for c in r.venue.calls if c.kind == "fetch_positions"
              and (p := r.phase_at(c.started)) and p[0] is State.ROLLING_BACK]
     assert len(reads) <= len(waits) + 1
+
+
+@pytest.mark.parametrize("fault", ["hang", "transient"])
+def test_cancelling_a_stop_the_venue_made_wrong_is_bounded_by_the_close_deadline(
+        fault: str) -> None:
+    """A stop the venue made without reduce-only must not rest (it could open
+    a position). The rollback cancels it first, retrying with growing
+    back-off; every cancel names the stop by both its ids, lasts at most one
+    request and ends by the close deadline, and no wait outlives it."""
+    policy = Policy(close_timeout=2.0, request_timeout=5.0, backoff_initial=0.05,
+                    backoff_factor=2.0, backoff_max=0.4)
+    venue = SimConfig(prices={SYMBOL: PRICE}, stop_drops_reduce_only=True)
+    r = run(venue, policy, ack=AckStyle.FULL, idle=100.0, **{fault: {"cancel"}})
+    assert r.attempt.state is State.ORPHANED
+    check_bounded(r, policy)
+    stop = r.attempt.facts.stop
+    assert stop is not None and stop.order_id is not None
+    intent = r.attempt.facts.stop_intent
+    stop_cid = stop.client_id or (intent.client_id if intent is not None else None)
+    assert stop_cid is not None
+    cancels = [c for c in r.venue.calls if c.kind == "cancel"]
+    assert cancels, "the wrong stop was never cancelled"
+    for c in cancels:
+        assert c.args["order_id"] == stop.order_id and c.args["client_id"] == stop_cid, c
+    if fault == "transient":
+        # Each failure answers at once: the gaps between tries are the back-off.
+        gaps = [b.started - a.started for a, b in itertools.pairwise(cancels)]
+        check_growing(gaps, policy)

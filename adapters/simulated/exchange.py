@@ -614,7 +614,7 @@ class SimulatedExchange:
         refuses it, when the price has crossed the trigger."""
         now = self._now()
         cfg = self.config
-        side = entry.side.opposite
+        side = entry.side.closing_side
         size = entry.amount if cfg.attached_stop_whole_amount else entry.filled
         price = self.price(entry.symbol)
         crossed = ((side is Side.SELL and trigger >= price)
@@ -692,7 +692,7 @@ class SimulatedExchange:
             raise OrderRejected(reason)
         # The log keeps what was asked; the order is what the venue made of it.
         cfg = self.config
-        made_side = side.opposite if cfg.stop_flips_side else side
+        made_side = side.closing_side if cfg.stop_flips_side else side
         made_amount = amount + cfg.stop_amount_skew
         o = self._new_order(symbol, made_side, made_amount, 0.0, OrderStatus.OPEN,
                             not cfg.stop_drops_reduce_only, client_id, now)

@@ -27,8 +27,8 @@ with the engine set explicitly to ``"mermaid"`` (no dependency, no fallback),
 and the tests check that its edges are exactly the edges drawn here.
 
 Path rendering (:func:`render_path`) takes an :class:`~fsm.attempt.Attempt`
-or any sequence of transition-like records (:class:`StepLike`), so a
-journalled attempt renders the same way once its records are read back
+or any sequence of its :class:`~fsm.attempt.Transition` records, so a
+journalled attempt renders the same way once its records are decoded back
 (:func:`steps_from_records`). Mermaid can style only nodes (``classDef``), so
 in the Markdown the path is shown by coloured states and by step numbers on
 the edge labels; the DOT/SVG draws the path's edges themselves, numbered and
@@ -51,7 +51,7 @@ The package, one room per concern:
 from fsm.diagrams.dot import INSTALL_DOT, DotFailed, DotMissing, find_dot, render_svg
 from fsm.diagrams.incidents import INCIDENTS, Incident, run_incident
 from fsm.diagrams.mermaid import transitions_mermaid
-from fsm.diagrams.model import LIFECYCLE, REGENERATE, PathStep, StepLike, steps_from_records
+from fsm.diagrams.model import LIFECYCLE, REGENERATE, steps_from_records
 from fsm.diagrams.writer import (
     Rendered,
     WriteReport,
@@ -71,9 +71,7 @@ __all__ = [
     "DotFailed",
     "DotMissing",
     "Incident",
-    "PathStep",
     "Rendered",
-    "StepLike",
     "WriteReport",
     "check",
     "find_dot",

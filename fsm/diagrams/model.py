@@ -9,16 +9,16 @@ the money.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
 from fsm import table as _table
+from fsm.attempt import Transition
 from fsm.journal import decode_step
-from fsm.model import Source
 from fsm.table import TERMINAL, TERMINAL_MEANING, Row, State, Trigger
 
-__all__ = ["INITIAL", "LIFECYCLE", "REGENERATE", "PathStep", "StepLike", "steps_from_records"]
+__all__ = ["INITIAL", "LIFECYCLE", "REGENERATE", "steps_from_records"]
 
 #: The command that regenerates the committed diagrams.
 REGENERATE = "python -m fsm diagrams"
@@ -110,52 +110,10 @@ def _edges(table: Sequence[Row]) -> list[_Edge]:
 # -- path steps ---------------------------------------------------------------------
 
 
-class StepLike(Protocol):
-    """What :func:`render_path` needs from one step of a path.
-
-    :class:`fsm.attempt.Transition` has this shape, and so has
-    :class:`PathStep` (built from journal records by :func:`steps_from_records`).
-    ``guards`` may be names or ``(name, result)`` pairs.
-    """
-
-    @property
-    def at(self) -> float:
-        """Loop time of the step."""
-    @property
-    def trigger(self) -> Trigger:
-        """The trigger that fired."""
-    @property
-    def source(self) -> State:
-        """The state before."""
-    @property
-    def dest(self) -> State:
-        """The state after."""
-    @property
-    def guards(self) -> Sequence[str | tuple[str, bool]]:
-        """The guards that held, as names or ``(name, result)`` pairs."""
-    @property
-    def evidence(self) -> Source | None:
-        """The source of the evidence that fired it, if any."""
-    @property
-    def detail(self) -> str:
-        """What was seen, in words."""
-
-
-@attrs.frozen
-class PathStep:
-    """One step of a path, independent of where it was recorded."""
-
-    at: float
-    trigger: Trigger
-    source: State
-    dest: State
-    guards: tuple[str, ...]
-    evidence: Source | None
-    detail: str
-
-
-def steps_from_records(records: Iterable[Any]) -> list[PathStep]:
-    """The path recorded in journal records, for :func:`render_path`.
+def steps_from_records(records: Iterable[Any]) -> list[Transition]:
+    """The path recorded in journal records, for :func:`render_path`: each
+    transition record decoded back to the :class:`~fsm.attempt.Transition`
+    it was written from (:func:`fsm.journal.decode_step`, the one reader).
 
     Accepts :class:`fsm.journal.JournalRecord` objects (``kind``, ``at``,
     ``data``; only ``kind == "transition"`` is used) or plain mappings with
@@ -163,7 +121,7 @@ def steps_from_records(records: Iterable[Any]) -> list[PathStep]:
     ``dest``, ``guards``, ``evidence``, ``detail`` and ``at``. Enum values may
     be given as their string values. Order is kept as given.
     """
-    steps: list[PathStep] = []
+    steps: list[Transition] = []
     for rec in records:
         if isinstance(rec, Mapping):
             data: Mapping[str, Any] = rec
@@ -174,21 +132,19 @@ def steps_from_records(records: Iterable[Any]) -> list[PathStep]:
             data, at = rec.data, getattr(rec, "at", 0.0)
         step = decode_step(float(at), data).step  # the journal's one reader
         if step is not None:
-            steps.append(PathStep(at=step.at, trigger=step.trigger, source=step.source,
-                                  dest=step.dest, guards=tuple(g for g, _ in step.guards),
-                                  evidence=step.evidence, detail=step.detail))
+            steps.append(step)
     return steps
 
 
 @attrs.frozen
 class _Step:
     number: int  # from 1
-    step: StepLike
+    step: Transition
     edge_index: int | None  # the (row, source) edge that explains it; None: not in the table
 
     @property
     def guard_names(self) -> tuple[str, ...]:
-        return tuple(g if isinstance(g, str) else g[0] for g in self.step.guards)
+        return tuple(name for name, _ in self.step.guards)
 
 
 def _path_states(steps: Sequence[_Step] | None) -> tuple[set[State], State | None]:
@@ -199,10 +155,10 @@ def _path_states(steps: Sequence[_Step] | None) -> tuple[set[State], State | Non
     return visited, (steps[-1].step.dest if steps else None)
 
 
-def _match(steps: Sequence[StepLike], edges: Sequence[_Edge]) -> list[_Step]:
+def _match(steps: Sequence[Transition], edges: Sequence[_Edge]) -> list[_Step]:
     out = []
     for n, st in enumerate(steps, start=1):
-        names = tuple(g if isinstance(g, str) else g[0] for g in st.guards)
+        names = tuple(name for name, _ in st.guards)
         found = None
         for k, e in enumerate(edges):
             if (e.source is st.source and e.row.trigger is st.trigger

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 
-from fsm.attempt import Attempt
+from fsm.attempt import Attempt, Transition
 from fsm.diagrams import dot as _dotmod
 from fsm.diagrams.dot import _dot_source, _svg_problem, render_svg
 from fsm.diagrams.incidents import INCIDENTS, run_incident
@@ -18,7 +18,6 @@ from fsm.diagrams.model import (
     _GENERATED,
     LIFECYCLE,
     REGENERATE,
-    StepLike,
     _current_table,
     _edges,
     _match,
@@ -84,7 +83,7 @@ def render_lifecycle(table: Sequence[Row] | None = None) -> Rendered:
 
 
 def render_path(
-    path: Attempt | Iterable[StepLike],
+    path: Attempt | Iterable[Transition],
     *,
     stem: str = "path",
     title: str | None = None,
@@ -94,7 +93,7 @@ def render_path(
     """The lifecycle with the path of one attempt highlighted, in order.
 
     ``path`` is an :class:`~fsm.attempt.Attempt` (its ``history``) or any
-    sequence of :class:`StepLike` records, e.g. ``steps_from_records(
+    sequence of its :class:`~fsm.attempt.Transition` records, e.g. ``steps_from_records(
     journal.for_attempt(attempt_id))``. Each step is numbered from 1 and
     labelled with the evidence that fired it. A step no table row explains
     (a broken law L7, or a journal written by another table) is drawn as a
@@ -102,7 +101,7 @@ def render_path(
     """
     rows = _current_table(table)
     edges = _edges(rows)
-    history: Sequence[StepLike]
+    history: Sequence[Transition]
     attempt_words = ""
     if isinstance(path, Attempt):
         history = path.history
