@@ -9,12 +9,17 @@ Wired into :mod:`fsm.__main__` by one line, next to ``diagrams``::
 ``add_parsers`` sets ``handler`` (and ``func``) parser defaults to
 :func:`run_journal_show` and :func:`run_reconcile`; each returns the exit code.
 
-``journal show [--attempt ID] [--db PATH]`` prints every attempt in a journal
-(or one, by id or unique prefix) with its history: intents, transitions with
-their guards and evidence, recoveries, resolutions and the outcome. It is
-read-only: SQLite opens the file with ``mode=ro``, so it never creates,
-migrates, chmods or switches the journal mode of what it is pointed at, and
-refuses a file that is not a journal in one line, leaving it as it was.
+``journal show [--attempt ID] [--db PATH | --dsn DSN]`` prints every attempt
+in a journal (or one, by id or unique prefix) with its history: intents,
+transitions with their guards and evidence, recoveries, resolutions and the
+outcome. The journal is an SQLite file (``--db``), or a fleet's PostgreSQL
+journal (``--dsn``, a libpq connection string or URI; a ``--db`` starting
+with ``postgresql://`` or ``postgres://`` is one too). It is read-only:
+SQLite opens the file with ``mode=ro``, so it never creates, migrates,
+chmods or switches the journal mode of what it is pointed at; PostgreSQL
+runs every transaction of its session read-only and migrates nothing. A
+file or database that is not a journal is refused in one line, left as it
+was.
 
 ``reconcile --exchange NAME [--demo | --testnet] --db PATH`` runs one
 read-only check of a real account against the journal and prints the
@@ -42,7 +47,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from fsm.journal import AttemptSummary, Journal, JournalError, JournalRecord, summarize
 from fsm.redact import redact
@@ -78,8 +83,13 @@ def add_parsers(subparsers: Any) -> None:
         "show", help="print attempts and their histories",
         description="Print every attempt in the journal (or one) with its history.")
     show.add_argument("--attempt", metavar="ID", help="only this attempt (id or unique prefix)")
-    show.add_argument("--db", type=Path, default=DEFAULT_DB, metavar="PATH",
-                      help=f"journal file (default: $FSM_JOURNAL or {DEFAULT_DB})")
+    where = show.add_mutually_exclusive_group()
+    where.add_argument("--db", default=str(DEFAULT_DB), metavar="PATH",
+                       help=f"journal file (default: $FSM_JOURNAL or {DEFAULT_DB})")
+    where.add_argument("--dsn", metavar="DSN",
+                       help="a PostgreSQL journal: libpq connection string or URI, e.g. "
+                            "postgresql://reader@db.internal/journal (password in ~/.pgpass "
+                            "or PGPASSWORD)")
     show.set_defaults(handler=run_journal_show, func=run_journal_show)
 
     rec = subparsers.add_parser(
@@ -126,15 +136,33 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (JournalError, OSError, sqlite3.E
 
 # -- journal show ---------------------------------------------------------------------------------
 
+#: A ``--db`` starting with one of these is a PostgreSQL DSN, not a file.
+PG_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def _read_only(dsn: str | None, db: str) -> Journal:
+    """The journal to read: PostgreSQL at ``dsn``, else the SQLite file ``db``."""
+    if dsn is not None:
+        from fsm.journal_pg import PostgresJournal  # psycopg: the optional extra
+
+        return PostgresJournal(dsn, read_only=True)
+    return Journal(Path(db), read_only=True)
+
+
 
 def run_journal_show(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """``journal show``: print the attempts in a journal; returns the exit code."""
     out = out if out is not None else sys.stdout
+    dsn: str | None = getattr(args, "dsn", None)
+    db = str(args.db)
+    if dsn is None and db.startswith(PG_SCHEMES):
+        dsn = db
+    name = "the PostgreSQL journal" if dsn is not None else db
     try:
-        with Journal(args.db, read_only=True) as journal:
+        with _read_only(dsn, db) as journal:
             attempts = summarize(journal.read())
     except FileNotFoundError:
-        return fail(f"no journal at {args.db}")
+        return fail(f"no journal at {db}")
     except OPEN_ERRORS as exc:
         return fail(exc)
     wanted: str | None = getattr(args, "attempt", None)
@@ -143,10 +171,10 @@ def run_journal_show(args: argparse.Namespace, *, out: TextIO | None = None) -> 
         attempts = exact or [s for s in attempts if s.attempt_id.startswith(wanted)]
         if len(attempts) != 1:
             what = "no attempt" if not attempts else f"{len(attempts)} attempts"
-            print(redact(f"{what} matching {wanted!r} in {args.db}"), file=sys.stderr)
+            print(redact(f"{what} matching {wanted!r} in {name}"), file=sys.stderr)
             return 1
     if not attempts:
-        print(f"{args.db}: no attempts", file=out)
+        print(redact(f"{name}: no attempts"), file=out)
     for i, s in enumerate(attempts):
         if i:
             print(file=out)

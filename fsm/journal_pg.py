@@ -124,7 +124,8 @@ class PostgresStore:
     ``~/.pgpass`` or ``PGPASSWORD``, not in code)."""
 
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0,
-                 migrations: Sequence[Migration] = PG_MIGRATIONS) -> None:
+                 migrations: Sequence[Migration] = PG_MIGRATIONS,
+                 read_only: bool = False, stalled_transaction_timeout: float = 5.0) -> None:
         try:
             import psycopg  # noqa: F401 - the optional extra
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -132,10 +133,18 @@ class PostgresStore:
                                "pip install 'safe-position-opener[postgres]'") from exc
         self.dsn = dsn
         self._timeout = connect_timeout
+        #: seconds after which the server ends a transaction of ours whose
+        #: client went quiet in the middle of it (a paused or cut-off
+        #: process): its row locks, the lease row's included, would otherwise
+        #: hold up a take-over for as long as the process stays paused
+        self.stalled_transaction_timeout = stalled_transaction_timeout
         self._migrations = tuple(migrations)
         self._c: psycopg.Connection[tuple[Any, ...]] | None = None
+        #: opened for reading only (``journal show``): every transaction of
+        #: its session is read-only, and it neither creates nor migrates
+        self.read_only = read_only
         self._conn()
-        self._version = self._migrate()
+        self._version = self._schema() if read_only else self._migrate()
 
     # -- JournalStore -----------------------------------------------------------------
 
@@ -248,6 +257,10 @@ class PostgresStore:
                                 application_name="safe-position-opener")
         except psycopg.Error as exc:
             raise JournalError(f"cannot connect to the PostgreSQL journal: {exc}") from exc
+        ms = max(1, round(self.stalled_transaction_timeout * 1000))
+        c.execute(f"SET idle_in_transaction_session_timeout = {ms}".encode())
+        if self.read_only:
+            c.execute("SET default_transaction_read_only = on")
         self._c = c
         return c
 
@@ -285,6 +298,25 @@ class PostgresStore:
         refused = fence_refusal(fence, current, now)
         if refused is not None:
             raise LeaseLost(refused)
+
+    def _schema(self) -> int:
+        """The schema version of a journal opened read-only: refused if the
+        database is not a journal, or is newer than this code; never changed."""
+        latest = self._migrations[-1].version if self._migrations else 0
+        with self._tx() as c:
+            tables = {r[0] for r in c.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()").fetchall()}
+            if "journal_schema" not in tables or "records" not in tables:
+                raise JournalError("this PostgreSQL database is not a journal (no "
+                                   "journal_schema or records table)")
+            row = c.execute("SELECT COALESCE(MAX(version), 0) FROM journal_schema").fetchone()
+        version = int(row[0]) if row is not None else 0
+        if version > latest:
+            raise JournalError(
+                f"the PostgreSQL journal has schema version {version}, newer than this "
+                f"code knows ({latest}): upgrade the library")
+        return version
 
     def _migrate(self) -> int:
         for i, step in enumerate(self._migrations, start=1):
@@ -326,5 +358,9 @@ class PostgresJournal(Journal):
     database also keeps the ``(account, symbol)`` leases, so every process
     and machine writing it excludes the others per symbol."""
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
-        super().__init__(store=PostgresStore(dsn, connect_timeout=connect_timeout))
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0,
+                 read_only: bool = False) -> None:
+        """``read_only``: read an existing journal only (every transaction of
+        the session read-only; no schema created or migrated)."""
+        super().__init__(store=PostgresStore(dsn, connect_timeout=connect_timeout,
+                                             read_only=read_only))

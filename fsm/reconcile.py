@@ -20,6 +20,16 @@ Read-only by default: :class:`ReconcilePolicy` must be told to write to the
 exchange. Every write it makes is journalled before it is sent, like the
 engine's.
 
+Leases: with a journal that keeps leases (:class:`fsm.lease.LeaseStore`,
+SQLite or PostgreSQL shared by a fleet), every write the monitor makes for a
+symbol, to the exchange or to the journal, is made while it holds that
+``(account, symbol)`` lease, exactly as an attempt is driven (rule 11), and
+its journal records carry the fencing token; and once it holds the lease it
+reads the journal again, acting only if nothing was written on the symbol
+since the check read it. A lease held by a live process (an attempt being
+driven elsewhere) is not waited for: the symbol is skipped this round,
+logged and listed in :attr:`ReconcileReport.skipped`.
+
 Timing: REST views lag, and an attempt being driven right now has a stop in
 flight. The monitor draws no conclusion about an attempt until
 ``settle_time`` seconds (wall clock) after its last journal record, so it
@@ -30,19 +40,30 @@ position its opener is protecting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import functools
 import inspect
 import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from fsm.attempt import attached_stop_id, client_ids
 from fsm.journal import AttemptSummary, JournalLog, summarize
+from fsm.lease import (
+    LeaseBusy,
+    LeaseLost,
+    LeaseStore,
+    account_of,
+    check_held,
+    hold,
+    new_owner,
+)
 from fsm.model import (
     OrderNotFound,
     OrderStatus,
@@ -51,7 +72,7 @@ from fsm.model import (
     StopSnapshot,
     qty_eq,
 )
-from fsm.policy import MAX_WAIT, MIN_REQUEST_TIMEOUT, seconds_in
+from fsm.policy import MAX_WAIT, MIN_REQUEST_TIMEOUT, MIN_WINDOW, Policy, seconds_in
 from fsm.port import ExchangePort
 from fsm.redact import install as _install_redaction
 from fsm.redact import redact
@@ -263,6 +284,10 @@ class ReconcileReport:
     #: Symbols whose stops were listed one by one, because the exchange
     #: refused an all-symbols query (Binance); ``None``: all in one call.
     stops_scope: tuple[str, ...] | None = None
+    #: Writes not made this round, one line per symbol saying why: its
+    #: ``(account, symbol)`` lease was held by another process (an attempt
+    #: is being driven there), or the journal changed on it since the read.
+    skipped: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -306,6 +331,8 @@ class ReconcileReport:
         for act in self.actions:
             lines.append(f"  action {act.kind.value} {act.symbol} "
                          f"{'ok' if act.ok else 'FAILED'}: {act.detail}")
+        for why in self.skipped:
+            lines.append(f"  skipped this round: {why}")
         for al in self.alerts:
             lines.append(f"  ALERT {al.kind.value}: {al.message}")
         lines.append("  clean" if self.clean else "  needs attention")
@@ -377,6 +404,10 @@ class Reconciler:
     ``alerts`` (sync or async callable) is called once per finding: an
     orphan or unknown position alerts again only after it was gone from a
     check in between. ``clock`` is the wall clock (tests inject one).
+
+    ``account`` is the account label of leases (default: as the opener's,
+    :func:`fsm.lease.account_of` the adapter); ``lease_duration`` how long
+    a lease it takes lasts unless renewed (it is renewed while it acts).
     """
 
     def __init__(
@@ -387,9 +418,20 @@ class Reconciler:
         policy: ReconcilePolicy | None = None,
         alerts: AlertSink | None = None,
         clock: Callable[[], float] = time.time,
+        account: str | None = None,
+        lease_duration: float = 30.0,
     ) -> None:
         self.adapter = adapter
         self.journal = journal
+        #: the account label of the leases the monitor takes before it writes
+        self.account = account if account is not None else account_of(adapter)
+        store = getattr(journal, "store", None)
+        #: the journal's lease store, if it keeps one: writes then hold leases
+        self.leases: LeaseStore | None = store if isinstance(store, LeaseStore) else None
+        self.owner = new_owner()
+        # Busy leases are not waited for (the shortest wait a Policy allows).
+        self._lease_policy = Policy(lease_duration=lease_duration,
+                                    lease_renew=lease_duration / 3, lease_wait=MIN_WINDOW)
         self.policy = policy if policy is not None else ReconcilePolicy()
         self.alerts = alerts
         self._clock = clock
@@ -445,13 +487,9 @@ class Reconciler:
         verdict = assess(seen, self.policy, frozenset(self._alerted))
         for alert in verdict.alerts:
             log.critical(alert.message, extra={"attempt_id": alert.attempt_id})
-        actions = await self._act(verdict, attempts)
-        leftovers = []
-        for st, owner, cancel in verdict.leftovers:
-            act = await self._cancel(st, owner) if cancel and owner is not None else None
-            if act is not None:
-                actions.append(act)
-            leftovers.append(LeftoverStop(st, owner, act is not None and act.ok))
+        actions, cancelled, skipped = await self._act(verdict, attempts)
+        leftovers = [LeftoverStop(st, owner, cancelled.get(i, False))
+                     for i, (st, owner, _) in enumerate(verdict.leftovers)]
         self._alerted = set(verdict.alerted)
         await self._deliver(verdict.alerts)
         pol = self.policy
@@ -463,28 +501,86 @@ class Reconciler:
             stops_error=stop_err, positions=verdict.findings, resolved=verdict.resolved,
             still_orphaned=verdict.still_orphaned, stale=verdict.stale,
             leftover_stops=tuple(leftovers), actions=tuple(actions), alerts=verdict.alerts,
-            stops_scope=None if scope is None else tuple(scope),
+            stops_scope=None if scope is None else tuple(scope), skipped=tuple(skipped),
         )
 
-    async def _act(self, verdict: Assessment,
-                   attempts: Sequence[AttemptSummary]) -> list[ActionTaken]:
-        """The writes the assessment calls for, in order: protect or close
-        orphans (as the policy allows), then record resolutions."""
-        actions = []
-        for f in verdict.act_on:
-            act = await self._act_on_orphan(f, attempts)
-            if act is not None:
-                actions.append(act)
+    async def _act(self, verdict: Assessment, attempts: Sequence[AttemptSummary]
+                   ) -> tuple[list[ActionTaken], dict[int, bool], list[str]]:
+        """The writes the assessment calls for, as the policy allows, symbol
+        by symbol, each symbol's under its lease: protect or close orphans,
+        record resolutions, cancel leftover stops. Returns the actions, which
+        leftovers (by index) were cancelled, and the symbols skipped (why)."""
+        actions: list[ActionTaken] = []
+        cancelled: dict[int, bool] = {}
+        skipped: list[str] = []
+        for symbol, writes in self._plan(verdict, attempts).items():
+            try:
+                async with self._holding(symbol, attempts):
+                    for write in writes:
+                        act, leftover = await write()
+                        if act is not None:
+                            actions.append(act)
+                        if act is not None and leftover is not None:
+                            cancelled[leftover] = act.ok
+            except (LeaseBusy, LeaseLost, _Changed) as exc:
+                why = f"{symbol}: {exc}; nothing written for it this round"
+                log.warning("reconcile: skipped %s", why)
+                skipped.append(why)
+        return actions, cancelled, skipped
+
+    def _plan(self, verdict: Assessment, attempts: Sequence[AttemptSummary]
+              ) -> dict[str, list[Callable[[], Awaitable[tuple[ActionTaken | None, int | None]]]]]:
+        """The writes to make, by symbol (each answers its action, if any,
+        and the index of the leftover stop it cancels, if one)."""
+        work: dict[str, list[Callable[[], Awaitable[tuple[ActionTaken | None, int | None]]]]] = {}
+        if self.policy.orphans is not OrphanAction.ALERT:
+            for f in verdict.act_on:
+                work.setdefault(f.symbol, []).append(functools.partial(self._orphan, f, attempts))
         for aid in verdict.resolved:
             s = next(x for x in attempts if x.attempt_id == aid)
-            if self.policy.record_resolutions:
-                self.journal.note(aid, "resolve", _loop_time(), {
-                    "previous": State.ORPHANED.value,
-                    "reason": f"{s.request.symbol} flat on the exchange at the check",
-                })
             log.warning("attempt %s: ORPHANED, now flat: resolved", aid,
                         extra={"attempt_id": aid, "state": State.ORPHANED.value})
-        return actions
+            if self.policy.record_resolutions:
+                work.setdefault(s.request.symbol, []).append(functools.partial(self._resolve, s))
+        for i, (st, owner, do) in enumerate(verdict.leftovers):
+            if do and owner is not None:
+                work.setdefault(st.symbol, []).append(
+                    functools.partial(self._cancel_leftover, i, st, owner))
+        return work
+
+    async def _orphan(self, f: PositionFinding, attempts: Sequence[AttemptSummary]
+                      ) -> tuple[ActionTaken | None, int | None]:
+        return await self._act_on_orphan(f, attempts), None
+
+    async def _resolve(self, s: AttemptSummary) -> tuple[ActionTaken | None, int | None]:
+        self.journal.note(s.attempt_id, "resolve", _loop_time(), {
+            "previous": State.ORPHANED.value,
+            "reason": f"{s.request.symbol} flat on the exchange at the check",
+        })
+        return None, None
+
+    async def _cancel_leftover(self, i: int, st: StopSnapshot,
+                               owner: str) -> tuple[ActionTaken | None, int | None]:
+        return await self._cancel(st, owner), i
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, symbol: str,
+                       attempts: Sequence[AttemptSummary]) -> AsyncIterator[None]:
+        """Hold ``symbol``'s lease (when the journal keeps leases) for the
+        monitor's writes on it, and make sure the journal shows nothing new
+        on it since this check read it: an attempt that ran in between
+        changed what the check concluded. Raises :class:`LeaseBusy` at once
+        if another process holds it, :class:`_Changed` if the journal moved."""
+        if self.leases is None:
+            yield
+            return
+        async with hold(self.leases, self.account, symbol, self.owner, self._lease_policy):
+            seen = _on_symbol(attempts, symbol, self._symbols)
+            now = _on_symbol(summarize(self.journal.read()), symbol, self._symbols)
+            if now != seen:
+                raise _Changed("the journal changed on it since the check read it "
+                               "(an attempt ran meanwhile)")
+            yield
 
     async def _fetch_positions(self) -> list[PositionSnapshot]:
         """Every open position, hedge-mode legs one by one when the adapter
@@ -633,6 +729,12 @@ class Reconciler:
                 log.exception("the reconciliation alert callback failed")
 
     async def _call(self, aw: Awaitable[Any]) -> Any:
+        try:  # under a lease that expired by our clock (paused): send nothing more
+            check_held()
+        except asyncio.CancelledError:
+            if inspect.iscoroutine(aw):
+                aw.close()
+            raise
         async with asyncio.timeout(self.policy.request_timeout):
             return await aw
 
@@ -732,6 +834,17 @@ def _leftovers(seen: Observed, policy: ReconcilePolicy, settled: dict[str, bool]
 
 
 # -- pure helpers -----------------------------------------------------------------------------
+
+
+class _Changed(Exception):
+    """The journal moved on a symbol between the check's read and its writes."""
+
+
+def _on_symbol(attempts: Sequence[AttemptSummary], symbol: str,
+               canonical: dict[str, str]) -> list[tuple[str, int]]:
+    """Each attempt on ``symbol`` (in any spelling) and its record count."""
+    return sorted((s.attempt_id, len(s.records)) for s in attempts
+                  if canonical.get(s.request.symbol, s.request.symbol) == symbol)
 
 
 def _finding(p: PositionSnapshot, stops: list[StopSnapshot] | None,

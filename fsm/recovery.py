@@ -157,35 +157,51 @@ async def recover(opener: Resumer, *, symbol: str | None = None) -> list[Attempt
         done = []
         for s in items:
             try:
-                a = await _recover_leased(opener, journal, s)
+                got = await _recover_leased(opener, journal, s)
             except LeaseBusy as exc:
                 # A live process holds the symbol: it is driving these
                 # attempts. A later recover() takes them if it dies.
                 log.warning("not recovering %d attempt(s) on %s now: %s", len(items),
                             s.request.symbol, exc)
                 break
-            if a is not None:
-                done.append(a)
+            done.extend(got)
         return done
 
     results = await asyncio.gather(*(one_symbol(v) for v in by_symbol.values()))
     order = {s.attempt_id: i for i, s in enumerate(pending)}
-    return sorted((a for group in results for a in group), key=lambda a: order[a.attempt_id])
+    return sorted((a for group in results for a in group),
+                  key=lambda a: order.get(a.attempt_id, len(order)))
 
 
 async def _recover_leased(
     opener: Resumer, journal: JournalLog, s: AttemptSummary
-) -> Attempt | None:
+) -> list[Attempt]:
     """Take the attempt's ``(account, symbol)`` lease (when the journal keeps
     leases), then read the attempt again: it may have been finished, or
-    taken further, by the process that held the lease meanwhile."""
+    taken further, by the process that held the lease meanwhile.
+
+    A lease taken over from a holder that died may come with an attempt of
+    that holder's begun after this recovery listed the journal: it is
+    recovered too, under the same lease. Releasing the lease hides that its
+    holder died (the next taker sees a released lease), so the next
+    ``open()`` on the symbol would otherwise not recover it first and move
+    the position under it."""
     async with opener.hold_lease(s.request.symbol) as lease:
+        items = [s]
         if lease is not None:
             fresh = summarize(journal.read(s.attempt_id))
-            if not fresh or fresh[0].finished:
-                return None
-            s = fresh[0]
-        return await _recover_one(opener, journal, s)
+            items = [] if not fresh or fresh[0].finished else [fresh[0]]
+            if lease.taken_over:
+                items += [o for o in summarize(journal.read())
+                          if not o.finished and o.request.symbol == s.request.symbol
+                          and o.attempt_id != s.attempt_id
+                          and (o.account is None or o.account == opener.account)]
+        done = []
+        for item in items:
+            a = await _recover_one(opener, journal, item)
+            if a is not None:
+                done.append(a)
+        return done
 
 
 async def _recover_one(

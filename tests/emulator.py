@@ -22,7 +22,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, cast
 
@@ -91,6 +91,7 @@ class EmulatorServer:
                                         name="exchange-emulator")
         self.exchange: SimulatedExchange | None = None
         self._server: asyncio.Server | None = None
+        self._holds: dict[str, asyncio.Event] = {}
 
     def __enter__(self) -> EmulatorServer:
         self.start()
@@ -111,6 +112,22 @@ class EmulatorServer:
 
     def run(self, coro: Any) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def hold_reply(self, method: str) -> Callable[[], None]:
+        """The next call of ``method`` takes effect on arrival as ever, but
+        its answer waits until the returned ``release()`` is called: its
+        caller is then known to be blocked on that answer, so a test can
+        pause or kill it there rather than at a moment picked by a clock."""
+        event = self.run(self._hold(method)).result(30)
+
+        def release() -> None:
+            self._loop.call_soon_threadsafe(event.set)
+
+        return release
+
+    async def _hold(self, method: str) -> asyncio.Event:
+        event = self._holds[method] = asyncio.Event()
+        return event
 
     def truth(self) -> dict[str, Any]:
         """The ground truth, read on the exchange's own loop."""
@@ -172,11 +189,15 @@ class EmulatorServer:
         method = call["method"]
         if method not in _METHODS:
             return "400 Bad Request", {"error": "ExchangeError", "message": method}
+        held = self._holds.pop(method, None)
         try:
             result = await getattr(ex, method)(**decode(call["kwargs"]))
         except port.ExchangeError as exc:
             return "200 OK", {"error": type(exc).__name__, "message": str(exc),
                               "retry_after": getattr(exc, "retry_after", None)}
+        finally:
+            if held is not None:
+                await held.wait()
         return "200 OK", {"result": encode(result)}
 
 

@@ -1,13 +1,15 @@
 """Issue 11, reproductions 1-3: alerts that always arrive, and a journal
 that fails safe. Everything runs on the simulator in virtual time, with a
-real SQLite journal (a full disk is SQLite's own SQLITE_FULL, made by
-capping the database's page count at the moment the entry leaves)."""
+real journal on each store (``journal_at``: SQLite, and PostgreSQL where a
+server can start). A journal that fails is each store's own failure: for
+SQLite a full disk (SQLITE_FULL, made by capping the database's page count
+at the moment the entry leaves), for PostgreSQL a session whose writes the
+server refuses (read-only from that moment)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +26,9 @@ from fsm import (
     PositionOpener,
     State,
 )
-from fsm.journal import SQLiteStore, summarize
+from fsm.journal import JournalError, SQLiteStore, summarize
 from tests.helpers import PRICE, SYMBOL, ids, request
+from tests.pg import open_journal
 
 
 def _sim(**knobs: Any) -> SimulatedExchange:
@@ -35,12 +38,12 @@ def _sim(**knobs: Any) -> SimulatedExchange:
 # -- 1. an alert lost in a crash is delivered again ---------------------------------------------
 
 
-def test_an_alert_interrupted_by_a_crash_is_delivered_again_by_recovery(tmp_path: Path) -> None:
+def test_an_alert_interrupted_by_a_crash_is_delivered_again_by_recovery(journal_at: str) -> None:
     """The process dies while the pager is being called. The alert was
     queued in the journal before delivery and no end was written, so
     recovery delivers it again, with the same alert_id."""
     ex = _sim(stop_rejected=True, close_rejected=True)
-    path = tmp_path / "j.sqlite3"
+    path = journal_at
     started: list[Alert] = []
     delivered: list[Alert] = []
     paging = asyncio.Event()
@@ -51,14 +54,14 @@ def test_an_alert_interrupted_by_a_crash_is_delivered_again_by_recovery(tmp_path
         await asyncio.sleep(3600)  # the process is killed during this
 
     async def go() -> list[Any]:
-        j = Journal(path)
+        j = open_journal(path)
         task = asyncio.ensure_future(
             PositionOpener(ex, journal=j, alerts=dies_while_paging, ids=ids()).open(request()))
         await paging.wait()
         task.cancel()  # the crash
         await asyncio.gather(task, return_exceptions=True)
         j.close()
-        with Journal(path) as j2:
+        with open_journal(path) as j2:
             got = await PositionOpener(ex, journal=j2, alerts=delivered.append).recover()
             again = await PositionOpener(ex, journal=j2, alerts=delivered.append).recover()
             (s,) = summarize(j2.read())
@@ -151,18 +154,35 @@ def test_recovery_bounds_the_alert_callback_too() -> None:
 
 
 class DiskFillsAsTheEntryLeaves(SimulatedExchange):
-    """The world: the journal's disk fills up exactly when the entry is sent
-    (after its intent was written). SQLite then refuses every later write
-    with its own "database or disk is full"."""
+    """The world: the journal fails exactly when the entry is sent (after
+    its intent was written), and refuses every later write with its store's
+    own error (:func:`_break`)."""
 
     journal: Journal
 
     async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
                            reduce_only: bool) -> OrderSnapshot:
         if not reduce_only:
-            _fill_disk(self.journal)
+            _break(self.journal)
         return await super().create_order(symbol=symbol, side=side, amount=amount,
                                           client_id=client_id, reduce_only=reduce_only)
+
+
+def _break(journal: Journal) -> str:
+    """Make every later write of ``journal`` fail as its store fails; the
+    words its error says."""
+    if isinstance(journal.store, SQLiteStore):
+        _fill_disk(journal)
+        return "database or disk is full"
+    # PostgreSQL: the server refuses the writes of the journal's own session.
+    journal.store._conn().execute(  # type: ignore[attr-defined]
+        "SET default_transaction_read_only = on")
+    return "read-only transaction"
+
+
+def _broken_says(journal_at: str) -> str:
+    return "read-only transaction" if journal_at.startswith("host=") \
+        else "database or disk is full"
 
 
 def _fill_disk(journal: Journal) -> None:
@@ -185,15 +205,15 @@ def _fill_disk(journal: Journal) -> None:
 @pytest.mark.parametrize(("knobs", "end"), [({}, State.PROTECTED),
                                             ({"stop_rejected": True}, State.CLOSE_VERIFIED)])
 def test_a_journal_failing_after_the_entry_still_protects_then_alerts_and_raises(
-        tmp_path: Path, knobs: dict[str, Any], end: State) -> None:
+        journal_at: str, knobs: dict[str, Any], end: State) -> None:
     ex = DiskFillsAsTheEntryLeaves(SimConfig(prices={SYMBOL: PRICE}, **knobs))
     alerts: list[Alert] = []
 
     async def go() -> JournalFailed:
-        with Journal(tmp_path / "j.sqlite3") as j:
+        with open_journal(journal_at) as j:
             ex.journal = j
             opener = PositionOpener(ex, journal=j, alerts=alerts.append, ids=ids())
-            with pytest.raises(JournalFailed, match="database or disk is full") as info:
+            with pytest.raises(JournalFailed, match=_broken_says(journal_at)) as info:
                 await opener.open(request())
             return info.value
 
@@ -204,17 +224,17 @@ def test_a_journal_failing_after_the_entry_still_protects_then_alerts_and_raises
     else:
         assert ex.net_position(SYMBOL) == 0
     (alert,) = alerts
-    assert alert.reason == "journal" and "database or disk is full" in alert.message
+    assert alert.reason == "journal" and _broken_says(journal_at) in alert.message
 
 
 def test_an_orphaned_attempt_with_a_failed_journal_alerts_once_saying_both(
-        tmp_path: Path) -> None:
+        journal_at: str) -> None:
     ex = DiskFillsAsTheEntryLeaves(SimConfig(prices={SYMBOL: PRICE}, stop_rejected=True,
                                              close_rejected=True))
     alerts: list[Alert] = []
 
     async def go() -> JournalFailed:
-        with Journal(tmp_path / "j.sqlite3") as j:
+        with open_journal(journal_at) as j:
             ex.journal = j
             with pytest.raises(JournalFailed) as info:
                 await PositionOpener(ex, journal=j, alerts=alerts.append, ids=ids()).open(
@@ -227,13 +247,16 @@ def test_an_orphaned_attempt_with_a_failed_journal_alerts_once_saying_both(
     assert alert.reason == "orphaned" and "journal also failed" in alert.message
 
 
-def test_a_journal_failing_before_the_entry_sends_nothing(tmp_path: Path) -> None:
+def test_a_journal_failing_before_the_entry_sends_nothing(journal_at: str) -> None:
     ex = _sim()
 
     async def go() -> None:
-        with Journal(tmp_path / "j.sqlite3") as j:
-            _fill_disk(j)
-            with pytest.raises(JournalFailed, match="Nothing was sent"):
+        with open_journal(journal_at) as j:
+            _break(j)
+            # JournalFailed once the attempt exists; a journal that cannot
+            # even grant the lease (PostgreSQL refuses that write too) fails
+            # before it, as the JournalError it derives from.
+            with pytest.raises(JournalError, match=r"(?i)nothing was sent"):
                 await PositionOpener(ex, journal=j, ids=ids()).open(request())
 
     run_virtual(go())

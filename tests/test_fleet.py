@@ -21,8 +21,10 @@ import os
 import queue
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -63,14 +65,17 @@ class Worker:
     """One bot process; its JSON lines are collected as they come."""
 
     def __init__(self, args: dict[str, Any]) -> None:
+        # Its stderr is kept, so that a worker that dies says why.
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the worker
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fleet_worker", json.dumps(args)], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
             text=True)
         _LIVE.append(self.proc)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.said: list[dict[str, Any]] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -78,9 +83,27 @@ class Worker:
             self.lines.put(json.loads(line))
 
     def next(self, timeout: float = 60.0) -> dict[str, Any]:
-        msg = self.lines.get(timeout=timeout)
+        try:
+            msg = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the worker said nothing for {timeout:g}s (exit code "
+                                 f"{self.proc.poll()}); its stderr ends: "
+                                 f"{self.stderr_tail()}") from None
         self.said.append(msg)
         return msg
+
+    def stderr_tail(self, chars: int = 2000) -> str:
+        """The end of what the process wrote on stderr."""
+        self.errors.seek(0)
+        return self.errors.read()[-chars:]
+
+    def heard(self) -> list[dict[str, Any]]:
+        """Everything said so far (without waiting)."""
+        while True:
+            try:
+                self.said.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.said
 
     def go(self) -> None:
         assert self.proc.stdin is not None
@@ -88,15 +111,17 @@ class Worker:
         self.proc.stdin.flush()
 
     def finish(self, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Everything the process said, once it exited and its output was
+        read to the end (not "whatever arrived within some fraction of a
+        second": a loaded machine delivers the last line late)."""
         self.proc.wait(timeout)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        self._reader.join(timeout)
+        assert not self._reader.is_alive(), "the worker's output did not end"
+        while True:
             try:
-                self.said.append(self.lines.get(timeout=0.2))
+                self.said.append(self.lines.get_nowait())
             except queue.Empty:
-                if self.proc.stdout is None or self.proc.stdout.closed or self.lines.empty():
-                    break
-        return self.said
+                return self.said
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         os.kill(self.proc.pid, sig)
@@ -201,8 +226,17 @@ def test_opens_that_cannot_wait_refuse_with_lease_busy_and_send_nothing(
     with EmulatorServer(SimConfig(prices={SYMBOL: 0.1358}, rtt=0.3)) as ex:
         workers = _start({"url": ex.url, "journal": journal_at, "mode": "open",
                           "lease_wait": 0.1}, n)
+        # Whoever takes the lease first cannot finish before the others gave
+        # up: its entry's answer is held until they did (a condition, not
+        # a race between its attempt and their start-up on a loaded machine).
+        release = ex.hold_reply("create_order")
         for w in workers:
             w.go()
+        deadline = time.monotonic() + 120
+        while sum(m.get("error") == "LeaseBusy" for w in workers for m in w.heard()) < n - 1:
+            assert time.monotonic() < deadline, [w.said for w in workers]
+            time.sleep(0.02)
+        release()
         said = [m for w in workers for m in w.finish() if m.get("step") == "open"]
         truth = ex.truth()
     assert sorted(m.get("state") or m["error"] for m in said) == \
@@ -254,21 +288,67 @@ def test_kill_and_recover_across_processes_keeps_the_laws(journal_at: str) -> No
           f"{sum(1 for s in summarize(_records(journal_at)) if s.recovered)} recovered")
 
 
+@contextlib.contextmanager
+def _outside_journal_writes(where: str) -> Iterator[None]:
+    """For the body, no bot process is inside a journal write transaction.
+
+    SQLite: the test holds the file's write lock (waiting for a write in
+    progress to commit first), so a process paused in the body cannot be
+    holding it; a paused holder of SQLite's lock would stall every process
+    on the host until it is resumed, the lease notwithstanding (nothing can
+    break another process's SQLite lock). PostgreSQL needs nothing: the
+    server ends a transaction whose client went quiet
+    (``PostgresStore.stalled_transaction_timeout``)."""
+    if where.startswith(("host=", "postgresql://", "postgres://")):
+        yield
+        return
+    conn = sqlite3.connect(where, timeout=60, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _wait_until(what: str, ok: Any, alive: Worker, timeout: float = 60.0) -> None:
+    """Poll ``ok()`` until it holds; fail past the deadline, or at once if
+    the worker died."""
+    deadline = time.monotonic() + timeout
+    while not ok():
+        assert alive.proc.poll() is None, f"the worker exited before {what}: {alive.finish()}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g}s"
+        time.sleep(0.02)
+
+
 def test_a_paused_holder_is_fenced_out_after_a_take_over(journal_at: str) -> None:
-    """A holder is SIGSTOPped once its entry may be out, past its lease;
-    another process's recover() takes the attempt over and finishes it. The
-    first one, resumed, writes nothing and sends nothing: LeaseLost."""
+    """A holder is SIGSTOPped while it waits for the answer to its entry
+    (which executed), past its lease; another process's recover() takes the
+    attempt over and finishes it. The first one, resumed, writes nothing and
+    sends nothing: LeaseLost.
+
+    Where the holder stands when it is paused is fixed by a condition, not
+    by a clock: the exchange holds back the entry's answer until the test
+    has paused it, so the pause cannot land between the entry's intent and
+    its request (the entry then not sent yet: nothing for the take-over to
+    protect) nor after the holder moved on."""
     args = {"journal": journal_at, "lease_duration": 1.0, "lease_renew": 0.25}
     with EmulatorServer(SimConfig(prices={SYMBOL: 0.1358}, rtt=0.5)) as ex:
         (a,) = _start({**args, "url": ex.url, "mode": "open"}, 1)
+        release = ex.hold_reply("create_order")
         a.go()
-        deadline = time.monotonic() + 60
-        while not any(r.kind == "intent" for r in _records(journal_at)):
-            assert time.monotonic() < deadline and a.proc.poll() is None
-            time.sleep(0.02)
-        a.kill(signal.SIGSTOP)
+        _wait_until("entry on the exchange",
+                    lambda: any(o.client_id.endswith("e") for o in ex.truth()["log"]), a)
+        with _outside_journal_writes(journal_at):  # not paused mid-renewal
+            a.kill(signal.SIGSTOP)
+        release()  # the answer waits in the paused holder's socket
         try:
-            (b,) = _start({**args, "url": ex.url, "mode": "recover"}, 1)
+            # The taker's own lease is long: a loaded machine that delays its
+            # renewals (or its take-over, waiting on the paused holder's
+            # transaction) must not fence it out too; this test is about
+            # the paused one.
+            (b,) = _start({**args, "url": ex.url, "mode": "recover", "lease_duration": 30.0,
+                           "lease_renew": 10.0}, 1)
             b.go()
             b_said = b.finish(120)
             before, truth_before = _records(journal_at), ex.truth()
@@ -276,7 +356,8 @@ def test_a_paused_holder_is_fenced_out_after_a_take_over(journal_at: str) -> Non
             a.kill(signal.SIGCONT)
         a_said = a.finish(120)
         after, truth_after = _records(journal_at), ex.truth()
-    assert [m.get("states") for m in b_said if m.get("step") == "recover"] == [["PROTECTED"]]
+    assert [m.get("states") for m in b_said if m.get("step") == "recover"] == [["PROTECTED"]], \
+        b_said
     (lost,) = [m for m in a_said if m.get("step") == "open"]
     assert lost["error"] == "LeaseLost", a_said
     assert "fenced out" in lost["message"]

@@ -1,13 +1,17 @@
 """What only the SQLite journal has: its file, WAL mode, application id,
-read-only opening; and the folding of records. The store contract every
-durable store keeps is in ``test_journal_stores.py``, run on each store."""
+read-only opening; and the folding of records read back from each store
+(the ``journal`` fixture: SQLite, and PostgreSQL where a server can start).
+The store contract every durable store keeps is in
+``test_journal_stores.py``, run on each store."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -19,6 +23,8 @@ from fsm.journal import (
     JournalError,
     summarize,
 )
+from tests import pg
+from tests.conftest import STORES
 from tests.helpers import request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,8 +103,22 @@ def test_memory_note_kinds_are_checked() -> None:
 # -- records -----------------------------------------------------------------------------------
 
 
-def test_summarize_folds_an_attempt() -> None:
-    j = MemoryJournal()
+@pytest.fixture(params=["memory", *STORES])
+def any_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    """A memory journal, or a durable one on each store."""
+    if request.param == "memory":
+        yield MemoryJournal()
+        return
+    if request.param == "sqlite":
+        where = str(tmp_path / "journal.sqlite3")
+    else:
+        where = cast(pg.Server, request.getfixturevalue("pg_server")).new_database()
+    with pg.open_journal(where) as j:
+        yield j
+
+
+def test_summarize_folds_an_attempt(any_journal: Journal) -> None:
+    j = any_journal
     req = request()
     j.begin("a1", req, "spa1e", 1.0)
     j.intent("a1", "entry", "spa1e", 1.1, {})

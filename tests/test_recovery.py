@@ -1,11 +1,11 @@
 """Recovery from the journal: the cases the crash specs reach only by chance,
-pinned one by one."""
+pinned one by one; those that recover from a durable journal run on each
+store (``journal_at``: SQLite, and PostgreSQL where a server can start)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +14,10 @@ from adapters.port import Side
 from adapters.simulated import AckStyle, SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
 from fsm import Alert, MemoryJournal, OpenRequest, PositionOpener, State, client_ids
-from fsm.journal import Journal, JournalLog, summarize
+from fsm.journal import JournalLog, summarize
+from fsm.lease import LeaseStore
 from tests.helpers import PRICE, SYMBOL, request
+from tests.pg import open_journal
 
 AID = "0123456789abcdef01234567"
 ENTRY, STOP, CLOSE = client_ids(AID)
@@ -43,14 +45,14 @@ def test_recovery_needs_a_journal_it_can_read() -> None:
         run_virtual(go())
 
 
-def test_nothing_unfinished_nothing_done(tmp_path: Path) -> None:
-    with Journal(tmp_path / "j.sqlite3") as j:
+def test_nothing_unfinished_nothing_done(journal_at: str) -> None:
+    with open_journal(journal_at) as j:
         assert _recover(_sim(), j) == []
 
 
-def test_begin_without_an_entry_intent_is_rejected_and_nothing_is_sent(tmp_path: Path) -> None:
+def test_begin_without_an_entry_intent_is_rejected_and_nothing_is_sent(journal_at: str) -> None:
     ex = _sim()
-    with Journal(tmp_path / "j.sqlite3") as j:
+    with open_journal(journal_at) as j:
         j.begin(AID, request(), ENTRY, 0.0)
         (a,) = _recover(ex, j)
         recs = j.read()
@@ -82,7 +84,7 @@ def test_an_entry_intent_is_looked_up_never_resent_and_then_protected() -> None:
     assert a.history[0].evidence is not None and a.history[0].evidence.value == "journal"
 
 
-def test_a_terminal_transition_without_its_end_is_finished(tmp_path: Path) -> None:
+def test_a_terminal_transition_without_its_end_is_finished(journal_at: str) -> None:
     """Died while cancelling the leftover stop after a verified close: the
     stop is cancelled and the end written; nothing is resumed."""
     ex = _sim(initial_positions={SYMBOL: 43.0})
@@ -92,7 +94,7 @@ def test_a_terminal_transition_without_its_end_is_finished(tmp_path: Path) -> No
                             client_id=STOP)
 
     run_virtual(place_stop())
-    with Journal(tmp_path / "j.sqlite3") as j:
+    with open_journal(journal_at) as j:
         j.begin(AID, request(), ENTRY, 0.0)
         j.intent(AID, "entry", ENTRY, 0.0, {})
         j.intent(AID, "stop", STOP, 1.0, {"side": "sell", "amount": 43.0,
@@ -106,9 +108,9 @@ def test_a_terminal_transition_without_its_end_is_finished(tmp_path: Path) -> No
     assert ex.resting_stops() == []
 
 
-def test_an_orphaned_attempt_without_its_end_alerts_once(tmp_path: Path) -> None:
+def test_an_orphaned_attempt_without_its_end_alerts_once(journal_at: str) -> None:
     alerts: list[Alert] = []
-    with Journal(tmp_path / "j.sqlite3") as j:
+    with open_journal(journal_at) as j:
         j.begin(AID, request(), ENTRY, 0.0)
         j.intent(AID, "entry", ENTRY, 0.0, {})
         j.transition(AID, 9.0, {"dest": "ORPHANED", "detail": "could not prove flat"})
@@ -120,17 +122,17 @@ def test_an_orphaned_attempt_without_its_end_alerts_once(tmp_path: Path) -> None
     assert "could not prove flat" in alerts[0].message
 
 
-def test_several_attempts_on_several_symbols_are_all_recovered(tmp_path: Path) -> None:
+def test_several_attempts_on_several_symbols_are_all_recovered(journal_at: str) -> None:
     """Two attempts die while their entries are not visible yet; recovery
     finds both by client id and protects both, one entry each."""
     ex = _sim(ack=AckStyle.MINIMAL, order_visibility_lag=1.0)
     counter = itertools.count(1)
     reqs = [request(), OpenRequest(symbol=BTC, side="sell", amount=0.5, stop_loss=70_000,
                                    reference_price=67_000.0)]
-    path = tmp_path / "j.sqlite3"
+    path = journal_at
 
     async def go() -> list[Any]:
-        j = Journal(path)
+        j = open_journal(path)
         opener = PositionOpener(ex, journal=j, ids=lambda: f"{next(counter):024x}")
         tasks = [asyncio.ensure_future(opener.open(r)) for r in reqs]
         await asyncio.sleep(0.5)
@@ -138,7 +140,7 @@ def test_several_attempts_on_several_symbols_are_all_recovered(tmp_path: Path) -
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         j.close()
-        j2 = Journal(path)
+        j2 = open_journal(path)
         try:
             return await PositionOpener(ex, journal=j2).recover()
         finally:
@@ -150,3 +152,40 @@ def test_several_attempts_on_several_symbols_are_all_recovered(tmp_path: Path) -
     assert len(entries) == 2
     assert ex.net_position(SYMBOL) == 43 and ex.net_position(BTC) == -0.5
     assert len(ex.resting_stops()) == 2
+
+
+def test_a_taken_over_lease_recovers_the_dead_holders_attempt_begun_after_the_listing(
+        journal_at: str) -> None:
+    """recover() lists the unfinished attempts, then takes each one's lease.
+    A holder that began an attempt after the listing and died leaves an
+    expired lease, which the recovery takes over for its listed attempt:
+    that attempt of the dead holder is recovered too, under the same lease.
+    (Before, it was left unfinished while the released lease hid that its
+    holder had died, so the next open() sent an entry on top of it: seen
+    as an ORPHANED attempt in the fleet's kill-and-recover test.)"""
+    ex = _sim()
+    late = "fedcba9876543210fedcba98"
+    with open_journal(journal_at) as j, open_journal(journal_at) as dead:
+        store = j.store
+        assert isinstance(store, LeaseStore)
+        j.begin(AID, request(), ENTRY, 0.0)  # listed: the entry was never sent
+        listed = False
+        real_read = j.read
+
+        def read(attempt_id: str | None = None) -> list[Any]:
+            nonlocal listed
+            out = real_read(attempt_id)
+            if not listed:  # right after the listing: the dead holder's attempt
+                listed = True
+                assert store.acquire("acct", SYMBOL, "dead-holder", 0.001) is not None
+                dead.begin(late, request(), client_ids(late)[0], 0.0)
+            return out
+
+        j.read = read  # type: ignore[method-assign]
+
+        async def go() -> list[Any]:
+            return await PositionOpener(ex, journal=j, account="acct").recover()
+
+        run_virtual(go())
+        ended = {s.attempt_id: s.finished for s in summarize(real_read())}
+    assert ended == {AID: True, late: True}
