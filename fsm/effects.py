@@ -25,7 +25,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, Generic, TypeVar, cast
 
 from fsm.alerts import AlertSink, Note, alert_record
@@ -36,11 +36,12 @@ from fsm.policy import Policy
 from fsm.port import ExchangePort
 
 __all__ = ["CALLER", "Tally", "absent_after", "bounded", "cancel_stop", "deliver_alert",
-           "deliver_queued", "look_up_order", "notify"]
+           "deliver_queued", "hand_over", "look_up_order", "notify"]
 
 log = logging.getLogger("fsm")
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class Tally:
@@ -169,30 +170,36 @@ async def cancel_stop(adapter: ExchangePort, limit: float, *, symbol: str,
 
 
 async def deliver_alert(sink: AlertSink | None, alert: Alert, limit: float) -> bool:
-    """Log ``alert`` at CRITICAL and hand it to ``sink``: a sync callable is
-    called (it must return promptly), an async one is awaited for at most
-    ``limit`` seconds. Returns whether the sink took it; a sink that fails
-    or hangs is logged, never raised: the attempt's outcome does not depend
-    on the pager."""
+    """Log ``alert`` at CRITICAL and hand it to ``sink`` (:func:`hand_over`).
+    Returns whether the sink took it (it is delivered again by
+    ``recover()`` when it did not)."""
     log.critical(alert.message, extra={"attempt_id": alert.attempt_id,
-                                               "state": alert.state.value,
-                                               "alert_id": alert.alert_id})
+                                       "state": alert.state.value,
+                                       "alert_id": alert.alert_id})
     if sink is None:
         return True
+    return await hand_over(sink, alert, limit, f"alert {alert.alert_id}",
+                           {"attempt_id": alert.attempt_id, "alert_id": alert.alert_id})
+
+
+async def hand_over(sink: Callable[[A], Awaitable[None] | None], alert: A, limit: float,
+                    what: str, extra: Mapping[str, Any] | None = None) -> bool:
+    """Hand one alert of any kind to ``sink``: a sync callable is called (it
+    must return promptly), an async one is awaited for at most ``limit``
+    seconds. Returns whether the sink took it; a sink that fails or hangs is
+    logged, never raised: neither an attempt's outcome nor the monitor's
+    next check depends on the pager."""
     try:
         async with asyncio.timeout(limit):
             result = sink(alert)
             if inspect.isawaitable(result):
                 await result
     except TimeoutError:
-        log.error("alert %s: the alert callback did not return within %gs; given up "
-                          "(it is delivered again by recover())", alert.alert_id, limit,
-                          extra={"attempt_id": alert.attempt_id, "alert_id": alert.alert_id})
+        log.error("%s: the alert callback did not return within %gs; given up", what, limit,
+                  extra=extra)
         return False
     except Exception:
-        log.exception("alert %s: the alert callback failed", alert.alert_id,
-                              extra={"attempt_id": alert.attempt_id,
-                                     "alert_id": alert.alert_id})
+        log.exception("%s: the alert callback failed", what, extra=extra)
         return False
     return True
 

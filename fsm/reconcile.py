@@ -54,13 +54,13 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from fsm.attempt import attached_stop_id, client_ids
+from fsm.effects import bounded, hand_over
 from fsm.journal import AttemptSummary, JournalLog, summarize
 from fsm.lease import (
     LeaseBusy,
     LeaseLost,
     LeaseStore,
     account_of,
-    check_held,
     hold,
     new_owner,
 )
@@ -156,13 +156,17 @@ class ReconcilePolicy:
                                            validator=_instance("record_resolutions", bool))
     #: Seconds after an attempt's last journal record before the monitor
     #: draws conclusions about it: longer than one attempt can take
-    #: (``Policy.max_duration``, 75 s by default) and than REST lags.
+    #: (``Policy.max_duration``, 81 s by default) and than REST lags.
     #: Range: 0 to 86400 s (0: conclude at once, for tests and one-off checks).
-    settle_time: float = attrs.field(default=60.0,
+    settle_time: float = attrs.field(default=90.0,
                                      validator=seconds_in("ReconcilePolicy", 0.0, 86400.0))
     #: Bound on each exchange call. Range: 0.05 to 3600 s (as
     #: ``Policy.request_timeout``: below that every call times out unsent).
     request_timeout: float = attrs.field(
+        default=10.0, validator=seconds_in("ReconcilePolicy", MIN_REQUEST_TIMEOUT, MAX_WAIT))
+    #: Bound on handing one alert to an async callback: a pager that hangs
+    #: must not stop the next check. Range: 0.05 to 3600 s.
+    alert_timeout: float = attrs.field(
         default=10.0, validator=seconds_in("ReconcilePolicy", MIN_REQUEST_TIMEOUT, MAX_WAIT))
 
     @property
@@ -721,22 +725,13 @@ class Reconciler:
         if self.alerts is None:
             return
         for alert in alerts:
-            try:
-                result = self.alerts(alert)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("the reconciliation alert callback failed")
+            await hand_over(self.alerts, alert, self.policy.alert_timeout,
+                            f"reconciliation alert on {alert.symbol}")
 
     async def _call(self, aw: Awaitable[Any]) -> Any:
-        try:  # under a lease that expired by our clock (paused): send nothing more
-            check_held()
-        except asyncio.CancelledError:
-            if inspect.iscoroutine(aw):
-                aw.close()
-            raise
-        async with asyncio.timeout(self.policy.request_timeout):
-            return await aw
+        """One exchange call, bounded like the engine's (and, under a lease
+        that expired by our clock, not sent at all)."""
+        return await bounded(aw, self.policy.request_timeout, ambiguous=False)
 
 
 # -- the judgement: pure -----------------------------------------------------------------------

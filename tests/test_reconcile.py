@@ -440,6 +440,34 @@ def test_async_alert_callbacks_are_awaited(tmp_path: Path) -> None:
     assert [a.kind for a in got] == [AlertKind.ORPHAN_POSITION, AlertKind.UNKNOWN_POSITION]
 
 
+def test_an_alert_callback_that_hangs_or_fails_never_stops_the_check(tmp_path: Path) -> None:
+    """A pager that never answers is given up after ``alert_timeout``, and one
+    that raises is logged: the check returns its report, and every alert is
+    handed over."""
+    w = world(tmp_path, initial_positions={SYMBOL: 43.0})
+    handed: list[ReconcileAlert] = []
+
+    async def hangs(alert: ReconcileAlert) -> None:
+        handed.append(alert)
+        if alert.kind is AlertKind.ORPHAN_POSITION:
+            await asyncio.get_running_loop().create_future()  # never answers
+        raise RuntimeError("pager down")
+
+    rec = Reconciler(w.ex, w.journal, alerts=hangs,
+                     policy=ReconcilePolicy(settle_time=0, alert_timeout=2.0))
+
+    async def timed() -> tuple[ReconcileReport, float]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        report = await rec.check_once()
+        return report, loop.time() - t0
+
+    report, took = run(timed)
+    assert [a.kind for a in handed] == [AlertKind.ORPHAN_POSITION, AlertKind.UNKNOWN_POSITION]
+    assert [a.kind for a in report.alerts] == [a.kind for a in handed]
+    assert 2.0 <= took < 2.0 + 1.0
+
+
 # -- issue 11, reproduction 5: the monitor sees every position and every stop --------------------
 
 BTC = "BTC/USDT:USDT"
