@@ -536,8 +536,12 @@ class SimulatedExchange:
                 # attachAlgoClOrdId).
                 self._pending_attach.discard(client_id)
                 return
-            if o is None or o.status is not OrderStatus.OPEN:
-                raise OrderNotFound(f"order {order_id or client_id} not open")
+            # A venue looks an order up within the symbol the cancel names
+            # (Binance and Bybit require it): one on another symbol, or a
+            # cancel that names none, finds nothing.
+            if o is None or o.status is not OrderStatus.OPEN or not symbol \
+                    or o.symbol != self.canonical(symbol):
+                raise OrderNotFound(f"order {order_id or client_id} not open on {symbol}")
             o.status = OrderStatus.CANCELED
 
         await self._call("cancel", cancel, write=True)
