@@ -176,8 +176,9 @@ def attached_stop_failed(f: Facts) -> bool:
         return _passed(f.attached_deadline, f.now)
     if s.status is not None and s.status is not OrderStatus.OPEN:
         return True
-    if s.status is OrderStatus.OPEN and not stop_shown_in_full(f):
-        # Shown live but wrong, or with fields missing that never arrive.
+    if not stop_shown_in_full(f):
+        # Shown live (or with no status) but wrong, or with fields missing
+        # that never arrive: an unknown status is not evidence either.
         wrong = (s.reduce_only is False
                  or (s.side is not None and s.side is not f.request.side.closing_side)
                  or (s.amount is not None and not stop_covers_size(f))

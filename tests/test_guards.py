@@ -214,6 +214,38 @@ CASES: list[tuple[str, Facts, bool]] = [
                                    attached_deadline=1.0), True),
     ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, attached_failed="gone",
                                    attached_deadline=1.0), False),
+    # Shown without a status (the venue's word unknown): never trusted, and once
+    # the deadline passes it is a failure like any other stop not shown in full.
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, status=None),
+                                   attached_deadline=2.0), False),
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, status=None),
+                                   attached_deadline=1.0), True),
+    # Each way a live attached stop can be wrong fails at once, before the deadline.
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, reduce_only=False),
+                                   attached_deadline=2.0), True),
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, side=Side.BUY),
+                                   attached_deadline=2.0), True),
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, trigger_price=0.1),
+                                   attached_deadline=2.0), True),
+    # A field the venue did not report is not evidence of a wrong stop: wait.
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, side=None),
+                                   attached_deadline=2.0), False),
+    ("attached_stop_failed", facts(entry=FILLED, stop_attached=True, stop_intent=STOP_INTENT,
+                                   stop=attrs.evolve(STOP_OK, trigger_price=None),
+                                   attached_deadline=2.0), False),
+    # Prices agree to the venue's precision, not to the last bit, and no further.
+    ("stop_at_requested_price", facts(
+        stop_intent=STOP_INTENT, stop=attrs.evolve(STOP_OK, trigger_price=0.129 * (1 + 1e-12))),
+     True),
+    ("stop_at_requested_price", facts(
+        stop_intent=STOP_INTENT, stop=attrs.evolve(STOP_OK, trigger_price=0.129 * (1 + 1e-7))),
+     False),
     # While the attached stop is relied on, its failure falls back first.
     ("stop_refused", facts(stop_attached=True, stop_error="refused"), False),
 ]
