@@ -85,8 +85,9 @@ class PositionOpener:
         self.leases: LeaseStore | None = store if isinstance(store, LeaseStore) else None
         self.owner = new_owner()
         self.policy = policy if policy is not None else Policy()
-        self.alerts = alerts
-        self.journal = journal
+        #: the journal writes and the alerts of this opener's attempts; the
+        #: opener's ``journal`` and ``alerts`` are its (one place holds them)
+        self._book = Book(journal, alerts, self.policy)
         self.on_transition = on_transition
         self._observing: set[asyncio.Future[None]] = set()
         self._ids = ids or (lambda: uuid.uuid4().hex[:24])
@@ -96,8 +97,17 @@ class PositionOpener:
         self._attach_port = isinstance(adapter, AttachedStopPort)
         self._locks: dict[str, asyncio.Lock] = {}
         self._observe = Observer(adapter, self.policy)
-        self._book = Book(journal, alerts, self.policy)
         self._send = Sender(adapter, self.policy, self._observe, self._book.intent)
+
+    @property
+    def journal(self) -> JournalSink | None:
+        """Where the attempts are journalled (``None``: nowhere)."""
+        return self._book.journal
+
+    @property
+    def alerts(self) -> AlertSink | None:
+        """Where ``ORPHANED`` alerts go."""
+        return self._book.alerts
 
     # -- public ------------------------------------------------------------------
 
