@@ -67,6 +67,9 @@ SUITES: dict[str, tuple[list[str], list[str]]] = {
     "no-diagrams": (["tests", "specs"], ["--ignore=tests/test_diagrams.py", *_WALL_CLOCK]),
     # The per-row rules test by itself (written from DESIGN.md, not TABLE).
     "rules": (["tests/test_table_rules.py"], []),
+    # The unit and scenario tests without the specs: the fast first stage of
+    # ``--staged`` (whatever it kills, the full suite kills too).
+    "tests": (["tests"], _WALL_CLOCK),
 }
 
 STOP_GUARDS = ("stop_reduce_only", "stop_opposite_side", "stop_covers_size")
@@ -244,6 +247,41 @@ def run_mutmut(modules: Sequence[str], suite: str, children: int,
                                   "reason": EQUIVALENT.get(key)})
         out[module] = _summary(len(codes), counts, survivors, took)
         out[module]["complete"] = "not checked" not in counts
+    return out
+
+
+def run_staged(modules: Sequence[str], children: int, reuse: bool = False,
+               sample: Sequence[str] = ()) -> dict[str, Any]:
+    """The full suite's verdict on every mutant, in two stages: all of them
+    against ``tests`` (no specs: minutes, not hours), then only its
+    survivors against ``full``. A mutant ``tests`` kills, ``full`` kills too
+    (it is a superset), so the result is what ``full`` alone would give."""
+    first = run_mutmut(modules, "tests", children, reuse, sample)
+    names = [x["mutant"] for m in modules for x in first[m]["survivors"]]
+    second = run_mutmut(modules, "full", children, False, names) if names else {}
+    out: dict[str, Any] = {}
+    for module in modules:
+        a = first[module]
+        b = second.get(module)
+        counts = {"killed": a["killed"], "timeout": a["timeout"], **a["other"]}
+        for k in ("survived", "no tests", "suspicious"):
+            counts.pop(k, None)
+        survivors: list[dict[str, Any]] = []
+        if b is not None:
+            counts["killed"] += b["killed"]
+            counts["timeout"] += b["timeout"]
+            counts["survived"] = b["survived"]
+            for k, v in b["other"].items():
+                if k != "not checked":
+                    counts[k] = counts.get(k, 0) + v
+            survivors = b["survivors"]
+        took = (a["wall_seconds"] or 0) + ((b["wall_seconds"] or 0) if b is not None else 0)
+        out[module] = _summary(a["mutants"], counts, survivors, took)
+        out[module]["complete"] = a["complete"]
+        out[module]["stages"] = {"tests": {k: a[k] for k in ("killed", "survived", "timeout")},
+                                 "full, on its survivors": {
+                                     k: (b[k] if b is not None else 0)
+                                     for k in ("killed", "survived", "timeout")}}
     return out
 
 
@@ -439,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="report a finished mutmut run found in .mutation/ instead of re-running")
     p.add_argument("--report", type=Path, default=REPORT)
+    p.add_argument("--staged", action="store_true",
+                   help="the full suite's verdict in two stages: every mutant against "
+                        "'tests', then its survivors against 'full' (replaces --suites)")
     p.add_argument("--sample", nargs="+", default=[], metavar="PATTERN",
                    help="run only the mutmut mutants whose names match a pattern: "
                         "'*__mutmut_*7' is a systematic tenth of every function's mutants")
@@ -450,7 +491,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = {"commit": _commit(),
              "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
              "max_children": args.max_children, "hypothesis_profile": "mutation"}
-    if "mutmut" in args.only:
+    if "mutmut" in args.only and args.staged:
+        res = run_staged(args.modules, args.max_children, args.reuse, args.sample)
+        for module, summary in res.items():
+            report.setdefault("mutmut", {}).setdefault("full", {})[module] = {
+                **summary, **stamp, "staged": True,
+                **({"sample": args.sample} if args.sample else {})}
+            _say(f"mutmut {module} [tests, then full on its survivors]", summary)
+    elif "mutmut" in args.only:
         for suite in args.suites:
             res = run_mutmut(args.modules, suite, args.max_children, args.reuse, args.sample)
             for module, summary in res.items():
