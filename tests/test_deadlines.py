@@ -72,6 +72,9 @@ class Betraying:
         kind = "close" if kw["reduce_only"] else "create"
         return await self._do(kind, lambda: self.inner.create_order(**kw), kw)
 
+    async def create_order_with_stop(self, **kw: Any) -> Any:
+        return await self._do("create", lambda: self.inner.create_order_with_stop(**kw), kw)
+
     async def fetch_order(self, **kw: Any) -> Any:
         return await self._do("fetch_order", lambda: self.inner.fetch_order(**kw), kw)
 
@@ -160,7 +163,10 @@ def run(venue_config: SimConfig, policy: Policy, *, ack: AckStyle = AckStyle.MIN
         if idle:  # the clock is not at zero: a deadline and a duration are not the same number
             await asyncio.sleep(idle)
         t0 = loop.time()
-        attempt = await opener.open(request())
+        # An attempt that outlives its bound fails here, in virtual seconds,
+        # rather than hanging the test on a call nothing cuts.
+        async with asyncio.timeout(policy.max_duration + 1.0):
+            attempt = await opener.open(request())
         return Run(attempt, venue, loop.waits, alerts, t0, loop.time())
 
     return _run_on(loop, go())
@@ -374,7 +380,47 @@ def test_cancelling_a_stop_the_venue_made_wrong_is_bounded_by_the_close_deadline
     assert cancels, "the wrong stop was never cancelled"
     for c in cancels:
         assert c.args["order_id"] == stop.order_id and c.args["client_id"] == stop_cid, c
+        assert c.args["symbol"] == SYMBOL, c  # venues look the order up within it
     if fault == "transient":
         # Each failure answers at once: the gaps between tries are the back-off.
         gaps = [b.started - a.started for a, b in itertools.pairwise(cancels)]
         check_growing(gaps, policy)
+
+
+@pytest.mark.parametrize("fault", ["hang", "transient"])
+def test_the_cancel_of_a_leftover_stop_after_a_verified_close_is_bounded(fault: str) -> None:
+    """After CLOSE_VERIFIED the attempt cancels a stop it may have left
+    (best effort: the monitor cancels what this misses). A venue that never
+    answers that cancel must not hold the attempt past one request, nor past
+    its bound."""
+    policy = Policy(request_timeout=2.0)
+    venue = SimConfig(prices={SYMBOL: PRICE}, stop_rejected=True)
+    hang, transient = ({"cancel"}, None) if fault == "hang" else (None, {"cancel"})
+    r = run(venue, policy, ack=AckStyle.FULL, hang=hang, transient=transient)
+    assert r.attempt.state is State.CLOSE_VERIFIED
+    check_bounded(r, policy)
+    cancels = [c for c in r.venue.calls if c.kind == "cancel"]
+    assert cancels, "the leftover stop was never cancelled"
+    stop_cid = client_ids(r.attempt.attempt_id)[1]
+    assert all(c.args["symbol"] == SYMBOL and c.args["client_id"] == stop_cid for c in cancels)
+    assert r.ended - cancels[-1].started <= policy.request_timeout + EPS
+
+
+def test_the_cancel_of_an_attached_stop_not_shown_is_bounded_by_the_protect_deadline() -> None:
+    """The stop attached to the entry is not shown by its deadline: it is
+    cancelled (it may still arm) before a separate stop is placed. A venue
+    that never answers that cancel holds the attempt for one protect window
+    at most; then no second stop is placed beside one that may rest."""
+    policy = Policy(protect_timeout=1.0, request_timeout=5.0)
+    venue = SimConfig(prices={SYMBOL: PRICE}, attached_stops=True, attached_stop_delay=50.0)
+    r = run(venue, policy, ack=AckStyle.FULL, hang={"cancel"})
+    check_bounded(r, policy)
+    cancels = [c for c in r.venue.calls if c.kind == "cancel"]
+    assert cancels and cancels[0].ended is not None
+    assert cancels[0].ended - cancels[0].started <= policy.protect_timeout + EPS
+    assert not [c for c in r.venue.calls if c.kind == "place_stop"], \
+        "a second stop was placed beside one whose cancel never answered"
+    assert r.attempt.state is not State.PROTECTED
+    error = r.attempt.facts.stop_error or ""
+    assert "no second stop is placed beside it" in error
+    assert f"no answer within {policy.protect_timeout:g}s" in error, error
