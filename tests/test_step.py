@@ -279,3 +279,95 @@ def test_a_recovered_attempt_relying_on_its_attached_stop_reads_it_back_not_the_
     assert isinstance(step, Fire) and step.trigger is Trigger.FALL_BACK  # its deadline passed
     step = next_step(State.VERIFIED, evolve(f, now=1.0), ctx())
     assert isinstance(step, LookUp) and step.what is Look.ATTACHED
+
+
+# -- rules that mutation testing found undefended -------------------------------------------
+
+
+def _spread() -> list[Facts]:
+    """Evidence of every kind, each field absent or present, deadlines
+    passed or not: where rows of a state share guards."""
+    pos_ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
+                                source=Source.STREAM, received_at=0.5, as_of=11.0)
+    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.REST,
+                            received_at=0.5)
+    stop = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
+                        amount=43.0, trigger_price=0.129, reduce_only=True)
+    intent = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
+    close = CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
+    out: list[Facts] = []
+    for entry in (None, order(), order(filled=0.0), order(side=Side.SELL)):
+        for position in (None, pos_ours, flat):
+            for late in (False, True):
+                for closing in (None, close):
+                    out.append(facts(
+                        entry=entry, position=position, stop=stop if late else None,
+                        stop_intent=intent, fills_checked=late, close_intent=closing,
+                        close_order=order(side=Side.SELL, oid="c") if closing and late
+                        else None,
+                        fetch_deadline=0.5 if late else 5.0,
+                        verify_deadline=0.5 if late else 5.0,
+                        protect_deadline=0.5 if late else 5.0,
+                        close_deadline=0.5 if late else 5.0))
+    return out
+
+
+@pytest.mark.parametrize("state", [s for s in State if not s.terminal and s is not State.NEW])
+def test_no_guard_runs_twice_in_one_decision_even_where_rows_share_it(
+    state: State, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards run once per decision: a guard two rows share (order_filled,
+    close_deadline_passed, ...) is evaluated for the first and its result
+    reused for the second."""
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, g: Callable[[Facts], bool]) -> Callable[[Facts], bool]:
+        def run(f: Facts) -> bool:
+            calls[name] += 1
+            return g(f)
+        return run
+
+    for name, g in list(G.GUARDS.items()):
+        monkeypatch.setitem(G.GUARDS, name, counted(name, g))
+    shared = Counter(g for r in rows_from(state) for g in set(r.guards))
+    reused = 0
+    for f in _spread():
+        calls.clear()
+        step = next_step(state, f, ctx(stop_lookup=True))
+        # A gate may derive new facts (then the guards are judged afresh,
+        # once more at most); over the facts given, still at most twice.
+        limit = 2 if isinstance(step, Fire) and step.facts is not f else 1
+        assert max(calls.values(), default=0) <= limit, (state, dict(calls))
+        reused += sum(1 for g, n in shared.items() if n > 1 and calls[g] == 1)
+    if any(n > 1 for n in shared.values()):
+        assert reused, f"no decision in {state.value} judged a shared guard: spread too thin"
+
+
+def test_every_rollback_look_up_while_the_close_may_execute_reads_the_position_too() -> None:
+    """While our close may still execute (and while the entry's fill is not
+    known), each look-up reads the position in the same round: a flat view
+    is the other proof the rollback ends on, and the close deadline does not
+    wait for a second round trip."""
+    close = CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
+    in_flight = facts(entry=order(), close_intent=close, fills_checked=True,
+                      close_deadline=5.0)
+    assert in_flight.close_in_flight
+    assert next_step(State.ROLLING_BACK, in_flight, ctx()) == LookUp(
+        Look.CLOSE, in_flight, with_position=True)
+    unknown = facts(entry=order(status=OrderStatus.OPEN, filled=None), close_deadline=5.0)
+    assert next_step(State.ROLLING_BACK, unknown, ctx()) == LookUp(
+        Look.ENTRY, unknown, with_position=True)
+    done = facts(entry=order(), close_intent=close, fills_checked=True, close_deadline=5.0,
+                 close_order=order(side=Side.SELL, oid="c", filled=43.0))
+    step = next_step(State.ROLLING_BACK, done, ctx())
+    assert not done.close_in_flight and isinstance(step, (Fire, LookUp))
+    if isinstance(step, LookUp):
+        assert step.what is Look.POSITION
+
+
+def test_an_ack_that_names_no_order_is_refused_naming_the_guard() -> None:
+    nameless = facts(ack=OrderSnapshot(symbol=SYMBOL, order_id=None, client_id=None))
+    with pytest.raises(GuardsFailed) as err:
+        next_step(State.NEW, nameless, ctx(said=(Source.ACK, "acknowledged")))
+    assert err.value.results == {"entry_may_exist": False}
+    assert "entry_may_exist" in str(err.value)
