@@ -371,3 +371,21 @@ def test_an_ack_that_names_no_order_is_refused_naming_the_guard() -> None:
         next_step(State.NEW, nameless, ctx(said=(Source.ACK, "acknowledged")))
     assert err.value.results == {"entry_may_exist": False}
     assert "entry_may_exist" in str(err.value)
+
+
+def test_each_gate_is_bound_to_the_row_it_names() -> None:
+    """The gates are bound to rows by (state, trigger, first guard), once at
+    import: the look-up must find exactly that row, or fail loudly."""
+    from fsm.step import _row
+
+    for state in State:
+        for row in rows_from(state):
+            if row.guards:
+                assert _row(state, row.trigger, row.guards[0]) is row
+    found = _row(State.VERIFIED, Trigger.PROTECT_FAILED, "stop_refused")
+    assert found.trigger is Trigger.PROTECT_FAILED and found.guards[0] == "stop_refused"
+    assert State.VERIFIED in found.sources
+    with pytest.raises(StopIteration):
+        _row(State.VERIFIED, Trigger.PROTECTED, "stop_refused")
+    with pytest.raises(StopIteration):
+        _row(State.PLACED, Trigger.PROTECT_FAILED, "stop_refused")
