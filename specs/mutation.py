@@ -100,6 +100,37 @@ EQUIVALENT: dict[str, str] = {
     "_price_eq: return math.isclose(a, b, rel_tol=1e-9, )":
         "abs_tol=1e-12 decides only where rel_tol=1e-9 does not, i.e. for prices below "
         "about 1e-3; two such prices 1e-12 apart are one tick of no market a venue lists",
+    # fsm/step.py
+    "_basis_gate: and p.size >= 0 and p.source in (Source.STREAM, Source.REST):":
+        "a flat view has no side, so with it as the basis neither close row can hold "
+        "(both need a side) and the decision falls through to the same look-up; the basis "
+        "is set afresh by this gate before any row reads it",
+    "_basis_gate: return _rollback_default(f, None)":
+        "_rollback_default does not read its context",
+    "_unattributable_gate: return _rollback_default(f, None)":
+        "_rollback_default does not read its context",
+    "_close_intent: assert basis is not None or basis.side is not None":
+        "the basis gate sets close_basis only to a view of size > 0, which always has a side "
+        "(PositionSnapshot's invariant): the assertion cannot tell the two apart",
+    "_sending: assert basis is not None or basis.side is not None":
+        "the basis gate sets close_basis only to a view of size > 0, which always has a side "
+        "(PositionSnapshot's invariant): the assertion cannot tell the two apart",
+    "_confirmed: f\"entry filled {f.entry.filled if (f.entry) or True else None:g}\")":
+        "position_confirmed needs a terminal entry, so f.entry is never None here",
+    "_field: return f\"{x:g}\" if (isinstance(x, float)) or True else str(x)":
+        "_field gets None and enums (handled above), floats or ints; ':g' writes an int "
+        "as str() does",
+    "next_step: break":
+        "the only gate that skips its row (_stop_refused_gate) guards the last row of "
+        "VERIFIED: no row follows it, so 'break' and 'continue' end the walk alike",
+    # fsm/send.py
+    "entry: a.facts = evolve(before, create_error=said(exc))":
+        "a refused create fires REJECT at the next decision, a terminal state: the "
+        "deadlines the send started are never read",
+    "fall_back: stop_error=error, )":
+        "the protect deadline is unset while the attached stop is relied on, and entering "
+        "VERIFIED again after the fall_back sets a fresh one (the stop intent is cleared, so "
+        "the attempt is not 'resumed')",
     # the table's data
     "swap row 4 T.NOT_FILLED ['S.PLACED'] -> S.REJECTED with row 5 T.NOT_FILLED "
     "['S.PLACED', 'S.ROLLING_BACK'] -> S.REJECTED":

@@ -435,3 +435,49 @@ def test_once_the_entry_filled_anything_the_rollback_reads_the_position_not_the_
     close = CloseIntent(side=Side.SELL, amount=20.0, client_id=CLOSE)
     g = facts(entry=open_part, close_intent=close, fills_checked=True, close_deadline=5.0)
     assert next_step(State.ROLLING_BACK, g, ctx()) == LookUp(Look.CLOSE, g, with_position=True)
+
+
+def test_a_flat_lagging_view_does_not_confirm_it_is_the_fill_that_does() -> None:
+    """Absence in a lagging view proves nothing: with a flat REST view the
+    confirmation is credited to the order's fill, in its words."""
+    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.REST,
+                            received_at=0.5)
+    f = facts(entry=order(), position=flat, verify_deadline=5.0)
+    step = next_step(State.FETCHED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.VERIFIED
+    assert (step.evidence, step.detail) == (Source.ORDER, "position confirmed: entry filled 43")
+    ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
+                            source=Source.STREAM, received_at=0.5)
+    step = next_step(State.FETCHED, evolve(f, position=ours), ctx())
+    assert isinstance(step, Fire)
+    assert (step.evidence, step.detail) == (Source.STREAM,
+                                            "position confirmed: long 43 (stream)")
+
+
+STOP_INTENT = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
+
+
+def test_reads_before_a_stop_end_at_the_protect_deadline_itself() -> None:
+    """A deadline has passed at its own instant (``now >= deadline``): a
+    recovered attempt reads the executions, and an ids-only stop reply is
+    read back, strictly before it, never at it."""
+    rec = facts(entry=order(), recovered=True, protect_deadline=5.0, stop_intent=STOP_INTENT,
+                now=4.999)
+    assert next_step(State.VERIFIED, rec, ctx()) == LookUp(Look.FILLS, rec)
+    at_deadline = evolve(rec, now=5.0)
+    step = next_step(State.VERIFIED, at_deadline, ctx())
+    assert not (isinstance(step, LookUp) and step.what is Look.FILLS), step
+
+    ids_only = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=None, amount=None,
+                            trigger_price=0.129, reduce_only=None)
+    f = facts(entry=order(), protect_deadline=5.0, stop_intent=STOP_INTENT, stop=ids_only,
+              now=4.999)
+    assert next_step(State.VERIFIED, f, ctx(stop_unread=True)) == LookUp(Look.STOP, f)
+    step = next_step(State.VERIFIED, evolve(f, now=5.0), ctx(stop_unread=True))
+    assert not isinstance(step, LookUp), step  # after it, the reply is all there is
+
+
+def test_evolving_facts_with_a_field_they_do_not_have_names_it() -> None:
+    f = facts()
+    with pytest.raises(TypeError, match=r"Facts has no field \['stop_los'\]"):
+        evolve(f, stop_los=1.0, now=2.0)

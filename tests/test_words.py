@@ -125,3 +125,10 @@ def test_without_a_view_or_a_filled_close_the_clock_is_all_there_is() -> None:
     g = facts(close_intent=CLOSE, close_order=unfilled, position=STALE)
     assert flat_source(g) is Source.REST
     assert "predates" not in flat_words(g)
+
+
+def test_quantities_read_as_given_whether_float_or_int() -> None:
+    """An adapter may hand over whole numbers as ints: they read the same."""
+    o = OrderSnapshot(symbol=SYMBOL, order_id="1", client_id="c", side=Side.BUY, amount=43,
+                      filled=43, status=OrderStatus.CLOSED)
+    assert order_words(o) == "id=1 side=buy status=closed filled=43/43"
