@@ -19,10 +19,11 @@ from typing import Any
 import attrs
 import pytest
 
-from adapters.port import Side
-from adapters.simulated import Fault, SimConfig
-from fsm import State, attached_stop_id, client_ids
-from tests.helpers import PRICE, SYMBOL, Outcome, request, run_attempt
+from adapters.port import Side, StopSnapshot
+from adapters.simulated import Fault, SimConfig, SimulatedExchange
+from adapters.virtual_time import run_virtual
+from fsm import Attempt, MemoryJournal, PositionOpener, State, attached_stop_id, client_ids
+from tests.helpers import PRICE, SYMBOL, Outcome, ids, request, run_attempt
 
 CALM = SimConfig(prices={SYMBOL: PRICE})
 
@@ -97,3 +98,109 @@ def test_a_stop_intent_names_the_trigger_the_resting_stop_has() -> None:
     assert (intent["client_id"], intent["trigger_price"], intent["amount"], intent["side"]) == (
         stop.client_id, stop.trigger_price, stop.amount, stop.side.value if stop.side else None)
     assert stop.amount == o.exchange.net_position(SYMBOL) == 21
+
+
+def _ours(o: Outcome) -> set[str]:
+    return set(client_ids(o.attempt.attempt_id)) | {attached_stop_id(o.attempt.attempt_id)}
+
+
+@pytest.mark.parametrize("delay", [1.1, 3.0], ids=["armed-before-the-close",
+                                                   "armed-after-the-close"])
+def test_after_a_verified_close_no_stop_of_the_attempt_rests_the_attached_one_included(
+        delay: float) -> None:
+    """The attached stop is armed late; the fall_back's cancel of it fails,
+    so no separate stop is placed and the attempt rolls back. Once the close
+    is verified, every stop the attempt may have armed is cancelled by its
+    own id: however long the world runs on, none rests."""
+    o = run_attempt(attrs.evolve(CALM, attached_stops=True, attached_stop_delay=delay,
+                                 stop_rejected=True, faults={"cancel": (Fault.UNAVAILABLE,)}),
+                    linger=10.0)
+    assert o.attempt.state is State.CLOSE_VERIFIED
+    assert "could not cancel the attached stop" in (o.attempt.facts.stop_error or "")
+    assert o.exchange.net_position(SYMBOL) == 0
+    aid = o.attempt.attempt_id
+    armed = [s for s in o.exchange.log if s.client_id == attached_stop_id(aid)]
+    if delay < 2.0:  # the world this case is about: it rested beside the close
+        close = next(s for s in o.exchange.log if s.client_id == client_ids(aid)[2])
+        assert armed and armed[0].accepted and armed[0].at < close.at
+    assert [s for s in o.exchange.resting_stops() if s.client_id in _ours(o)] == []
+
+
+def test_an_attached_stop_left_by_a_rollback_before_verification_is_cancelled() -> None:
+    """The entry's reads contradict the fill (a side misreported), so the
+    attempt rolls back before VERIFIED: the stop armed with the entry rests
+    on the position until the attempt cancels it by its own id."""
+    o = run_attempt(attrs.evolve(CALM, attached_stops=True, misreport_side=True), linger=5.0)
+    assert o.attempt.state is State.CLOSE_VERIFIED
+    aid = o.attempt.attempt_id
+    armed = [s for s in o.exchange.log if s.client_id == attached_stop_id(aid)]
+    assert armed and armed[0].accepted
+    assert (None, attached_stop_id(aid)) in o.exchange.cancel_requests
+    assert [s for s in o.exchange.resting_stops() if s.client_id in _ours(o)] == []
+
+
+@pytest.mark.parametrize("betrayal", [{"stop_drops_reduce_only": True},
+                                      {"stop_flips_side": True}, {"stop_amount_skew": 5.0}],
+                         ids=["reduce-only-dropped", "side-flipped", "size-skewed"])
+def test_every_cancel_of_a_stop_names_the_venues_order_id_once_reported(
+        betrayal: dict[str, Any]) -> None:
+    """A stop the venue made other than asked is cancelled on entering the
+    rollback and, once the close is verified, again as one the attempt may
+    have left; each cancel names it by both its ids (a venue may look it up
+    by one only)."""
+    o = run_attempt(attrs.evolve(CALM, **betrayal), linger=5.0)
+    assert o.attempt.state is State.CLOSE_VERIFIED
+    stop = o.attempt.facts.stop
+    assert stop is not None and stop.order_id is not None
+    stop_cid = client_ids(o.attempt.attempt_id)[1]
+    cancels = [c for c in o.exchange.cancel_requests if c[1] == stop_cid]
+    assert len(cancels) >= 2, o.exchange.cancel_requests
+    assert all(c == (stop.order_id, stop_cid) for c in cancels), cancels
+    assert [s for s in o.exchange.resting_stops() if s.client_id in _ours(o)] == []
+
+
+class StopReplyWithoutClientId(SimulatedExchange):
+    """The simulator, except that a stop's reply carries the venue's order id
+    only (what the venue made shows only when read back)."""
+
+    async def place_stop(self, *, symbol: str, side: Side, amount: float,
+                         trigger_price: float, client_id: str) -> StopSnapshot:
+        snap = await super().place_stop(symbol=symbol, side=side, amount=amount,
+                                        trigger_price=trigger_price, client_id=client_id)
+        return attrs.evolve(snap, client_id=None)
+
+
+def _open(exchange: SimulatedExchange) -> Attempt:
+    opener = PositionOpener(exchange, journal=MemoryJournal(), ids=ids())
+    return run_virtual(opener.open(request()))
+
+
+def test_the_cancel_of_a_wrong_stop_names_it_by_our_client_id_when_the_reply_did_not() -> None:
+    """The venue made the stop without reduce-only and its reply named only
+    the order id: the rollback's cancel names the stop by both ids, the
+    client id being the one the stop was sent with."""
+    ex = StopReplyWithoutClientId(attrs.evolve(CALM, stop_drops_reduce_only=True))
+    a = _open(ex)
+    assert a.state is State.CLOSE_VERIFIED
+    stop = a.facts.stop
+    assert stop is not None and stop.client_id is None and stop.order_id is not None
+    stop_cid = client_ids(a.attempt_id)[1]
+    assert ex.cancel_requests and all(c == (stop.order_id, stop_cid)
+                                      for c in ex.cancel_requests), ex.cancel_requests
+    assert ex.resting_stops() == []
+
+
+def test_the_cancel_of_a_wrong_attached_stop_names_it_by_both_ids() -> None:
+    """The stop attached to the entry is armed for the order's amount, not
+    its partial fill: before a separate stop is placed, the attached one is
+    cancelled, named by the two ids the venue reported."""
+    o = run_attempt(attrs.evolve(CALM, attached_stops=True, attached_stop_whole_amount=True,
+                                 fill_ratio=0.5))
+    assert o.attempt.state is State.PROTECTED
+    aid = o.attempt.attempt_id
+    attached = next(s for s in o.exchange.log if s.client_id == attached_stop_id(aid))
+    assert attached.accepted and attached.amount == 43
+    (cancel,) = o.exchange.cancel_requests
+    assert cancel[1] == attached_stop_id(aid) and cancel[0] is not None, cancel
+    (rests,) = o.exchange.resting_stops(SYMBOL)
+    assert rests.client_id == client_ids(aid)[1] and rests.amount == 21
