@@ -303,6 +303,30 @@ def test_a_close_refused_before_matching_is_retried_with_growing_back_off(
     # No close is sent once the deadline has passed.
     deadline = r.attempt.facts.close_deadline
     assert deadline is not None and all(c.started <= deadline + EPS for c in closes)
+    # Nor does it spin at the deadline: each send waits after the one before.
+    gaps = [b.started - a.started for a, b in itertools.pairwise(closes)]
+    assert all(g > EPS for g in gaps), f"closes sent at the same instant: {gaps}"
+    # Why the rollback failed, in the venue's words, in the facts and the alert.
+    error = r.attempt.facts.close_error or ""
+    assert error.startswith("close not placed: ") and "close: service unavailable" in error
+    assert len(r.alerts) == 1 and error in r.alerts[0].message
+
+
+def test_a_close_refused_before_matching_is_sent_at_most_21_times() -> None:
+    """Refusals before matching (rate limits, a venue down) are retried, at
+    most 20 times after the first send even in a long window: a venue that
+    keeps refusing is not hammered. Then the attempt waits out its window
+    and is ORPHANED with the venue's words."""
+    policy = Policy(close_timeout=60.0, backoff_initial=0.01, backoff_max=0.05)
+    venue = SimConfig(prices={SYMBOL: PRICE}, stop_rejected=True)
+    r = run(venue, policy, ack=AckStyle.FULL, transient={"close"})
+    assert r.attempt.state is State.ORPHANED
+    check_bounded(r, policy)
+    closes = [c for c in r.venue.calls if c.kind == "close"]
+    assert len(closes) == 21, f"{len(closes)} sends of one close"
+    deadline = r.attempt.facts.close_deadline
+    assert deadline is not None and closes[-1].started < deadline - 10.0
+    assert (r.attempt.facts.close_error or "").startswith("close not placed: close: service")
 
 
 @pytest.mark.parametrize("policy", [
