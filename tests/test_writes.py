@@ -14,6 +14,7 @@ judge.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -254,3 +255,25 @@ def test_a_close_that_fails_unexpectedly_is_ambiguous_and_sent_again_once_proven
     assert closes[1].at >= closes[0].at + window + policy.clock_skew_margin
     (sent,) = [s for s in ex.log if s.client_id == client_ids(a.attempt_id)[2]]
     assert sent.accepted and sent.at >= closes[1].at
+
+
+def test_a_close_lost_twice_is_sent_again_only_each_time_it_is_proven_absent() -> None:
+    """Rule 10, for every send of the close: the one sent again starts its
+    own proof. Lost on the way twice, the close goes out a third time only
+    once a look-up after the second send's receive window (plus the clock
+    skew) found nothing; proof about the first send says nothing about the
+    second."""
+    policy = Policy(close_timeout=30.0)
+    o = run_attempt(attrs.evolve(CALM, stop_rejected=True,
+                                 faults={"close": (Fault.TIMEOUT_BEFORE, Fault.TIMEOUT_BEFORE)}),
+                    policy=policy)
+    assert o.attempt.state is State.CLOSE_VERIFIED
+    assert o.exchange.net_position(SYMBOL) == 0
+    sends = [r.at for r in o.journal.records if r.kind == "intent" and r.data["action"] == "close"]
+    assert len(sends) == 3, sends
+    window = o.exchange.receive_window
+    assert window is not None
+    for first, again in itertools.pairwise(sends):
+        assert again >= first + window + policy.clock_skew_margin, sends
+    (arrived,) = [s for s in o.exchange.log if s.client_id == client_ids(o.attempt.attempt_id)[2]]
+    assert arrived.accepted and arrived.at >= sends[2]
