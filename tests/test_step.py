@@ -389,3 +389,49 @@ def test_each_gate_is_bound_to_the_row_it_names() -> None:
         _row(State.VERIFIED, Trigger.PROTECTED, "stop_refused")
     with pytest.raises(StopIteration):
         _row(State.PLACED, Trigger.PROTECT_FAILED, "stop_refused")
+
+
+def test_fetched_without_a_terminal_fill_waits_for_the_position() -> None:
+    """A recovered attempt in FETCHED whose entry was not read back yet: no
+    row holds before the verify deadline, and the position is what it waits
+    for (a view on the other side would contradict; absence proves nothing)."""
+    f = facts(verify_deadline=5.0)
+    assert next_step(State.FETCHED, f, ctx()) == LookUp(Look.POSITION, f)
+
+
+def test_a_view_on_the_other_side_is_an_anomaly_in_the_exchange_s_words() -> None:
+    short = PositionSnapshot(symbol=SYMBOL, side=Side.SELL.opens, size=43.0,
+                             source=Source.REST, received_at=0.5)
+    f = facts(entry=order(), position=short, verify_deadline=5.0)
+    step = next_step(State.FETCHED, f, ctx())
+    assert isinstance(step, Fire) and step.row.guards == ("position_contradicted",)
+    assert (step.evidence, step.detail) == (Source.REST,
+                                            "rest shows short 43 (rest) for a buy: anomaly")
+
+
+def test_a_rollback_never_closes_against_a_fresh_view_on_the_other_side() -> None:
+    """The close side derives from the exchange's view; a view showing the
+    other side (and no execution to explain it) stops the rollback with
+    nothing sent, saying what the exchange showed."""
+    short = PositionSnapshot(symbol=SYMBOL, side=Side.SELL.opens, size=43.0,
+                             source=Source.STREAM, received_at=0.5)
+    f = facts(entry=order(), position=short, fills_checked=True, close_deadline=5.0)
+    step = next_step(State.ROLLING_BACK, f, ctx())
+    assert isinstance(step, Fire) and step.row.guards == ("close_side_contradicted",)
+    assert step.close is None and step.facts.close_basis == short
+    assert (step.evidence, step.detail) == (
+        Source.STREAM, "exchange shows short 43 (stream) but we asked to buy: close side not "
+                       "derivable, nothing sent")
+
+
+def test_once_the_entry_filled_anything_the_rollback_reads_the_position_not_the_entry() -> None:
+    """Still open but partly filled: that fill is what the rollback closes,
+    so the position is read (the entry's fate no longer decides); with a
+    close in flight, the close is."""
+    open_part = order(status=OrderStatus.OPEN, filled=20.0)
+    f = facts(entry=open_part, fills_checked=True, close_deadline=5.0)
+    step = next_step(State.ROLLING_BACK, f, ctx())
+    assert step == LookUp(Look.POSITION, f)
+    close = CloseIntent(side=Side.SELL, amount=20.0, client_id=CLOSE)
+    g = facts(entry=open_part, close_intent=close, fills_checked=True, close_deadline=5.0)
+    assert next_step(State.ROLLING_BACK, g, ctx()) == LookUp(Look.CLOSE, g, with_position=True)
