@@ -101,6 +101,15 @@ SCENARIOS: dict[str, Any] = {
     "create breaks": lambda: Breaks(CALM, create=1),
     "stop breaks": lambda: Breaks(CALM, stop=True),
     "close breaks": lambda: Breaks(attrs.evolve(CALM, stop_rejected=True), create=2),
+    # A cancel that fails: of the stop left after a verified close, of a stop
+    # the venue made wrong, of the stop attached to the entry.
+    "leftover stop's cancel fails": lambda: SimulatedExchange(attrs.evolve(
+        CALM, stop_rejected=True, faults={"cancel": (Fault.UNAVAILABLE,)})),
+    "wrong stop's cancel fails": lambda: SimulatedExchange(attrs.evolve(
+        CALM, stop_drops_reduce_only=True, faults={"cancel": (Fault.UNAVAILABLE,)})),
+    "attached stop's cancel fails": lambda: SimulatedExchange(attrs.evolve(
+        CALM, attached_stops=True, attached_stop_delay=50.0,
+        faults={"cancel": (Fault.UNAVAILABLE,)})),
 }
 
 
@@ -159,3 +168,20 @@ def test_an_unexpected_create_failure_still_bounds_the_look_up(captured: Capture
     assert attempt.facts.create_ambiguous
     assert attempt.facts.fetch_deadline is not None
     assert attempt.facts.entry_absent_after is not None
+
+
+@pytest.mark.parametrize("name", ["leftover stop's cancel fails", "wrong stop's cancel fails",
+                                  "attached stop's cancel fails"])
+def test_a_cancel_that_fails_is_a_warning_naming_the_stop_and_its_attempt(
+    name: str, captured: Capture,
+) -> None:
+    """Best effort (the monitor cancels what this misses), but never silent:
+    the line names the stop, its attempt and the state it was written in."""
+    attempt = run(SCENARIOS[name]())
+    failed = [r for r in captured.records if r.levelno == logging.WARNING
+              and "could not cancel" in r.getMessage()]
+    assert failed, [r.getMessage() for r in captured.records]
+    for r in failed:
+        assert r.getMessage().startswith(f"attempt {attempt.attempt_id}: could not cancel")
+        assert getattr(r, "attempt_id", None) == attempt.attempt_id
+        assert getattr(r, "state", None) in {s.value for s in State}
