@@ -127,6 +127,27 @@ EQUIVALENT: dict[str, str] = {
     "entry: a.facts = evolve(before, create_error=said(exc))":
         "a refused create fires REJECT at the next decision, a terminal state: the "
         "deadlines the send started are never read",
+    "cancel_wrong_stop: cid = f.stop.client_id or (f.stop_intent.client_id if (f.stop_intent) "
+    "or True else None)":
+        "f.stop is never set without f.stop_intent (the intent is set on entering VERIFIED, "
+        "before any send or read, and fall_back clears both together)",
+    "close: a.facts = evolve(a.facts, close_intent=intent, close_order=None, "
+    "close_missing=None,":
+        "close_missing is only read for truthiness and never journalled: None and False "
+        "are alike",
+    "close: fills_checked=None)":
+        "fills_checked is only read for truthiness and never journalled: None and False "
+        "are alike",
+    "close: a.facts = evolve(a.facts, close_intent=intent, close_missing=False,":
+        "a close is sent only by the close_sending row, whose no_close_in_flight guard "
+        "holds only when close_order is already None",
+    "fall_back: or (None if (order_id) and False else attached_stop_id(a.attempt_id)))":
+        "it only adds the attached stop's client id to a cancel that already names the "
+        "venue's order id, and a cancel naming the order id is addressed by it (ccxt "
+        "adapter, simulator)",
+    "stop: return True, polls":
+        "a refused stop sets stop_error, so the next decision fires protect_failed and "
+        "entering ROLLING_BACK recomputes the flag before anything reads it",
     "fall_back: stop_error=error, )":
         "the protect deadline is unset while the attached stop is relied on, and entering "
         "VERIFIED again after the fall_back sets a fresh one (the stop intent is cleared, so "
