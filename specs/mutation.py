@@ -146,8 +146,18 @@ EQUIVALENT: dict[str, str] = {
         "venue's order id, and a cancel naming the order id is addressed by it (ccxt "
         "adapter, simulator)",
     "stop: return True, polls":
-        "a refused stop sets stop_error, so the next decision fires protect_failed and "
-        "entering ROLLING_BACK recomputes the flag before anything reads it",
+        "the flag only says whether a further protection try looks the stop up instead of "
+        "sending it: after a refusal stop_error makes the next decision protect_failed, and "
+        "an accepted reply is judged at once (protected, read back or refused); only a "
+        "reply neither accepted nor refused would reach it, and a refused placement raises "
+        "OrderRejected in every adapter",
+    "stop: lookup = None":
+        "the flag is only read for truthiness (ctx.stop_lookup or ...): None and False "
+        "are alike",
+    "entry: a.facts = evolve(before, **base, ack=streamed, entry=None,":
+        "the stream's report is in the position cache too: the next decision's look-up of "
+        "the entry reads it from there with no request, and the history is the same "
+        "(checked: same calls, same steps)",
     "fall_back: stop_error=error, )":
         "the protect deadline is unset while the attached stop is relied on, and entering "
         "VERIFIED again after the fall_back sets a fresh one (the stop intent is cleared, so "

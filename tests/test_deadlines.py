@@ -472,3 +472,16 @@ def test_the_cancel_of_an_attached_stop_not_shown_is_bounded_by_the_protect_dead
     error = r.attempt.facts.stop_error or ""
     assert "no second stop is placed beside it" in error
     assert f"no answer within {policy.protect_timeout:g}s" in error, error
+
+
+@pytest.mark.parametrize("idle", [0.0, 100.0], ids=["clock-at-zero", "clock-at-100"])
+def test_the_fetch_and_verify_windows_both_start_when_the_entry_is_sent(idle: float) -> None:
+    """``Policy.verify_timeout`` is one window from the entry's send, shared
+    by the fetch and the verification: both deadlines are the send plus it
+    (so ``Policy.max_duration`` can count it once)."""
+    policy = Policy(verify_timeout=3.0)
+    r = run(SimConfig(prices={SYMBOL: PRICE}), policy, idle=idle)
+    sent = next(c.started for c in r.venue.calls if c.kind == "create")
+    f = r.attempt.facts
+    assert f.fetch_deadline == pytest.approx(sent + policy.verify_timeout)
+    assert f.verify_deadline == pytest.approx(sent + policy.verify_timeout)

@@ -67,6 +67,11 @@ EXTRA: list[tuple[str, dict[str, Any]]] = [
     ("a fraction of a contract, stop refused, REST 4 s behind",
      dict(req=request(amount=0.5, symbol="FRAC/USDT:USDT"), stop_rejected=True,
           rest_position_lag=4.0, prices={"FRAC/USDT:USDT": 10.0})),
+    ("the stream shows the order before the create's reply (rule 3: first evidence wins)",
+     dict(ack=AckStyle.MINIMAL, stream=StreamMode.PRESENT, stream_lag=0.001)),
+    ("the stream shows the order first, then the stop is refused",
+     dict(ack=AckStyle.MINIMAL, stream=StreamMode.PRESENT, stream_lag=0.001,
+          stop_rejected=True)),
     ("fetches failing until the deadline",
      dict(ack=AckStyle.MINIMAL, faults={"fetch_order": (F.UNAVAILABLE,) * 200})),
 ]

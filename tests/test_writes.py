@@ -21,7 +21,7 @@ import attrs
 import pytest
 
 from adapters.port import OrderSnapshot, Side, StopSnapshot
-from adapters.simulated import Fault, SimConfig, SimulatedExchange
+from adapters.simulated import AckStyle, Fault, SimConfig, SimulatedExchange, StreamMode
 from adapters.virtual_time import run_virtual
 from fsm import (
     Attempt,
@@ -277,3 +277,28 @@ def test_a_close_lost_twice_is_sent_again_only_each_time_it_is_proven_absent() -
         assert again >= first + window + policy.clock_skew_margin, sends
     (arrived,) = [s for s in o.exchange.log if s.client_id == client_ids(o.attempt.attempt_id)[2]]
     assert arrived.accepted and arrived.at >= sends[2]
+
+
+def test_the_entry_intent_names_the_stop_it_arms_with_its_price() -> None:
+    """An entry that carries its stop announces that stop too (recovery and
+    the monitor look it up by that client id, at that price)."""
+    o = run_attempt(CALM, attached_stops=True)
+    assert o.attempt.state is State.PROTECTED
+    (entry,) = [r for r in o.journal.records
+                if r.kind == "intent" and r.data["action"] == "entry"]
+    (stop,) = o.exchange.resting_stops(SYMBOL)
+    assert stop.client_id == entry.data["attached_stop_client_id"]
+    assert entry.data["attached_stop_price"] == stop.trigger_price == o.attempt.request.stop_loss
+
+
+def test_an_entry_the_stream_reports_first_still_starts_the_send_s_windows() -> None:
+    """Rule 3: the stream's report of our order, before the create's reply,
+    is the first evidence; the windows the send started (fetch, verify, the
+    proof of absence) run from the send all the same."""
+    o = run_attempt(CALM, ack=AckStyle.MINIMAL, stream=StreamMode.PRESENT, stream_lag=0.001)
+    first = o.attempt.history[0]
+    assert first.evidence is not None and first.evidence.value == "stream"
+    f, window = o.attempt.facts, Policy().verify_timeout
+    assert f.fetch_deadline == pytest.approx(o.entry_sent + window)
+    assert f.verify_deadline == pytest.approx(o.entry_sent + window)
+    assert f.entry_absent_after is not None and f.entry_absent_after > o.entry_sent
