@@ -166,7 +166,7 @@ class Attempt:
     @property
     def terminal(self) -> bool:
         """Whether the attempt has reached a terminal state."""
-        return self.state.terminal
+        return self._state.terminal
 
     @property
     def entry(self) -> OrderSnapshot | None:
@@ -201,14 +201,19 @@ class Attempt:
         )
 
 
-def _condition(name: str) -> Any:
+def _condition(row: Row) -> Any:
     # The machine checks the decided trigger against the table without
-    # running guard code again: each condition reads the result the decision
-    # already computed (a guard it did not evaluate did not hold).
-    def check(event: Any) -> bool:
-        return bool(event.kwargs["results"].get(name, False))
+    # running guard code again: the row's condition reads the results the
+    # decision already computed, and holds when every guard of the row held
+    # (a guard it did not evaluate did not hold). One condition per row, not
+    # per guard: each condition costs the machine a call and a look-up.
+    guards = row.guards
 
-    check.__name__ = name
+    def check(event: Any) -> bool:
+        results = event.kwargs["results"]
+        return all(results.get(name, False) for name in guards)
+
+    check.__name__ = " & ".join(guards)  # as the diagrams name a row's guards
     return check
 
 
@@ -242,7 +247,7 @@ def _machine_for(table: tuple[Row, ...]) -> _Built:
                 "trigger": row.trigger.value,
                 "source": [s.name for s in State if s in row.sources],
                 "dest": row.dest.name,
-                "conditions": [_condition(g) for g in row.guards],
+                "conditions": [_condition(row)],
             }
             for row in table
         ],
