@@ -80,7 +80,8 @@ async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> 
         try:
             first = aw.send(None)
         except StopIteration as done:
-            return cast(T, done.value)
+            value: T = done.value  # (not typing.cast: a function call, for nothing)
+            return value
         aw = _Resumed(aw, first)
     try:
         async with asyncio.timeout(limit):
