@@ -253,20 +253,19 @@ class PositionOpener:
 
     async def _run(self, a: Attempt) -> None:
         """Ask the step function, do what it says, until a terminal state."""
-        p = self.policy
-        # The loop's clock, looked up once per attempt: asyncio.get_running_loop()
+        # The running loop, looked up once per attempt: asyncio.get_running_loop()
         # makes a system call (getpid) every time, and an attempt reads the
-        # clock about ten times.
-        loop_time = asyncio.get_running_loop().time
-        _, _, close_cid = client_ids(a.attempt_id)
-        ctx = Context(client_id=a.client_id, close_id=close_cid,
+        # loop's clock about ten times.
+        loop = asyncio.get_running_loop()
+        ctx = Context(client_id=a.client_id, close_id=client_ids(a.attempt_id)[2],
                       stream=self.adapter.position_cache is not None,
-                      verify_timeout=p.verify_timeout, close_timeout=p.close_timeout,
-                      stop_lookup=self._enter(a, loop_time()))
+                      verify_timeout=self.policy.verify_timeout,
+                      close_timeout=self.policy.close_timeout,
+                      stop_lookup=self._enter(a, loop.time()))
         polls = 0
         clock = True  # read the clock before deciding: an await may have let time pass
         while not a.terminal:
-            step = next_step(a.state, self._facts_now(a, loop_time() if clock else None), ctx)
+            step = next_step(a.state, self._facts_now(a, loop.time() if clock else None), ctx)
             clock = True
             if isinstance(step, LookUp):
                 seen = a.facts.stop
@@ -292,16 +291,16 @@ class PositionOpener:
                     # it, then protect as if none had been attached.
                     await self._send.fall_back(a)
                     polls = 0
-                    ctx.stop_lookup = self._enter(a, loop_time())
+                    ctx.stop_lookup = self._enter(a, loop.time())
                 elif state is not before:
                     polls = 0
-                    ctx.stop_lookup = self._enter(a, loop_time())
+                    ctx.stop_lookup = self._enter(a, loop.time())
                     if state is _ROLLING_BACK and _stop_made_wrong(a.facts):
                         # A stop the venue made other than asked (not
                         # reduce-only, the wrong side or size) must not rest:
                         # it could open a position.
                         await self._send.cancel_wrong_stop(
-                            a, a.facts.close_deadline or loop_time())
+                            a, a.facts.close_deadline or loop.time())
                     # Nothing was awaited since the clock was read (entering
                     # ROLLING_BACK may cancel a wrong stop: read it again
                     # there): no news can have arrived, and the next decision
