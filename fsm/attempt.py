@@ -143,8 +143,7 @@ class Attempt:
         self.request = request
         self.client_id = client_id  # the entry's client order id
         self.created_at = now  # loop time, after the pre-entry reads
-        self.facts = Facts(request=request, now=now, baseline=baseline,
-                           stop_attached=stop_attached)
+        self.facts = Facts.initial(request, now, baseline=baseline, stop_attached=stop_attached)
         self.alert: Alert | None = None
         #: the first journal write that failed after the entry may have left
         self.journal_error: BaseException | None = None
