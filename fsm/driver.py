@@ -261,11 +261,13 @@ class PositionOpener:
                       stream=self.adapter.position_cache is not None,
                       verify_timeout=self.policy.verify_timeout,
                       close_timeout=self.policy.close_timeout,
-                      stop_lookup=self._enter(a, loop.time()))
+                      stop_lookup=self._enter(a, a.state, loop.time()))
         polls = 0
         clock = True  # read the clock before deciding: an await may have let time pass
         while not a.terminal:
-            step = next_step(a.state, self._facts_now(a, loop.time() if clock else None), ctx)
+            state = a.state  # read once per step: only self._take moves it
+            step = next_step(state, self._facts_now(a, state, loop.time() if clock else None),
+                             ctx)
             clock = True
             if isinstance(step, LookUp):
                 seen = a.facts.stop
@@ -280,9 +282,8 @@ class PositionOpener:
                 s = a.facts.stop
                 ctx.stop_unread = s is not None and None in (s.reduce_only, s.side, s.amount)
             else:
-                before = a.state
                 self._take(a, step)
-                state = a.state
+                entered = a.state
                 if step.close is not None:
                     await self._send.close(a, step.close)
                     polls = 0  # fetch the close's fate at once, then back off
@@ -291,11 +292,11 @@ class PositionOpener:
                     # it, then protect as if none had been attached.
                     await self._send.fall_back(a)
                     polls = 0
-                    ctx.stop_lookup = self._enter(a, loop.time())
-                elif state is not before:
+                    ctx.stop_lookup = self._enter(a, entered, loop.time())
+                elif entered is not state:
                     polls = 0
-                    ctx.stop_lookup = self._enter(a, loop.time())
-                    if state is _ROLLING_BACK and _stop_made_wrong(a.facts):
+                    ctx.stop_lookup = self._enter(a, entered, loop.time())
+                    if entered is _ROLLING_BACK and _stop_made_wrong(a.facts):
                         # A stop the venue made other than asked (not
                         # reduce-only, the wrong side or size) must not rest:
                         # it could open a position.
@@ -306,29 +307,30 @@ class PositionOpener:
                     # there): no news can have arrived, and the next decision
                     # shares this one's instant (as it always does in virtual
                     # time).
-                    clock = state is _ROLLING_BACK
-                if state is _CLOSE_VERIFIED:
+                    clock = entered is _ROLLING_BACK
+                if entered is _CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
 
-    def _facts_now(self, a: Attempt, now: float | None) -> Facts:
-        """The attempt's facts for the next decision: as of ``now`` (``None``:
-        nothing was awaited since the facts' instant, which still holds),
-        with the stream's latest position where the state reads one."""
+    def _facts_now(self, a: Attempt, state: State, now: float | None) -> Facts:
+        """The attempt's facts for the next decision in ``state``: as of
+        ``now`` (``None``: nothing was awaited since the facts' instant, which
+        still holds), with the stream's latest position where the state reads
+        one."""
         f = a.facts
-        if a.state in _READ_STREAM:
+        if state in _READ_STREAM:
             cached = self._observe.stream_position(a)
             if cached is not None:
                 return evolve(f, now=f.now if now is None else now, position=cached)
         return f if now is None else at(f, now)
 
-    def _enter(self, a: Attempt, now: float) -> bool:
-        """Deadlines and intents of the state just entered, at loop time
+    def _enter(self, a: Attempt, state: State, now: float) -> bool:
+        """Deadlines and intents of ``state``, just entered, at loop time
         ``now``. Returns whether a stop may rest already (VERIFIED after a
         recovery that found a stop intent): then it is only looked up, never
         sent again (rule 10: client-id uniqueness is no safety net, and a
         second reduce-only stop would, once triggered, close exposure that
         is not the attempt's)."""
-        f, state = a.facts, a.state
+        f = a.facts
         if state is _ROLLING_BACK and f.close_deadline is None:
             a.facts = evolve(f, close_deadline=now + self.policy.close_timeout)
         if state is not _VERIFIED:
