@@ -30,7 +30,16 @@ from fsm.evidence import Facts
 from fsm.guards import evaluate
 from fsm.model import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
 from fsm.request import OpenRequest
-from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigger, rows_for
+from fsm.table import (
+    TABLE,
+    TERMINAL,
+    GuardsFailed,
+    InvalidTransition,
+    Row,
+    State,
+    Trigger,
+    rows_for,
+)
 
 if TYPE_CHECKING:
     from fsm.step import Fire
@@ -165,7 +174,7 @@ class Attempt:
     @property
     def terminal(self) -> bool:
         """Whether the attempt has reached a terminal state."""
-        return self._state.terminal
+        return self._state in TERMINAL  # (not through two properties: read every step)
 
     @property
     def entry(self) -> OrderSnapshot | None:
@@ -221,9 +230,10 @@ def _condition(row: Row) -> Any:
 
 _Built = tuple[Machine, _Model, dict[Trigger, Any]]
 
-#: The step's guards as recorded in a :class:`Transition`, per row (all True
-#: when it fired): built once, not per step.
-_FIRED_GUARDS: dict[Row, tuple[tuple[str, bool], ...]] = {}
+#: The step's guards as recorded in a :class:`Transition`, per row's guards
+#: (all True when it fired): built once, not per step. Keyed by the guards'
+#: names, a tuple hashed in C, not by the row, whose attrs hash is Python.
+_FIRED_GUARDS: dict[tuple[str, ...], tuple[tuple[str, bool], ...]] = {}
 
 #: Machines already built, per thread, by table identity. Building one costs
 #: ~150 µs (as much as running an attempt), and simulations and specs create
@@ -301,7 +311,7 @@ class Recorder:
         row's guards all hold. On success the facts become the attempt's.
         Guards run once, here, unless :meth:`take` already decided.
         """
-        source = attempt.state
+        source = attempt._state
         decided = self._decided
         if decided is not None and decided.facts is facts and decided.row.trigger is trigger \
                 and source in decided.row.sources:
@@ -323,9 +333,9 @@ class Recorder:
         if not moved or cursor.state != dest._name_:
             raise GuardsFailed(source, trigger, results, detail="machine refused")
         attempt._state = dest
-        guards = _FIRED_GUARDS.get(chosen)
+        guards = _FIRED_GUARDS.get(chosen.guards)
         if guards is None:
-            guards = _FIRED_GUARDS[chosen] = tuple([(g, True) for g in chosen.guards])
+            guards = _FIRED_GUARDS[chosen.guards] = tuple([(g, True) for g in chosen.guards])
         # In field order, not by keyword: keyword arguments to a class cost
         # CPython a dict per call (a quarter of building the step).
         step = Transition(facts.now, trigger, source, dest, guards, evidence, detail)
