@@ -68,7 +68,11 @@ def attached_stop_id(attempt_id: str) -> str:
     return _ID_PREFIX + attempt_id + "a"
 
 
-@attrs.frozen
+#: Not slotted, as :class:`~fsm.evidence.Facts`: an attempt records about
+#: four steps, and a frozen slotted class sets each field through
+#: ``object.__setattr__`` (a call each, two fifths of building the step),
+#: where an instance dict takes a plain store.
+@attrs.frozen(slots=False)
 class Transition:
     """One step of an attempt's history."""
 
