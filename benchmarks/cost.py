@@ -4,9 +4,10 @@ simulated attempts per second.
 * CPU: attempts against :class:`InstantExchange`, an exchange port that
   answers every call at once (Bybit-style minimal ack, then a filled order,
   then an accepted stop), so the time measured is the engine's own. The
-  baseline is :func:`handwritten`, the least code that makes the same three
-  adapter calls (create, fetch_order, place_stop) with no state machine, no
-  history, no deadlines and no checks beyond "filled on our side".
+  baseline is :func:`handwritten`, the least code that makes the same five
+  adapter calls (market, fetch_positions, create, fetch_order, place_stop)
+  with no state machine, no history, no deadlines and no checks beyond "no
+  opposite position" and "filled on our side".
 * Memory: attempts parked mid-flight (entry acknowledged, ``fetch_order``
   never answers), measured with ``tracemalloc``: everything the opener
   allocated for them (task, coroutine frames, attempt, evidence, history,
@@ -111,9 +112,15 @@ class InstantExchange:
 
 
 async def handwritten(ex: InstantExchange, request: OpenRequest, n: int) -> None:
-    """The baseline: the same three adapter calls per attempt, nothing else."""
+    """The baseline: the same five adapter calls per attempt as the engine
+    (the market and the account's position before the entry, then create,
+    fetch_order, place_stop), and nothing else."""
     for i in range(n):
         cid = f"hand{i}"
+        await ex.market(request.symbol)
+        held = await ex.fetch_positions([request.symbol])
+        if any(p.size > 0 and p.side is not request.side.opens for p in held):
+            continue
         ack = await ex.create_order(symbol=request.symbol, side=request.side,
                                     amount=request.amount, client_id=cid + "e",
                                     reduce_only=False)

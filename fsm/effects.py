@@ -88,8 +88,8 @@ async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> 
         async with asyncio.timeout(limit):
             return await aw
     except TimeoutError as exc:
-        if not ambiguous:
-            raise
+        if not ambiguous:  # said in words: a bare TimeoutError reads as "" in a history
+            raise TimeoutError(f"no answer within {limit:g}s") from exc
         raise AmbiguousError(f"no answer within {limit:g}s") from exc
 
 

@@ -162,7 +162,8 @@ class Sender:
     async def close(self, a: Attempt, intent: CloseIntent) -> None:
         """Send the reduce-only close. A close the adapter reports refused
         before matching (:class:`TransientError`: rate limit, unavailable) took
-        no effect and is retried; an ambiguous one is looked up by client id
+        no effect and is retried, until the close deadline and at most 20
+        times (then ``close_error`` says why); an ambiguous one is looked up by client id
         by the rollback loop, and sent again only once proven never to have
         arrived."""
         a.facts = evolve(a.facts, close_intent=intent, close_order=None, close_missing=False,

@@ -459,7 +459,8 @@ def stop_words(s: StopSnapshot | None) -> str:
         return "none"
     side = s.side.value if s.side else "?"
     amt = f"{s.amount:g}" if s.amount is not None else "?"
-    return f"id={s.order_id or '?'} {side} {amt} @ {s.trigger_price} reduce_only={s.reduce_only}"
+    flag = "?" if s.reduce_only is None else s.reduce_only  # not reported: unknown, not False
+    return f"id={s.order_id or '?'} {side} {amt} @ {s.trigger_price} reduce_only={flag}"
 
 
 def flat_source(f: Facts) -> Source:

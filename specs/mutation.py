@@ -58,6 +58,11 @@ REPORT = ROOT / "specs" / "mutation.json"
 #: processes), which time out under the load of a mutation run and test
 #: neither the guards nor the table.
 _WALL_CLOCK = ["--ignore=tests/test_fleet.py"]
+#: Left out of the fast first stage of ``--staged`` only: the PostgreSQL
+#: variants (a forked mutant would start a server of its own, seconds each;
+#: their SQLite twins run the same engine paths) and the benchmarks' smoke
+#: test. The second stage runs the full suite on what survives.
+_SLOW = ["-k", "not postgres and not pg_gate and not pg_stall and not benchmarks_quick"]
 
 SUITES: dict[str, tuple[list[str], list[str]]] = {
     "full": (["tests", "specs"], _WALL_CLOCK),
@@ -67,6 +72,9 @@ SUITES: dict[str, tuple[list[str], list[str]]] = {
     "no-diagrams": (["tests", "specs"], ["--ignore=tests/test_diagrams.py", *_WALL_CLOCK]),
     # The per-row rules test by itself (written from DESIGN.md, not TABLE).
     "rules": (["tests/test_table_rules.py"], []),
+    # The unit and scenario tests without the specs: the fast first stage of
+    # ``--staged`` (whatever it kills, the full suite kills too).
+    "tests": (["tests"], [*_WALL_CLOCK, *_SLOW]),
 }
 
 STOP_GUARDS = ("stop_reduce_only", "stop_opposite_side", "stop_covers_size")
@@ -92,6 +100,58 @@ EQUIVALENT: dict[str, str] = {
     "_price_eq: return math.isclose(a, b, rel_tol=1e-9, )":
         "abs_tol=1e-12 decides only where rel_tol=1e-9 does not, i.e. for prices below "
         "about 1e-3; two such prices 1e-12 apart are one tick of no market a venue lists",
+    # fsm/step.py
+    "_basis_gate: and p.size >= 0 and p.source in (Source.STREAM, Source.REST):":
+        "a flat view has no side, so with it as the basis neither close row can hold "
+        "(both need a side) and the decision falls through to the same look-up; the basis "
+        "is set afresh by this gate before any row reads it",
+    "_basis_gate: return _rollback_default(f, None)":
+        "_rollback_default does not read its context",
+    "_unattributable_gate: return _rollback_default(f, None)":
+        "_rollback_default does not read its context",
+    "_close_intent: assert basis is not None or basis.side is not None":
+        "the basis gate sets close_basis only to a view of size > 0, which always has a side "
+        "(PositionSnapshot's invariant): the assertion cannot tell the two apart",
+    "_sending: assert basis is not None or basis.side is not None":
+        "the basis gate sets close_basis only to a view of size > 0, which always has a side "
+        "(PositionSnapshot's invariant): the assertion cannot tell the two apart",
+    "_confirmed: f\"entry filled {f.entry.filled if (f.entry) or True else None:g}\")":
+        "position_confirmed needs a terminal entry, so f.entry is never None here",
+    "_field: return f\"{x:g}\" if (isinstance(x, float)) or True else str(x)":
+        "_field gets None and enums (handled above), floats or ints; ':g' writes an int "
+        "as str() does",
+    "next_step: break":
+        "the only gate that skips its row (_stop_refused_gate) guards the last row of "
+        "VERIFIED: no row follows it, so 'break' and 'continue' end the walk alike",
+    # fsm/send.py
+    "entry: a.facts = evolve(before, create_error=said(exc))":
+        "a refused create fires REJECT at the next decision, a terminal state: the "
+        "deadlines the send started are never read",
+    "cancel_wrong_stop: cid = f.stop.client_id or (f.stop_intent.client_id if (f.stop_intent) "
+    "or True else None)":
+        "f.stop is never set without f.stop_intent (the intent is set on entering VERIFIED, "
+        "before any send or read, and fall_back clears both together)",
+    "close: a.facts = evolve(a.facts, close_intent=intent, close_order=None, "
+    "close_missing=None,":
+        "close_missing is only read for truthiness and never journalled: None and False "
+        "are alike",
+    "close: fills_checked=None)":
+        "fills_checked is only read for truthiness and never journalled: None and False "
+        "are alike",
+    "close: a.facts = evolve(a.facts, close_intent=intent, close_missing=False,":
+        "a close is sent only by the close_sending row, whose no_close_in_flight guard "
+        "holds only when close_order is already None",
+    "fall_back: or (None if (order_id) and False else attached_stop_id(a.attempt_id)))":
+        "it only adds the attached stop's client id to a cancel that already names the "
+        "venue's order id, and a cancel naming the order id is addressed by it (ccxt "
+        "adapter, simulator)",
+    "stop: return True, polls":
+        "a refused stop sets stop_error, so the next decision fires protect_failed and "
+        "entering ROLLING_BACK recomputes the flag before anything reads it",
+    "fall_back: stop_error=error, )":
+        "the protect deadline is unset while the attached stop is relied on, and entering "
+        "VERIFIED again after the fall_back sets a fresh one (the stop intent is cleared, so "
+        "the attempt is not 'resumed')",
     # the table's data
     "swap row 4 T.NOT_FILLED ['S.PLACED'] -> S.REJECTED with row 5 T.NOT_FILLED "
     "['S.PLACED', 'S.ROLLING_BACK'] -> S.REJECTED":
@@ -244,6 +304,41 @@ def run_mutmut(modules: Sequence[str], suite: str, children: int,
                                   "reason": EQUIVALENT.get(key)})
         out[module] = _summary(len(codes), counts, survivors, took)
         out[module]["complete"] = "not checked" not in counts
+    return out
+
+
+def run_staged(modules: Sequence[str], children: int, reuse: bool = False,
+               sample: Sequence[str] = ()) -> dict[str, Any]:
+    """The full suite's verdict on every mutant, in two stages: all of them
+    against ``tests`` (no specs: minutes, not hours), then only its
+    survivors against ``full``. A mutant ``tests`` kills, ``full`` kills too
+    (it is a superset), so the result is what ``full`` alone would give."""
+    first = run_mutmut(modules, "tests", children, reuse, sample)
+    names = [x["mutant"] for m in modules for x in first[m]["survivors"]]
+    second = run_mutmut(modules, "full", children, False, names) if names else {}
+    out: dict[str, Any] = {}
+    for module in modules:
+        a = first[module]
+        b = second.get(module)
+        counts = {"killed": a["killed"], "timeout": a["timeout"], **a["other"]}
+        for k in ("survived", "no tests", "suspicious"):
+            counts.pop(k, None)
+        survivors: list[dict[str, Any]] = []
+        if b is not None:
+            counts["killed"] += b["killed"]
+            counts["timeout"] += b["timeout"]
+            counts["survived"] = b["survived"]
+            for k, v in b["other"].items():
+                if k != "not checked":
+                    counts[k] = counts.get(k, 0) + v
+            survivors = b["survivors"]
+        took = (a["wall_seconds"] or 0) + ((b["wall_seconds"] or 0) if b is not None else 0)
+        out[module] = _summary(a["mutants"], counts, survivors, took)
+        out[module]["complete"] = a["complete"]
+        out[module]["stages"] = {"tests": {k: a[k] for k in ("killed", "survived", "timeout")},
+                                 "full, on its survivors": {
+                                     k: (b[k] if b is not None else 0)
+                                     for k in ("killed", "survived", "timeout")}}
     return out
 
 
@@ -439,6 +534,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="report a finished mutmut run found in .mutation/ instead of re-running")
     p.add_argument("--report", type=Path, default=REPORT)
+    p.add_argument("--staged", action="store_true",
+                   help="the full suite's verdict in two stages: every mutant against "
+                        "'tests', then its survivors against 'full' (replaces --suites)")
     p.add_argument("--sample", nargs="+", default=[], metavar="PATTERN",
                    help="run only the mutmut mutants whose names match a pattern: "
                         "'*__mutmut_*7' is a systematic tenth of every function's mutants")
@@ -450,7 +548,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = {"commit": _commit(),
              "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
              "max_children": args.max_children, "hypothesis_profile": "mutation"}
-    if "mutmut" in args.only:
+    if "mutmut" in args.only and args.staged:
+        res = run_staged(args.modules, args.max_children, args.reuse, args.sample)
+        for module, summary in res.items():
+            report.setdefault("mutmut", {}).setdefault("full", {})[module] = {
+                **summary, **stamp, "staged": True,
+                **({"sample": args.sample} if args.sample else {})}
+            _say(f"mutmut {module} [tests, then full on its survivors]", summary)
+    elif "mutmut" in args.only:
         for suite in args.suites:
             res = run_mutmut(args.modules, suite, args.max_children, args.reuse, args.sample)
             for module, summary in res.items():

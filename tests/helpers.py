@@ -53,7 +53,10 @@ def ids() -> Any:
 
 
 def run_attempt(config: SimConfig | None = None, req: OpenRequest | None = None,
-                policy: Policy | None = None, **knobs: Any) -> Outcome:
+                policy: Policy | None = None, linger: float = 0.0, **knobs: Any) -> Outcome:
+    """One attempt on the simulator configured by ``config`` and ``knobs``.
+    ``linger``: virtual seconds the world runs on after the attempt ended
+    (a stop the venue arms late arms then)."""
     cfg = attrs.evolve(config or SimConfig(prices={SYMBOL: PRICE}), **knobs)
     exchange = SimulatedExchange(cfg)
     alerts: list[Alert] = []
@@ -65,6 +68,9 @@ def run_attempt(config: SimConfig | None = None, req: OpenRequest | None = None,
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         attempt = await opener.open(req or request())
-        return Outcome(attempt, exchange, alerts, journal, t0, loop.time())
+        ended = loop.time()
+        if linger:
+            await asyncio.sleep(linger)
+        return Outcome(attempt, exchange, alerts, journal, t0, ended)
 
     return run_virtual(go())

@@ -72,6 +72,9 @@ class Betraying:
         kind = "close" if kw["reduce_only"] else "create"
         return await self._do(kind, lambda: self.inner.create_order(**kw), kw)
 
+    async def create_order_with_stop(self, **kw: Any) -> Any:
+        return await self._do("create", lambda: self.inner.create_order_with_stop(**kw), kw)
+
     async def fetch_order(self, **kw: Any) -> Any:
         return await self._do("fetch_order", lambda: self.inner.fetch_order(**kw), kw)
 
@@ -160,7 +163,10 @@ def run(venue_config: SimConfig, policy: Policy, *, ack: AckStyle = AckStyle.MIN
         if idle:  # the clock is not at zero: a deadline and a duration are not the same number
             await asyncio.sleep(idle)
         t0 = loop.time()
-        attempt = await opener.open(request())
+        # An attempt that outlives its bound fails here, in virtual seconds,
+        # rather than hanging the test on a call nothing cuts.
+        async with asyncio.timeout(policy.max_duration + 1.0):
+            attempt = await opener.open(request())
         return Run(attempt, venue, loop.waits, alerts, t0, loop.time())
 
     return _run_on(loop, go())
@@ -205,17 +211,21 @@ def waits_in(r: Run, state: State) -> list[float]:
 
 
 def check_growing(lengths: list[float], policy: Policy, deadline_cut: bool = True) -> None:
-    """Rule 2: short, growing back-off up to the cap; only the last wait may
-    be shorter (cut by the deadline)."""
+    """Rule 2: short back-off, growing geometrically by ``backoff_factor``
+    up to the cap: each wait is the one before times the factor, or the cap;
+    only the last wait may be shorter (cut by the deadline)."""
     body = lengths[:-1] if deadline_cut else lengths
     assert body, "no back-off at all"
     for a, b in itertools.pairwise(body):
         assert b + EPS >= a, f"back-off shrank: {body}"
+        grown = min(policy.backoff_max, a * policy.backoff_factor)
+        assert b == pytest.approx(grown, rel=1e-6, abs=EPS), (
+            f"a wait of {a:g} was followed by {b:g}, not {grown:g}: {body}")
     assert all(x <= policy.backoff_max + EPS for x in lengths)
     assert body[0] <= policy.backoff_initial + EPS, f"first poll waits {body[0]:g}"
-    if len(body) > 3 and policy.backoff_factor > 1.1:
-        grown = min(policy.backoff_max, 2 * body[0])
-        assert body[-1] >= grown - EPS, f"back-off never grew: {body}"
+    if deadline_cut and len(lengths) > 1:
+        last = min(policy.backoff_max, body[-1] * policy.backoff_factor)
+        assert lengths[-1] <= last + EPS, f"the last wait outgrew the back-off: {lengths}"
 
 
 def entry_order_id(r: Run) -> str:
@@ -293,6 +303,30 @@ def test_a_close_refused_before_matching_is_retried_with_growing_back_off(
     # No close is sent once the deadline has passed.
     deadline = r.attempt.facts.close_deadline
     assert deadline is not None and all(c.started <= deadline + EPS for c in closes)
+    # Nor does it spin at the deadline: each send waits after the one before.
+    gaps = [b.started - a.started for a, b in itertools.pairwise(closes)]
+    assert all(g > EPS for g in gaps), f"closes sent at the same instant: {gaps}"
+    # Why the rollback failed, in the venue's words, in the facts and the alert.
+    error = r.attempt.facts.close_error or ""
+    assert error.startswith("close not placed: ") and "close: service unavailable" in error
+    assert len(r.alerts) == 1 and error in r.alerts[0].message
+
+
+def test_a_close_refused_before_matching_is_sent_at_most_21_times() -> None:
+    """Refusals before matching (rate limits, a venue down) are retried, at
+    most 20 times after the first send even in a long window: a venue that
+    keeps refusing is not hammered. Then the attempt waits out its window
+    and is ORPHANED with the venue's words."""
+    policy = Policy(close_timeout=60.0, backoff_initial=0.01, backoff_max=0.05)
+    venue = SimConfig(prices={SYMBOL: PRICE}, stop_rejected=True)
+    r = run(venue, policy, ack=AckStyle.FULL, transient={"close"})
+    assert r.attempt.state is State.ORPHANED
+    check_bounded(r, policy)
+    closes = [c for c in r.venue.calls if c.kind == "close"]
+    assert len(closes) == 21, f"{len(closes)} sends of one close"
+    deadline = r.attempt.facts.close_deadline
+    assert deadline is not None and closes[-1].started < deadline - 10.0
+    assert (r.attempt.facts.close_error or "").startswith("close not placed: close: service")
 
 
 @pytest.mark.parametrize("policy", [
@@ -374,7 +408,67 @@ def test_cancelling_a_stop_the_venue_made_wrong_is_bounded_by_the_close_deadline
     assert cancels, "the wrong stop was never cancelled"
     for c in cancels:
         assert c.args["order_id"] == stop.order_id and c.args["client_id"] == stop_cid, c
+        assert c.args["symbol"] == SYMBOL, c  # venues look the order up within it
     if fault == "transient":
         # Each failure answers at once: the gaps between tries are the back-off.
         gaps = [b.started - a.started for a, b in itertools.pairwise(cancels)]
         check_growing(gaps, policy)
+
+
+@pytest.mark.parametrize("close_timeout", [0.1, 0.3])
+def test_a_cancel_started_with_almost_no_time_left_is_still_given_a_tenth_of_a_request(
+        close_timeout: float) -> None:
+    """The close window is shorter than a tenth of the request timeout: the
+    cancel of the stop the venue made wrong is not cut at the deadline but
+    given the floor every call gets (a request cancelled at once teaches
+    nothing), and not tried again once the deadline has passed."""
+    policy = Policy(close_timeout=close_timeout, request_timeout=5.0)
+    venue = SimConfig(prices={SYMBOL: PRICE}, stop_drops_reduce_only=True)
+    r = run(venue, policy, ack=AckStyle.FULL, hang={"cancel"})
+    check_bounded(r, policy)
+    deadline = r.attempt.facts.close_deadline
+    assert deadline is not None
+    in_rollback = [c for c in r.venue.calls if c.kind == "cancel" and c.started <= deadline]
+    assert len(in_rollback) == 1, in_rollback
+    (cancel,) = in_rollback
+    assert cancel.ended is not None and deadline - cancel.started < policy.request_timeout / 10
+    assert cancel.ended - cancel.started == pytest.approx(policy.request_timeout / 10)
+
+
+@pytest.mark.parametrize("fault", ["hang", "transient"])
+def test_the_cancel_of_a_leftover_stop_after_a_verified_close_is_bounded(fault: str) -> None:
+    """After CLOSE_VERIFIED the attempt cancels a stop it may have left
+    (best effort: the monitor cancels what this misses). A venue that never
+    answers that cancel must not hold the attempt past one request, nor past
+    its bound."""
+    policy = Policy(request_timeout=2.0)
+    venue = SimConfig(prices={SYMBOL: PRICE}, stop_rejected=True)
+    hang, transient = ({"cancel"}, None) if fault == "hang" else (None, {"cancel"})
+    r = run(venue, policy, ack=AckStyle.FULL, hang=hang, transient=transient)
+    assert r.attempt.state is State.CLOSE_VERIFIED
+    check_bounded(r, policy)
+    cancels = [c for c in r.venue.calls if c.kind == "cancel"]
+    assert cancels, "the leftover stop was never cancelled"
+    stop_cid = client_ids(r.attempt.attempt_id)[1]
+    assert all(c.args["symbol"] == SYMBOL and c.args["client_id"] == stop_cid for c in cancels)
+    assert r.ended - cancels[-1].started <= policy.request_timeout + EPS
+
+
+def test_the_cancel_of_an_attached_stop_not_shown_is_bounded_by_the_protect_deadline() -> None:
+    """The stop attached to the entry is not shown by its deadline: it is
+    cancelled (it may still arm) before a separate stop is placed. A venue
+    that never answers that cancel holds the attempt for one protect window
+    at most; then no second stop is placed beside one that may rest."""
+    policy = Policy(protect_timeout=1.0, request_timeout=5.0)
+    venue = SimConfig(prices={SYMBOL: PRICE}, attached_stops=True, attached_stop_delay=50.0)
+    r = run(venue, policy, ack=AckStyle.FULL, hang={"cancel"})
+    check_bounded(r, policy)
+    cancels = [c for c in r.venue.calls if c.kind == "cancel"]
+    assert cancels and cancels[0].ended is not None
+    assert cancels[0].ended - cancels[0].started <= policy.protect_timeout + EPS
+    assert not [c for c in r.venue.calls if c.kind == "place_stop"], \
+        "a second stop was placed beside one whose cancel never answered"
+    assert r.attempt.state is not State.PROTECTED
+    error = r.attempt.facts.stop_error or ""
+    assert "no second stop is placed beside it" in error
+    assert f"no answer within {policy.protect_timeout:g}s" in error, error

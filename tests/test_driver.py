@@ -210,6 +210,12 @@ def test_attached_stop_sized_to_the_order_not_the_fill_is_replaced() -> None:
     assert_protected(o, size=21.0)
     assert ("VERIFIED", "fall_back", "VERIFIED") in o.steps
     assert o.exchange.calls["cancel"] == 1
+    # The cancel names the stop by the id the venue gave it: the one handle
+    # every venue's cancel accepts (OKX's cancel-algos wants the algoId).
+    fell_back = next(s for s in o.attempt.history if s.trigger.value == "fall_back")
+    assert fell_back.detail.startswith("attached stop is not the one asked for")
+    (order_id, _client_id), = o.exchange.cancel_requests
+    assert order_id is not None and order_id in fell_back.detail
 
 
 def test_attached_mode_on_a_venue_without_attached_stops_sends_nothing() -> None:

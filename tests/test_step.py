@@ -279,3 +279,205 @@ def test_a_recovered_attempt_relying_on_its_attached_stop_reads_it_back_not_the_
     assert isinstance(step, Fire) and step.trigger is Trigger.FALL_BACK  # its deadline passed
     step = next_step(State.VERIFIED, evolve(f, now=1.0), ctx())
     assert isinstance(step, LookUp) and step.what is Look.ATTACHED
+
+
+# -- rules that mutation testing found undefended -------------------------------------------
+
+
+def _spread() -> list[Facts]:
+    """Evidence of every kind, each field absent or present, deadlines
+    passed or not: where rows of a state share guards."""
+    pos_ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
+                                source=Source.STREAM, received_at=0.5, as_of=11.0)
+    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.REST,
+                            received_at=0.5)
+    stop = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
+                        amount=43.0, trigger_price=0.129, reduce_only=True)
+    intent = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
+    close = CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
+    out: list[Facts] = []
+    for entry in (None, order(), order(filled=0.0), order(side=Side.SELL)):
+        for position in (None, pos_ours, flat):
+            for late in (False, True):
+                for closing in (None, close):
+                    out.append(facts(
+                        entry=entry, position=position, stop=stop if late else None,
+                        stop_intent=intent, fills_checked=late, close_intent=closing,
+                        close_order=order(side=Side.SELL, oid="c") if closing and late
+                        else None,
+                        fetch_deadline=0.5 if late else 5.0,
+                        verify_deadline=0.5 if late else 5.0,
+                        protect_deadline=0.5 if late else 5.0,
+                        close_deadline=0.5 if late else 5.0))
+    return out
+
+
+@pytest.mark.parametrize("state", [s for s in State if not s.terminal and s is not State.NEW])
+def test_no_guard_runs_twice_in_one_decision_even_where_rows_share_it(
+    state: State, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards run once per decision: a guard two rows share (order_filled,
+    close_deadline_passed, ...) is evaluated for the first and its result
+    reused for the second."""
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, g: Callable[[Facts], bool]) -> Callable[[Facts], bool]:
+        def run(f: Facts) -> bool:
+            calls[name] += 1
+            return g(f)
+        return run
+
+    for name, g in list(G.GUARDS.items()):
+        monkeypatch.setitem(G.GUARDS, name, counted(name, g))
+    shared = Counter(g for r in rows_from(state) for g in set(r.guards))
+    reused = 0
+    for f in _spread():
+        calls.clear()
+        step = next_step(state, f, ctx(stop_lookup=True))
+        # A gate may derive new facts (then the guards are judged afresh,
+        # once more at most); over the facts given, still at most twice.
+        limit = 2 if isinstance(step, Fire) and step.facts is not f else 1
+        assert max(calls.values(), default=0) <= limit, (state, dict(calls))
+        reused += sum(1 for g, n in shared.items() if n > 1 and calls[g] == 1)
+    if any(n > 1 for n in shared.values()):
+        assert reused, f"no decision in {state.value} judged a shared guard: spread too thin"
+
+
+def test_every_rollback_look_up_while_the_close_may_execute_reads_the_position_too() -> None:
+    """While our close may still execute (and while the entry's fill is not
+    known), each look-up reads the position in the same round: a flat view
+    is the other proof the rollback ends on, and the close deadline does not
+    wait for a second round trip."""
+    close = CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
+    in_flight = facts(entry=order(), close_intent=close, fills_checked=True,
+                      close_deadline=5.0)
+    assert in_flight.close_in_flight
+    assert next_step(State.ROLLING_BACK, in_flight, ctx()) == LookUp(
+        Look.CLOSE, in_flight, with_position=True)
+    unknown = facts(entry=order(status=OrderStatus.OPEN, filled=None), close_deadline=5.0)
+    assert next_step(State.ROLLING_BACK, unknown, ctx()) == LookUp(
+        Look.ENTRY, unknown, with_position=True)
+    done = facts(entry=order(), close_intent=close, fills_checked=True, close_deadline=5.0,
+                 close_order=order(side=Side.SELL, oid="c", filled=43.0))
+    step = next_step(State.ROLLING_BACK, done, ctx())
+    assert not done.close_in_flight and isinstance(step, (Fire, LookUp))
+    if isinstance(step, LookUp):
+        assert step.what is Look.POSITION
+
+
+def test_an_ack_that_names_no_order_is_refused_naming_the_guard() -> None:
+    nameless = facts(ack=OrderSnapshot(symbol=SYMBOL, order_id=None, client_id=None))
+    with pytest.raises(GuardsFailed) as err:
+        next_step(State.NEW, nameless, ctx(said=(Source.ACK, "acknowledged")))
+    assert err.value.results == {"entry_may_exist": False}
+    assert "entry_may_exist" in str(err.value)
+
+
+def test_each_gate_is_bound_to_the_row_it_names() -> None:
+    """The gates are bound to rows by (state, trigger, first guard), once at
+    import: the look-up must find exactly that row, or fail loudly."""
+    from fsm.step import _row
+
+    for state in State:
+        for row in rows_from(state):
+            if row.guards:
+                assert _row(state, row.trigger, row.guards[0]) is row
+    found = _row(State.VERIFIED, Trigger.PROTECT_FAILED, "stop_refused")
+    assert found.trigger is Trigger.PROTECT_FAILED and found.guards[0] == "stop_refused"
+    assert State.VERIFIED in found.sources
+    with pytest.raises(StopIteration):
+        _row(State.VERIFIED, Trigger.PROTECTED, "stop_refused")
+    with pytest.raises(StopIteration):
+        _row(State.PLACED, Trigger.PROTECT_FAILED, "stop_refused")
+
+
+def test_fetched_without_a_terminal_fill_waits_for_the_position() -> None:
+    """A recovered attempt in FETCHED whose entry was not read back yet: no
+    row holds before the verify deadline, and the position is what it waits
+    for (a view on the other side would contradict; absence proves nothing)."""
+    f = facts(verify_deadline=5.0)
+    assert next_step(State.FETCHED, f, ctx()) == LookUp(Look.POSITION, f)
+
+
+def test_a_view_on_the_other_side_is_an_anomaly_in_the_exchange_s_words() -> None:
+    short = PositionSnapshot(symbol=SYMBOL, side=Side.SELL.opens, size=43.0,
+                             source=Source.REST, received_at=0.5)
+    f = facts(entry=order(), position=short, verify_deadline=5.0)
+    step = next_step(State.FETCHED, f, ctx())
+    assert isinstance(step, Fire) and step.row.guards == ("position_contradicted",)
+    assert (step.evidence, step.detail) == (Source.REST,
+                                            "rest shows short 43 (rest) for a buy: anomaly")
+
+
+def test_a_rollback_never_closes_against_a_fresh_view_on_the_other_side() -> None:
+    """The close side derives from the exchange's view; a view showing the
+    other side (and no execution to explain it) stops the rollback with
+    nothing sent, saying what the exchange showed."""
+    short = PositionSnapshot(symbol=SYMBOL, side=Side.SELL.opens, size=43.0,
+                             source=Source.STREAM, received_at=0.5)
+    f = facts(entry=order(), position=short, fills_checked=True, close_deadline=5.0)
+    step = next_step(State.ROLLING_BACK, f, ctx())
+    assert isinstance(step, Fire) and step.row.guards == ("close_side_contradicted",)
+    assert step.close is None and step.facts.close_basis == short
+    assert (step.evidence, step.detail) == (
+        Source.STREAM, "exchange shows short 43 (stream) but we asked to buy: close side not "
+                       "derivable, nothing sent")
+
+
+def test_once_the_entry_filled_anything_the_rollback_reads_the_position_not_the_entry() -> None:
+    """Still open but partly filled: that fill is what the rollback closes,
+    so the position is read (the entry's fate no longer decides); with a
+    close in flight, the close is."""
+    open_part = order(status=OrderStatus.OPEN, filled=20.0)
+    f = facts(entry=open_part, fills_checked=True, close_deadline=5.0)
+    step = next_step(State.ROLLING_BACK, f, ctx())
+    assert step == LookUp(Look.POSITION, f)
+    close = CloseIntent(side=Side.SELL, amount=20.0, client_id=CLOSE)
+    g = facts(entry=open_part, close_intent=close, fills_checked=True, close_deadline=5.0)
+    assert next_step(State.ROLLING_BACK, g, ctx()) == LookUp(Look.CLOSE, g, with_position=True)
+
+
+def test_a_flat_lagging_view_does_not_confirm_it_is_the_fill_that_does() -> None:
+    """Absence in a lagging view proves nothing: with a flat REST view the
+    confirmation is credited to the order's fill, in its words."""
+    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.REST,
+                            received_at=0.5)
+    f = facts(entry=order(), position=flat, verify_deadline=5.0)
+    step = next_step(State.FETCHED, f, ctx())
+    assert isinstance(step, Fire) and step.trigger is Trigger.VERIFIED
+    assert (step.evidence, step.detail) == (Source.ORDER, "position confirmed: entry filled 43")
+    ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
+                            source=Source.STREAM, received_at=0.5)
+    step = next_step(State.FETCHED, evolve(f, position=ours), ctx())
+    assert isinstance(step, Fire)
+    assert (step.evidence, step.detail) == (Source.STREAM,
+                                            "position confirmed: long 43 (stream)")
+
+
+STOP_INTENT = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
+
+
+def test_reads_before_a_stop_end_at_the_protect_deadline_itself() -> None:
+    """A deadline has passed at its own instant (``now >= deadline``): a
+    recovered attempt reads the executions, and an ids-only stop reply is
+    read back, strictly before it, never at it."""
+    rec = facts(entry=order(), recovered=True, protect_deadline=5.0, stop_intent=STOP_INTENT,
+                now=4.999)
+    assert next_step(State.VERIFIED, rec, ctx()) == LookUp(Look.FILLS, rec)
+    at_deadline = evolve(rec, now=5.0)
+    step = next_step(State.VERIFIED, at_deadline, ctx())
+    assert not (isinstance(step, LookUp) and step.what is Look.FILLS), step
+
+    ids_only = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=None, amount=None,
+                            trigger_price=0.129, reduce_only=None)
+    f = facts(entry=order(), protect_deadline=5.0, stop_intent=STOP_INTENT, stop=ids_only,
+              now=4.999)
+    assert next_step(State.VERIFIED, f, ctx(stop_unread=True)) == LookUp(Look.STOP, f)
+    step = next_step(State.VERIFIED, evolve(f, now=5.0), ctx(stop_unread=True))
+    assert not isinstance(step, LookUp), step  # after it, the reply is all there is
+
+
+def test_evolving_facts_with_a_field_they_do_not_have_names_it() -> None:
+    f = facts()
+    with pytest.raises(TypeError, match=r"Facts has no field \['stop_los'\]"):
+        evolve(f, stop_los=1.0, now=2.0)
