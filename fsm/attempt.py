@@ -30,7 +30,16 @@ from fsm.evidence import Facts
 from fsm.guards import evaluate
 from fsm.model import OrderSnapshot, PositionSnapshot, Source, StopSnapshot
 from fsm.request import OpenRequest
-from fsm.table import TABLE, GuardsFailed, InvalidTransition, Row, State, Trigger, rows_for
+from fsm.table import (
+    TABLE,
+    TERMINAL,
+    GuardsFailed,
+    InvalidTransition,
+    Row,
+    State,
+    Trigger,
+    rows_for,
+)
 
 if TYPE_CHECKING:
     from fsm.step import Fire
@@ -59,7 +68,11 @@ def attached_stop_id(attempt_id: str) -> str:
     return _ID_PREFIX + attempt_id + "a"
 
 
-@attrs.frozen
+#: Not slotted, as :class:`~fsm.evidence.Facts`: an attempt records about
+#: four steps, and a frozen slotted class sets each field through
+#: ``object.__setattr__`` (a call each, two fifths of building the step),
+#: where an instance dict takes a plain store.
+@attrs.frozen(slots=False)
 class Transition:
     """One step of an attempt's history."""
 
@@ -143,8 +156,7 @@ class Attempt:
         self.request = request
         self.client_id = client_id  # the entry's client order id
         self.created_at = now  # loop time, after the pre-entry reads
-        self.facts = Facts(request=request, now=now, baseline=baseline,
-                           stop_attached=stop_attached)
+        self.facts = Facts.initial(request, now, baseline=baseline, stop_attached=stop_attached)
         self.alert: Alert | None = None
         #: the first journal write that failed after the entry may have left
         self.journal_error: BaseException | None = None
@@ -166,7 +178,7 @@ class Attempt:
     @property
     def terminal(self) -> bool:
         """Whether the attempt has reached a terminal state."""
-        return self.state.terminal
+        return self._state in TERMINAL  # (not through two properties: read every step)
 
     @property
     def entry(self) -> OrderSnapshot | None:
@@ -201,22 +213,31 @@ class Attempt:
         )
 
 
-def _condition(name: str) -> Any:
+def _condition(row: Row) -> Any:
     # The machine checks the decided trigger against the table without
-    # running guard code again: each condition reads the result the decision
-    # already computed (a guard it did not evaluate did not hold).
-    def check(event: Any) -> bool:
-        return bool(event.kwargs["results"].get(name, False))
+    # running guard code again: the row's condition reads the results the
+    # decision already computed, and holds when every guard of the row held
+    # (a guard it did not evaluate did not hold). One condition per row, not
+    # per guard: each condition costs the machine a call and a look-up.
+    guards = row.guards
 
-    check.__name__ = name
+    def check(event: Any) -> bool:
+        results = event.kwargs["results"]
+        for name in guards:  # noqa: SIM110 - all() over a generator costs twice this loop
+            if not results.get(name, False):
+                return False
+        return True
+
+    check.__name__ = " & ".join(guards)  # as the diagrams name a row's guards
     return check
 
 
 _Built = tuple[Machine, _Model, dict[Trigger, Any]]
 
-#: The step's guards as recorded in a :class:`Transition`, per row (all True
-#: when it fired): built once, not per step.
-_FIRED_GUARDS: dict[Row, tuple[tuple[str, bool], ...]] = {}
+#: The step's guards as recorded in a :class:`Transition`, per row's guards
+#: (all True when it fired): built once, not per step. Keyed by the guards'
+#: names, a tuple hashed in C, not by the row, whose attrs hash is Python.
+_FIRED_GUARDS: dict[tuple[str, ...], tuple[tuple[str, bool], ...]] = {}
 
 #: Machines already built, per thread, by table identity. Building one costs
 #: ~150 µs (as much as running an attempt), and simulations and specs create
@@ -242,7 +263,7 @@ def _machine_for(table: tuple[Row, ...]) -> _Built:
                 "trigger": row.trigger.value,
                 "source": [s.name for s in State if s in row.sources],
                 "dest": row.dest.name,
-                "conditions": [_condition(g) for g in row.guards],
+                "conditions": [_condition(row)],
             }
             for row in table
         ],
@@ -294,7 +315,7 @@ class Recorder:
         row's guards all hold. On success the facts become the attempt's.
         Guards run once, here, unless :meth:`take` already decided.
         """
-        source = attempt.state
+        source = attempt._state
         decided = self._decided
         if decided is not None and decided.facts is facts and decided.row.trigger is trigger \
                 and source in decided.row.sources:
@@ -316,18 +337,12 @@ class Recorder:
         if not moved or cursor.state != dest._name_:
             raise GuardsFailed(source, trigger, results, detail="machine refused")
         attempt._state = dest
-        guards = _FIRED_GUARDS.get(chosen)
+        guards = _FIRED_GUARDS.get(chosen.guards)
         if guards is None:
-            guards = _FIRED_GUARDS[chosen] = tuple([(g, True) for g in chosen.guards])
-        step = Transition(
-            at=facts.now,
-            trigger=trigger,
-            source=source,
-            dest=dest,
-            guards=guards,
-            evidence=evidence,
-            detail=detail,
-        )
+            guards = _FIRED_GUARDS[chosen.guards] = tuple([(g, True) for g in chosen.guards])
+        # In field order, not by keyword: keyword arguments to a class cost
+        # CPython a dict per call (a quarter of building the step).
+        step = Transition(facts.now, trigger, source, dest, guards, evidence, detail)
         attempt.facts = facts
         attempt._history.append(step)
         if not log.isEnabledFor(logging.INFO):  # skip building the record's fields

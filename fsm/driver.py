@@ -41,6 +41,14 @@ __all__ = ["AlertSink", "JournalFailed", "PositionOpener", "TransitionObserver",
 
 log = logging.getLogger("fsm")
 
+#: The members the loop compares on every step, named once: Python 3.11
+#: finds an enum member on its class through ``EnumType.__getattr__``'s slow
+#: path (~20 times the cost of a plain attribute).
+_VERIFIED, _ROLLING_BACK, _CLOSE_VERIFIED = State.VERIFIED, State.ROLLING_BACK, State.CLOSE_VERIFIED
+_FALL_BACK = Trigger.FALL_BACK
+#: The states whose decisions read the stream's latest position.
+_READ_STREAM = frozenset({State.FETCHED, State.ROLLING_BACK})
+
 #: ``PositionOpener(on_transition=...)``: called with the attempt and the step.
 TransitionObserver = Callable[[Attempt, Transition], Awaitable[None] | None]
 
@@ -245,22 +253,27 @@ class PositionOpener:
 
     async def _run(self, a: Attempt) -> None:
         """Ask the step function, do what it says, until a terminal state."""
-        p = self.policy
-        _, _, close_cid = client_ids(a.attempt_id)
-        ctx = Context(client_id=a.client_id, close_id=close_cid,
+        # The running loop, looked up once per attempt: asyncio.get_running_loop()
+        # makes a system call (getpid) every time, and an attempt reads the
+        # loop's clock about ten times.
+        loop = asyncio.get_running_loop()
+        ctx = Context(client_id=a.client_id, close_id=client_ids(a.attempt_id)[2],
                       stream=self.adapter.position_cache is not None,
-                      verify_timeout=p.verify_timeout, close_timeout=p.close_timeout,
-                      stop_lookup=self._enter(a))
+                      verify_timeout=self.policy.verify_timeout,
+                      close_timeout=self.policy.close_timeout,
+                      stop_lookup=self._enter(a, a.state, loop.time()))
         polls = 0
         clock = True  # read the clock before deciding: an await may have let time pass
         while not a.terminal:
-            step = next_step(a.state, self._facts_now(a, clock), ctx)
+            state = a.state  # read once per step: only self._take moves it
+            step = next_step(state, self._facts_now(a, state, loop.time() if clock else None),
+                             ctx)
             clock = True
             if isinstance(step, LookUp):
                 seen = a.facts.stop
                 polls += await self._observe.look(a, step, polls)
-                if a.facts.stop is not seen:  # read back: the venue's own view
-                    ctx.stop_unread = False
+                # A stop read back is the venue's own view: no longer unread.
+                ctx.stop_unread = ctx.stop_unread and a.facts.stop is seen
             elif isinstance(step, Send) and step.what == "entry":
                 ctx.said = await self._send.entry(a)
             elif isinstance(step, Send):
@@ -269,60 +282,58 @@ class PositionOpener:
                 s = a.facts.stop
                 ctx.stop_unread = s is not None and None in (s.reduce_only, s.side, s.amount)
             else:
-                before = a.state
                 self._take(a, step)
+                entered = a.state
                 if step.close is not None:
                     await self._send.close(a, step.close)
                     polls = 0  # fetch the close's fate at once, then back off
-                elif step.trigger is Trigger.FALL_BACK:
+                elif step.row.trigger is _FALL_BACK:
                     # The stop attached to the entry is not trusted: cancel
                     # it, then protect as if none had been attached.
                     await self._send.fall_back(a)
                     polls = 0
-                    ctx.stop_lookup = self._enter(a)
-                elif a.state is not before:
+                    ctx.stop_lookup = self._enter(a, entered, loop.time())
+                elif entered is not state:
                     polls = 0
-                    ctx.stop_lookup = await self._entered(a)
+                    ctx.stop_lookup = self._enter(a, entered, loop.time())
+                    if entered is _ROLLING_BACK and _stop_made_wrong(a.facts):
+                        # A stop the venue made other than asked (not
+                        # reduce-only, the wrong side or size) must not rest:
+                        # it could open a position.
+                        await self._send.cancel_wrong_stop(
+                            a, a.facts.close_deadline or loop.time())
                     # Nothing was awaited since the clock was read (entering
                     # ROLLING_BACK may cancel a wrong stop: read it again
                     # there): no news can have arrived, and the next decision
                     # shares this one's instant (as it always does in virtual
                     # time).
-                    clock = a.state is State.ROLLING_BACK
-                if a.state is State.CLOSE_VERIFIED:
+                    clock = entered is _ROLLING_BACK
+                if entered is _CLOSE_VERIFIED:
                     await self._send.cancel_stop(a)
 
-    async def _entered(self, a: Attempt) -> bool:
-        """:meth:`_enter`, and on entering ROLLING_BACK, cancel a stop the
-        venue made other than asked (not reduce-only, the wrong side or
-        size): it must not rest, it could open a position."""
-        lookup = self._enter(a)
-        if a.state is State.ROLLING_BACK and _stop_made_wrong(a.facts):
-            await self._send.cancel_wrong_stop(a, a.facts.close_deadline or self._now())
-        return lookup
-
-    def _facts_now(self, a: Attempt, clock: bool = True) -> Facts:
-        """The attempt's facts for the next decision: as of now (unless
-        ``clock`` is false: nothing was awaited since the facts' instant),
-        with the stream's latest position where the state reads one."""
+    def _facts_now(self, a: Attempt, state: State, now: float | None) -> Facts:
+        """The attempt's facts for the next decision in ``state``: as of
+        ``now`` (``None``: nothing was awaited since the facts' instant, which
+        still holds), with the stream's latest position where the state reads
+        one."""
         f = a.facts
-        now = self._now() if clock else f.now
-        if a.state in (State.FETCHED, State.ROLLING_BACK):
+        if state in _READ_STREAM:
             cached = self._observe.stream_position(a)
             if cached is not None:
-                return evolve(f, now=now, position=cached)
-        return at(f, now) if clock else f
+                return evolve(f, now=f.now if now is None else now, position=cached)
+        return f if now is None else at(f, now)
 
-    def _enter(self, a: Attempt) -> bool:
-        """Deadlines and intents of the state just entered. Returns whether a
-        stop may rest already (VERIFIED after a recovery that found a stop
-        intent): then it is only looked up, never sent again (rule 10:
-        client-id uniqueness is no safety net, and a second reduce-only stop
-        would, once triggered, close exposure that is not the attempt's)."""
-        f, now = a.facts, self._now()
-        if a.state is State.ROLLING_BACK and f.close_deadline is None:
+    def _enter(self, a: Attempt, state: State, now: float) -> bool:
+        """Deadlines and intents of ``state``, just entered, at loop time
+        ``now``. Returns whether a stop may rest already (VERIFIED after a
+        recovery that found a stop intent): then it is only looked up, never
+        sent again (rule 10: client-id uniqueness is no safety net, and a
+        second reduce-only stop would, once triggered, close exposure that
+        is not the attempt's)."""
+        f = a.facts
+        if state is _ROLLING_BACK and f.close_deadline is None:
             a.facts = evolve(f, close_deadline=now + self.policy.close_timeout)
-        if a.state is not State.VERIFIED:
+        if state is not _VERIFIED:
             return False
         size = f.entry.filled if f.entry is not None else None
         assert size is not None and size > 0, "VERIFIED without a fill"
@@ -356,6 +367,7 @@ class PositionOpener:
         if self.on_transition is not None:
             notify(self.on_transition, a, step, self.policy.alert_timeout, self._observing)
         return step
+
 
 def _stop_made_wrong(f: Facts) -> bool:
     """A stop the venue accepted that is not the one asked for."""

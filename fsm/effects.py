@@ -26,6 +26,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from types import CoroutineType
 from typing import Any, Generic, TypeVar, cast
 
 from fsm.alerts import AlertSink, Note, alert_record
@@ -67,20 +68,21 @@ async def bounded(aw: Awaitable[T], limit: float, *, ambiguous: bool = True) -> 
     try:  # a process whose lease expired (paused, cut off) sends nothing more
         check_held()
     except asyncio.CancelledError:
-        if inspect.iscoroutine(aw):
+        if isinstance(aw, CoroutineType):
             aw.close()
         raise
     counted = CALLER.get()
     if counted is not None:
         counted.requests += 1
-    if inspect.iscoroutine(aw):
+    if isinstance(aw, CoroutineType):  # (inspect.iscoroutine, without its call)
         # Run the call up to its first suspension before arming a timer: an
         # answer that needs no waiting (a cache, an instant venue) costs no
         # timer, and one that waits is bounded from that moment on.
         try:
             first = aw.send(None)
         except StopIteration as done:
-            return cast(T, done.value)
+            value: T = done.value  # (not typing.cast: a function call, for nothing)
+            return value
         aw = _Resumed(aw, first)
     try:
         async with asyncio.timeout(limit):

@@ -145,7 +145,14 @@ class Observer:
         Returns the order and its source, or, when the exchange definitely
         answered "not found", the time that look-up was sent (a look-up that
         failed otherwise proves nothing, rule 10)."""
-        streamed = await self._order_news(a, client_id, polls, deadline, also_position)
+        # The stream's news of the order: what arrived while we were busy
+        # with the previous request, else (after the first poll) what
+        # arrives within one back-off step.
+        streamed = self._order_news_arrived(a, client_id)
+        if streamed is None and polls > 0:
+            streamed = await self.stream_news(
+                a, client_id, min(self.now() + self.policy.backoff(polls - 1), _end(deadline)),
+                positions=also_position)
         if streamed is not None:
             return streamed, Source.STREAM, None
         if also_position:
@@ -168,20 +175,17 @@ class Observer:
                           extra=_extra(a))
         return None, None, None
 
-    async def _order_news(self, a: Attempt, client_id: str, polls: int,
-                          deadline: float | None, positions: bool) -> OrderSnapshot | None:
-        """The stream's news of the order: what arrived while we were busy
-        with the previous request, else (after the first poll) what arrives
-        within one back-off step."""
+    def _order_news_arrived(self, a: Attempt, client_id: str) -> OrderSnapshot | None:
+        """The stream's news of the order that arrived while we were busy
+        with the previous request: terminal, and not what the attempt holds
+        already. (Not a coroutine: on most polls there is none, and nothing
+        to wait for.)"""
         cache = self.adapter.position_cache
         if cache is not None:
             hit = cache.latest_order(client_id)
             seen = a.facts.entry if client_id == a.client_id else a.facts.close_order
             if hit is not None and hit.terminal and hit is not seen:
                 return hit
-        if polls > 0:
-            wake = min(self.now() + self.policy.backoff(polls - 1), _end(deadline))
-            return await self.stream_news(a, client_id, wake, positions=positions)
         return None
 
     async def fetch_order_racing_stream(
