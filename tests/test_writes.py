@@ -302,3 +302,17 @@ def test_an_entry_the_stream_reports_first_still_starts_the_send_s_windows() -> 
     assert f.fetch_deadline == pytest.approx(o.entry_sent + window)
     assert f.verify_deadline == pytest.approx(o.entry_sent + window)
     assert f.entry_absent_after is not None and f.entry_absent_after > o.entry_sent
+
+
+@pytest.mark.parametrize(("knobs", "words"), [
+    (dict(reject_entry=True), "insufficient"),
+    (dict(faults={"create": (Fault.RATE_LIMIT,)}), "rate limit"),
+], ids=["refused", "rate-limited"])
+def test_a_refused_create_keeps_the_venue_s_words(knobs: dict[str, Any], words: str) -> None:
+    """Nothing was placed, and the attempt says why in the venue's words:
+    in its facts (what the journal and the CLI show) and its history."""
+    o = run_attempt(CALM, **knobs)
+    assert o.attempt.state is State.REJECTED
+    error = o.attempt.facts.create_error
+    assert error is not None and words in error, error
+    assert error in o.attempt.history[-1].detail
