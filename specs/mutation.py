@@ -540,6 +540,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    choices=sorted(SUITES), help="killing suites for the mutmut mutants")
     p.add_argument("--only", nargs="+", choices=["mutmut", "table", "stop"],
                    default=["mutmut", "table", "stop"])
+    p.add_argument("--table-suites", nargs="+", default=["no-diagrams", "rules"],
+                   choices=["no-diagrams", "rules"],
+                   help="killing suites for the table-data mutants ('rules' is a subset of "
+                        "'no-diagrams': what it kills, the other kills too)")
     p.add_argument("--max-children", type=int, default=2)
     p.add_argument("--reuse", action="store_true",
                    help="report a finished mutmut run found in .mutation/ instead of re-running")
@@ -573,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     **summary, **stamp, **({"sample": args.sample} if args.sample else {})}
                 _say(f"mutmut {module} [{suite}]", summary)
     if "table" in args.only:
-        for suite in ("no-diagrams", "rules"):
+        for suite in args.table_suites:
             summary = run_table(suite, args.max_children)
             report.setdefault("table_data", {})[suite] = {**summary, **stamp}
             _say(f"table data [{suite}]", summary)
