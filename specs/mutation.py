@@ -154,6 +154,9 @@ EQUIVALENT: dict[str, str] = {
     "stop: lookup = None":
         "the flag is only read for truthiness (ctx.stop_lookup or ...): None and False "
         "are alike",
+    "entry: a.facts = evolve(before, **base, ack=streamed, entry_source=Source.STREAM)":
+        "the stream's report is in the position cache too: the next decision's look-up of "
+        "the entry reads it from there with no request, and the history is the same",
     "entry: a.facts = evolve(before, **base, ack=streamed, entry=None,":
         "the stream's report is in the position cache too: the next decision's look-up of "
         "the entry reads it from there with no request, and the history is the same "

@@ -185,3 +185,14 @@ def test_a_cancel_that_fails_is_a_warning_naming_the_stop_and_its_attempt(
         assert r.getMessage().startswith(f"attempt {attempt.attempt_id}: could not cancel")
         assert getattr(r, "attempt_id", None) == attempt.attempt_id
         assert getattr(r, "state", None) in {s.value for s in State}
+
+
+def test_an_adapter_that_breaks_on_the_entry_is_named_in_the_history_with_its_kind() -> None:
+    """The history says the create failed unexpectedly, with the error's kind
+    and words (a bare message can be empty), and that it is treated as
+    ambiguous: the order may exist, so it is looked up, never re-sent."""
+    attempt = run(Breaks(CALM, create=1))
+    first = attempt.history[0]
+    assert first.detail == ("create failed unexpectedly (KeyError('unmapped venue error')); "
+                            "treated as ambiguous")
+    assert first.evidence is not None and first.evidence.value == "ack"
