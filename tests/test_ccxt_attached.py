@@ -11,20 +11,15 @@ attempt ended.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import pytest
 
-from adapters.ccxt import CcxtAdapter
 from adapters.port import Side
-from adapters.virtual_time import run_virtual
-from fsm import Alert, Attempt, OpenRequest, Policy, PositionOpener, State, attached_stop_id
-from fsm.driver import client_ids
+from fsm import OpenRequest, Policy, State
 from tests import ccxt_fake as F
+from tests.ccxt_runs import Run, only_entry_adds_exposure, run_on
 
 BTC = "BTC/USDT:USDT"
 AVL = "AVL/USDT:USDT"
@@ -34,75 +29,11 @@ AVL_LONG = OpenRequest(symbol=AVL, side="buy", amount=43, stop_loss=0.1290)
 AUTO = Policy()
 SEPARATE = Policy(protection="separate")
 
-_CREATES = {"/api/v5/trade/batch-orders", "/api/v5/trade/order-algo", "/v5/order/create"}
-
-
-@attrs.define
-class Run:
-    attempt: Attempt
-    venue: F.FakeVenue
-    alerts: list[Alert]
-    duration: float
-
-    @property
-    def ids(self) -> tuple[str, str, str]:
-        return client_ids(self.attempt.attempt_id)
-
-    @property
-    def attached_id(self) -> str:
-        return attached_stop_id(self.attempt.attempt_id)
-
-    @property
-    def path(self) -> list[str]:
-        return [t.trigger.value for t in self.attempt.history]
-
-    def creates(self) -> list[F.Request]:
-        return [r for r in self.venue.requests if r.method == "POST" and r.path in _CREATES]
-
-    def exposure_increasing(self) -> list[F.Request]:
-        return [r for r in self.creates() if not r.flag("reduceOnly")]
-
-    def with_client_id(self, cid: str) -> list[F.Request]:
-        keys = ("clOrdId", "algoClOrdId", "orderLinkId")
-        return [r for r in self.creates() if any(r.params.get(k) == cid for k in keys)]
-
-    def resting_stops(self) -> list[F.FakeOrder]:
-        return [o for o in self.venue.book.orders.values() if o.conditional and o.open]
-
-
-def _ids() -> Callable[[], str]:
-    counter = itertools.count(1)
-    return lambda: f"{next(counter):024x}"
-
-
 def open_on(venue: F.FakeVenue, request: OpenRequest, policy: Policy,
             setup: Callable[[F.FakeVenue], Any] | None = None) -> Run:
-    async def go() -> Run:
-        if isinstance(venue, F.FakeOkx):
-            exchange = F.okx(venue)
-        else:
-            assert isinstance(venue, F.FakeBybit)
-            exchange = F.bybit(venue)
-        await F.load_markets_offline(exchange, venue)
-        adapter = CcxtAdapter(exchange)
-        if setup is not None:
-            setup(venue)
-        alerts: list[Alert] = []
-        opener = PositionOpener(adapter, policy=policy, alerts=alerts.append, ids=_ids())
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        attempt = await opener.open(request)
-        duration = loop.time() - t0
-        await asyncio.sleep(2.0)  # anything armed late lands before the truth is read
-        await exchange.close()
-        return Run(attempt, venue, alerts, duration)
-
-    return run_virtual(go())
-
-
-def _only_entry_adds_exposure(run: Run) -> None:
-    [entry] = run.exposure_increasing()
-    assert run.ids[0] in entry.params.values()
+    # Two seconds after the attempt: anything armed late lands before the
+    # venue's truth is read.
+    return run_on(venue, request, policy=policy, linger=2.0, setup=setup)
 
 
 def _crash_after_fill(symbol: str, price: float) -> Callable[[F.FakeVenue], None]:
@@ -129,7 +60,7 @@ def test_okx_incident_with_a_separate_stop_ends_protected() -> None:
     assert run.path == ["submit", "fetched", "verified", "protected"]
     assert run.alerts == [] and run.duration < 1.0
     entry_cid, stop_cid, close_cid = run.ids
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     [entry] = run.with_client_id(entry_cid)
     assert entry.path == "/api/v5/trade/batch-orders"
     assert entry.params["side"] == "buy" and entry.params["sz"] == "1"
@@ -157,7 +88,7 @@ def test_okx_stop_refused_rolls_back_with_a_reduce_only_sell() -> None:
                         "close_verified"]
     assert run.alerts == []
     entry_cid, stop_cid, close_cid = run.ids
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     [stop] = run.with_client_id(stop_cid)
     assert stop.outcome == "refused" and stop.response["data"][0]["sCode"] == "51280"
     [close] = run.with_client_id(close_cid)
@@ -302,7 +233,7 @@ def test_attached_stop_refused_then_separate_stop_refused_rolls_back(name: str) 
     assert run.attempt.state is State.CLOSE_VERIFIED, run.attempt.history
     assert run.path == ["submit", "fetched", "verified", "fall_back", "protect_failed",
                         "close_sending", "close_verified"]
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     [close] = run.with_client_id(run.ids[2])
     assert close.params["side"].lower() == "sell" and close.params["reduceOnly"] is True
     assert run.resting_stops() == []

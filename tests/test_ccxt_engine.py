@@ -9,20 +9,15 @@ attempt ended, never about calls between our own objects.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import pytest
 
-from adapters.ccxt import CcxtAdapter
 from adapters.port import OrderStatus, Source
-from adapters.virtual_time import run_virtual
-from fsm import Alert, Attempt, OpenRequest, Policy, PositionOpener, State
-from fsm.driver import client_ids
+from fsm import OpenRequest, Policy, State
 from tests import ccxt_fake as F
+from tests.ccxt_runs import Run, only_entry_adds_exposure, run_on
 
 AVL = "AVL/USDT:USDT"
 BTC = "BTC/USDT:USDT"
@@ -34,40 +29,6 @@ BTC_LONG = OpenRequest(symbol=BTC, side="buy", amount=0.01, stop_loss=90000)
 SEPARATE = Policy(protection="separate")
 
 
-@attrs.define
-class Run:
-    attempt: Attempt
-    venue: F.FakeVenue
-    alerts: list[Alert]
-    duration: float
-
-    @property
-    def ids(self) -> tuple[str, str, str]:
-        return client_ids(self.attempt.attempt_id)
-
-    def creates(self) -> list[F.Request]:
-        """Every order-placing request the exchange received."""
-        paths = {"/v5/order/create", "/fapi/v1/order", "/fapi/v1/algoOrder"}
-        return [r for r in self.venue.requests if r.method == "POST" and r.path in paths]
-
-    def exposure_increasing(self) -> list[F.Request]:
-        """Orders that could add to the position: all but reduce-only ones."""
-        return [r for r in self.creates() if not r.flag("reduceOnly")]
-
-    def with_client_id(self, cid: str) -> list[F.Request]:
-        keys = ("orderLinkId", "newClientOrderId", "clientAlgoId")
-        return [r for r in self.creates() if any(r.params.get(k) == cid for k in keys)]
-
-    @property
-    def path(self) -> list[str]:
-        return [t.trigger.value for t in self.attempt.history]
-
-
-def _ids() -> Callable[[], str]:
-    counter = itertools.count(1)
-    return lambda: f"{next(counter):024x}"
-
-
 def open_on(
     venue: F.FakeVenue,
     request: OpenRequest = AVL_LONG,
@@ -76,40 +37,9 @@ def open_on(
     policy: Policy | None = None,
     setup: Callable[[F.FakeVenue], Any] | None = None,
 ) -> Run:
-    async def go() -> Run:
-        make = F.bybit if isinstance(venue, F.FakeBybit) else F.binanceusdm
-        exchange = make(venue, pro=pro)  # type: ignore[arg-type]
-        await F.load_markets_offline(exchange, venue)
-        adapter = CcxtAdapter(exchange)
-        if pro:
-            adapter.start_stream()
-            await asyncio.sleep(0.2)  # connected, authenticated, subscribed
-            venue.requests.clear()
-        if setup is not None:
-            setup(venue)
-        alerts: list[Alert] = []
-        # These scenarios test the separate stop; tests/test_ccxt_attached.py
-        # runs the stop attached to the entry (the default on Bybit and OKX).
-        opener = PositionOpener(adapter, policy=policy or SEPARATE, alerts=alerts.append,
-                                ids=_ids())
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        attempt = await opener.open(request)
-        duration = loop.time() - t0
-        await adapter.stop_stream()
-        await exchange.close()
-        return Run(attempt, venue, alerts, duration)
-
-    return run_virtual(go())
-
-
-def _only_entry_adds_exposure(run: Run) -> None:
-    """Law L2 as the exchange saw it: one order without reduceOnly, and it is
-    the entry, sent exactly once."""
-    entry_cid = run.ids[0]
-    [entry] = run.exposure_increasing()
-    assert entry_cid in entry.params.values()
-    assert len(run.with_client_id(entry_cid)) == 1
+    # These scenarios test the separate stop; tests/test_ccxt_attached.py
+    # runs the stop attached to the entry (the default on Bybit and OKX).
+    return run_on(venue, request, policy=policy or SEPARATE, pro=pro, setup=setup)
 
 
 # ---------------------------------------------------------------------------
@@ -133,7 +63,7 @@ def test_incident_on_bybit_ends_protected(flat_entry: bool) -> None:
     assert run.duration < 1.0  # did not sit out the REST lag
     entry_cid, stop_cid, close_cid = run.ids
 
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     [entry] = run.with_client_id(entry_cid)
     assert entry.params["side"] == "Buy" and entry.params["qty"] == "43"
     # The ack really was the bare one, and the fill came from order history
@@ -168,7 +98,7 @@ def test_incident_with_the_stream_running_is_protected_too() -> None:
     venue = F.FakeBybit(position_lag=4.0)
     run = open_on(venue, pro=True)
     assert run.attempt.state is State.PROTECTED
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     assert run.duration < 1.0
 
 
@@ -198,7 +128,7 @@ def test_incident_with_stop_refused_rolls_back_with_a_reduce_only_sell() -> None
     ]
     assert run.alerts == []
     entry_cid, stop_cid, close_cid = run.ids
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
 
     [stop] = run.with_client_id(stop_cid)
     assert stop.outcome == "refused" and stop.response["retCode"] == 110093
@@ -227,7 +157,7 @@ def test_stop_refused_with_the_stream_running_closes_from_the_stream_view() -> N
     assert run.duration < 1.0
     [close] = run.with_client_id(run.ids[2])
     assert close.params["side"] == "Sell" and close.params["reduceOnly"] is True
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
 
 
 def test_partial_fill_is_protected_for_exactly_the_filled_size() -> None:
@@ -260,7 +190,7 @@ def test_binance_new_zero_ack_then_filled_is_protected_with_an_algo_stop() -> No
 
     assert run.attempt.state is State.PROTECTED, run.attempt.history
     entry_cid, stop_cid, _ = run.ids
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     [entry] = run.with_client_id(entry_cid)
     assert entry.response["status"] == "NEW" and entry.response["executedQty"] == "0"
     assert run.attempt.entry is not None and run.attempt.entry.status is OrderStatus.CLOSED
@@ -288,7 +218,7 @@ def test_binance_stop_on_the_wrong_side_rolls_back() -> None:
     [close] = run.with_client_id(close_cid)
     assert close.path == "/fapi/v1/order" and close.params["reduceOnly"] == "true"
     assert close.params["side"] == "SELL"
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     assert venue.book.position == {"BTCUSDT": 0.0}
 
 
@@ -313,7 +243,7 @@ def test_create_that_timed_out_but_exists_is_found_by_client_id_never_resent(
     entry_cid = run.ids[0]
     [entry] = run.with_client_id(entry_cid)
     assert entry.outcome == "timeout_after"
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     lookups = [r for r in venue.requests if r.method == "GET" and lookup_key in r.params]
     assert lookups and all(r.params[lookup_key] == entry_cid for r in lookups)
 
@@ -335,7 +265,7 @@ def test_create_that_timed_out_and_never_arrived(exchange: str) -> None:
     assert run.attempt.terminal
     assert run.attempt.state in (State.ORPHANED, State.REJECTED, State.CLOSE_VERIFIED)
     assert len(run.creates()) == 1  # the lost create, and nothing after it
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     if run.attempt.state is State.ORPHANED:
         assert len(run.alerts) == 1
     assert all(v == 0 for v in venue.book.position.values())
@@ -383,7 +313,7 @@ def test_execution_status_unknown_errors_are_looked_up_not_resent(
     venue = venue_cls(position_lag=1.0)  # type: ignore[call-arg]
     run = open_on(venue, request_, setup=lambda v: v.fail("POST", path, "error_after", error))
     assert run.attempt.state is State.PROTECTED, run.attempt.history
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     [entry] = run.with_client_id(run.ids[0])
     assert entry.outcome == "error_after"
 
@@ -416,7 +346,7 @@ def test_rate_limited_stop_is_retried_under_the_same_client_id() -> None:
     _, stop_cid, _ = run.ids
     first, second = run.with_client_id(stop_cid)
     assert (first.outcome, second.outcome) == ("error", "ok")
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
 
 
 def test_transient_read_errors_do_not_derail_the_attempt() -> None:
@@ -430,7 +360,7 @@ def test_transient_read_errors_do_not_derail_the_attempt() -> None:
     run = open_on(venue, setup=flaky_reads)
     assert run.attempt.state is State.PROTECTED, run.attempt.history
     assert all(f.times == 0 for f in venue.faults)  # every fault was hit
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
 
 
 def test_rollback_close_whose_answer_was_lost_is_looked_up_not_doubled() -> None:
@@ -456,5 +386,5 @@ def test_rollback_close_whose_answer_was_lost_is_looked_up_not_doubled() -> None
     _, _, close_cid = run.ids
     [close] = run.with_client_id(close_cid)
     assert close.outcome == "timeout_after" and close.params["reduceOnly"] is True
-    _only_entry_adds_exposure(run)
+    only_entry_adds_exposure(run)
     assert venue.book.position == {"AVLUSDT": 0.0}
