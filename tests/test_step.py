@@ -73,28 +73,42 @@ def test_a_passed_deadline_outranks_a_close_in_rollback() -> None:
     assert step.row.guards == ("close_deadline_passed",) and step.close is None
 
 
+def _spread() -> list[Facts]:
+    """Evidence of every kind, each field absent or present, deadlines
+    passed or not: where rows of a state share guards."""
+    pos_ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
+                                source=Source.STREAM, received_at=0.5, as_of=11.0)
+    flat_proof = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.STREAM,
+                                  received_at=0.5, as_of=11.0)
+    flat_rest = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.REST,
+                                 received_at=0.5)
+    stop = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
+                        amount=43.0, trigger_price=0.129, reduce_only=True)
+    intent = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
+    close = CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
+    out: list[Facts] = []
+    for entry in (None, order(), order(filled=0.0), order(side=Side.SELL)):
+        for position in (None, pos_ours, flat_proof, flat_rest):
+            for late in (False, True):
+                for closing in (None, close):
+                    out.append(facts(
+                        entry=entry, position=position, stop=stop if late else None,
+                        stop_intent=intent, fills_checked=late, close_intent=closing,
+                        close_order=order(side=Side.SELL, oid="c") if closing and late
+                        else None,
+                        fetch_deadline=0.5 if late else 5.0,
+                        verify_deadline=0.5 if late else 5.0,
+                        protect_deadline=0.5 if late else 5.0,
+                        close_deadline=0.5 if late else 5.0))
+    return out
+
+
 @pytest.mark.parametrize("state", [s for s in State if not s.terminal and s is not State.NEW])
 def test_whenever_a_row_fires_it_is_the_first_in_table_order_that_holds(state: State) -> None:
     """Over a spread of evidence, a fired row is the first holding one,
     unless a gate asked for evidence first (then nothing fires)."""
-    pos_ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
-                                source=Source.STREAM, received_at=0.5, as_of=11.0)
-    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.STREAM,
-                            received_at=0.5, as_of=11.0)
-    stop = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
-                        amount=43.0, trigger_price=0.129, reduce_only=True)
-    intent = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
-    variants: list[Facts] = []
-    for entry in (None, order(), order(filled=0.0), order(side=Side.SELL)):
-        for position in (None, pos_ours, flat):
-            for late in (False, True):
-                variants.append(facts(
-                    entry=entry, position=position, stop=stop if late else None,
-                    stop_intent=intent, fills_checked=late,
-                    fetch_deadline=0.5 if late else 5.0, verify_deadline=0.5 if late else 5.0,
-                    protect_deadline=0.5 if late else 5.0, close_deadline=0.5 if late else 5.0))
     fired = 0
-    for f in variants:
+    for f in _spread():
         step = next_step(state, f, ctx(stop_lookup=True))
         if isinstance(step, Fire):
             fired += 1
@@ -175,9 +189,9 @@ def test_with_a_stream_a_foreign_execution_waits_for_a_view_until_the_deadline()
 # -- guards once per decision, none in the recorder ---------------------------------------------
 
 
-def test_each_guard_runs_at_most_once_per_decision_and_not_again_when_recorded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def count_guard_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count every evaluation of every guard, by name, for this test (the
+    step function reads ``G.GUARDS`` per decision)."""
     calls: Counter[str] = Counter()
 
     def counted(name: str, g: Callable[[Facts], bool]) -> Callable[[Facts], bool]:
@@ -188,6 +202,13 @@ def test_each_guard_runs_at_most_once_per_decision_and_not_again_when_recorded(
 
     for name, g in list(G.GUARDS.items()):
         monkeypatch.setitem(G.GUARDS, name, counted(name, g))
+    return calls
+
+
+def test_each_guard_runs_at_most_once_per_decision_and_not_again_when_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = count_guard_calls(monkeypatch)
     f = facts(ack=order(status=None, filled=None), entry=order(), entry_source=Source.ORDER,
               fetch_deadline=5.0, verify_deadline=5.0)
     step = next_step(State.PLACED, f, ctx())
@@ -284,34 +305,6 @@ def test_a_recovered_attempt_relying_on_its_attached_stop_reads_it_back_not_the_
 # -- rules that mutation testing found undefended -------------------------------------------
 
 
-def _spread() -> list[Facts]:
-    """Evidence of every kind, each field absent or present, deadlines
-    passed or not: where rows of a state share guards."""
-    pos_ours = PositionSnapshot(symbol=SYMBOL, side=Side.BUY.opens, size=43.0,
-                                source=Source.STREAM, received_at=0.5, as_of=11.0)
-    flat = PositionSnapshot(symbol=SYMBOL, side=None, size=0.0, source=Source.REST,
-                            received_at=0.5)
-    stop = StopSnapshot(symbol=SYMBOL, order_id="s", client_id="x", side=Side.SELL,
-                        amount=43.0, trigger_price=0.129, reduce_only=True)
-    intent = StopIntent(side=Side.SELL, amount=43.0, trigger_price=0.129, client_id="x")
-    close = CloseIntent(side=Side.SELL, amount=43.0, client_id=CLOSE)
-    out: list[Facts] = []
-    for entry in (None, order(), order(filled=0.0), order(side=Side.SELL)):
-        for position in (None, pos_ours, flat):
-            for late in (False, True):
-                for closing in (None, close):
-                    out.append(facts(
-                        entry=entry, position=position, stop=stop if late else None,
-                        stop_intent=intent, fills_checked=late, close_intent=closing,
-                        close_order=order(side=Side.SELL, oid="c") if closing and late
-                        else None,
-                        fetch_deadline=0.5 if late else 5.0,
-                        verify_deadline=0.5 if late else 5.0,
-                        protect_deadline=0.5 if late else 5.0,
-                        close_deadline=0.5 if late else 5.0))
-    return out
-
-
 @pytest.mark.parametrize("state", [s for s in State if not s.terminal and s is not State.NEW])
 def test_no_guard_runs_twice_in_one_decision_even_where_rows_share_it(
     state: State, monkeypatch: pytest.MonkeyPatch,
@@ -319,16 +312,7 @@ def test_no_guard_runs_twice_in_one_decision_even_where_rows_share_it(
     """Guards run once per decision: a guard two rows share (order_filled,
     close_deadline_passed, ...) is evaluated for the first and its result
     reused for the second."""
-    calls: Counter[str] = Counter()
-
-    def counted(name: str, g: Callable[[Facts], bool]) -> Callable[[Facts], bool]:
-        def run(f: Facts) -> bool:
-            calls[name] += 1
-            return g(f)
-        return run
-
-    for name, g in list(G.GUARDS.items()):
-        monkeypatch.setitem(G.GUARDS, name, counted(name, g))
+    calls = count_guard_calls(monkeypatch)
     shared = Counter(g for r in rows_from(state) for g in set(r.guards))
     reused = 0
     for f in _spread():
