@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from adapters.port import OrderSnapshot, Side, StopSnapshot
 from adapters.simulated import SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
 from fsm import Alert, Attempt, MemoryJournal, OpenRequest, Policy, PositionOpener
@@ -74,3 +75,38 @@ def run_attempt(config: SimConfig | None = None, req: OpenRequest | None = None,
         return Outcome(attempt, exchange, alerts, journal, t0, ended)
 
     return run_virtual(go())
+
+
+class Breaks(SimulatedExchange):
+    """The simulator, except that the chosen writes fail once, before they
+    reach the venue, with an error no adapter should raise (a bug in an
+    adapter, an unmapped venue error): the engine cannot know they were not
+    sent, and must say so loudly and carry on safely. ``entry``: the first
+    create that is not reduce-only; ``close``: the first reduce-only one;
+    ``stop``: the first stop."""
+
+    def __init__(self, config: SimConfig, *, entry: bool = False, close: bool = False,
+                 stop: bool = False) -> None:
+        super().__init__(config)
+        self.to_break = {"entry": entry, "close": close, "stop": stop}
+        self.creates = 0  # create_order calls, broken ones included
+        self.broke: list[str] = []  # what broke, in order
+
+    def _breaks(self, what: str) -> None:
+        if self.to_break[what]:
+            self.to_break[what] = False
+            self.broke.append(what)
+            raise KeyError("unmapped venue error")
+
+    async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
+                           reduce_only: bool) -> OrderSnapshot:
+        self.creates += 1
+        self._breaks("close" if reduce_only else "entry")
+        return await super().create_order(symbol=symbol, side=side, amount=amount,
+                                          client_id=client_id, reduce_only=reduce_only)
+
+    async def place_stop(self, *, symbol: str, side: Side, amount: float,
+                         trigger_price: float, client_id: str) -> StopSnapshot:
+        self._breaks("stop")
+        return await super().place_stop(symbol=symbol, side=side, amount=amount,
+                                        trigger_price=trigger_price, client_id=client_id)

@@ -18,41 +18,12 @@ from typing import Any
 import attrs
 import pytest
 
-from adapters.port import OrderSnapshot, Side, StopSnapshot
 from adapters.simulated import AckStyle, Fault, SimConfig, SimulatedExchange
 from adapters.virtual_time import run_virtual
 from fsm import Attempt, MemoryJournal, PositionOpener, State
-from tests.helpers import PRICE, SYMBOL, request
+from tests.helpers import PRICE, SYMBOL, Breaks, request
 
 CALM = SimConfig(prices={SYMBOL: PRICE})
-
-
-class Breaks(SimulatedExchange):
-    """The simulator, except that the named calls fail once with an error no
-    adapter should raise (a bug in an adapter, an unmapped venue error):
-    the engine must say so loudly and carry on safely."""
-
-    def __init__(self, config: SimConfig, *, create: int = 0, stop: bool = False) -> None:
-        super().__init__(config)
-        self.creates_to_break = create  # 1: the entry, 2: the close (the second create)
-        self.break_stop = stop
-        self._creates = 0
-
-    async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
-                           reduce_only: bool) -> OrderSnapshot:
-        self._creates += 1
-        if self._creates == self.creates_to_break:
-            raise KeyError("unmapped venue error")
-        return await super().create_order(symbol=symbol, side=side, amount=amount,
-                                          client_id=client_id, reduce_only=reduce_only)
-
-    async def place_stop(self, *, symbol: str, side: Side, amount: float,
-                         trigger_price: float, client_id: str) -> StopSnapshot:
-        if self.break_stop:
-            self.break_stop = False
-            raise KeyError("unmapped venue error")
-        return await super().place_stop(symbol=symbol, side=side, amount=amount,
-                                        trigger_price=trigger_price, client_id=client_id)
 
 
 class Capture(logging.Handler):
@@ -98,9 +69,9 @@ SCENARIOS: dict[str, Any] = {
                                                             close_rejected=True)),
     "stop rate-limited": lambda: SimulatedExchange(attrs.evolve(
         CALM, faults={"place_stop": (Fault.RATE_LIMIT,)})),
-    "create breaks": lambda: Breaks(CALM, create=1),
+    "create breaks": lambda: Breaks(CALM, entry=True),
     "stop breaks": lambda: Breaks(CALM, stop=True),
-    "close breaks": lambda: Breaks(attrs.evolve(CALM, stop_rejected=True), create=2),
+    "close breaks": lambda: Breaks(attrs.evolve(CALM, stop_rejected=True), close=True),
     # A cancel that fails: of the stop left after a verified close, of a stop
     # the venue made wrong, of the stop attached to the entry.
     "leftover stop's cancel fails": lambda: SimulatedExchange(attrs.evolve(
@@ -161,10 +132,10 @@ def test_an_unexpected_create_failure_still_bounds_the_look_up(captured: Capture
     """A create that failed unexpectedly may have placed the order: it is
     looked up by client id, within the verify window the send started,
     never sent again; the attempt ends honestly within its bound."""
-    ex = Breaks(CALM, create=1)
+    ex = Breaks(CALM, entry=True)
     attempt = run(ex)
     assert attempt.terminal
-    assert ex._creates == 1, "the entry was sent twice"
+    assert ex.creates == 1, "the entry was sent twice"
     assert attempt.facts.create_ambiguous
     assert attempt.facts.fetch_deadline is not None
     assert attempt.facts.entry_absent_after is not None
@@ -191,7 +162,7 @@ def test_an_adapter_that_breaks_on_the_entry_is_named_in_the_history_with_its_ki
     """The history says the create failed unexpectedly, with the error's kind
     and words (a bare message can be empty), and that it is treated as
     ambiguous: the order may exist, so it is looked up, never re-sent."""
-    attempt = run(Breaks(CALM, create=1))
+    attempt = run(Breaks(CALM, entry=True))
     first = attempt.history[0]
     assert first.detail == ("create failed unexpectedly (KeyError('unmapped venue error')); "
                             "treated as ambiguous")

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import pytest
 
-from adapters.port import OrderSnapshot, Side, StopSnapshot
+from adapters.port import Side, StopSnapshot
 from adapters.simulated import AckStyle, Fault, SimConfig, SimulatedExchange, StreamMode
 from adapters.virtual_time import run_virtual
 from fsm import (
@@ -32,7 +32,7 @@ from fsm import (
     attached_stop_id,
     client_ids,
 )
-from tests.helpers import PRICE, SYMBOL, Outcome, ids, request, run_attempt
+from tests.helpers import PRICE, SYMBOL, Breaks, Outcome, ids, request, run_attempt
 
 CALM = SimConfig(prices={SYMBOL: PRICE})
 
@@ -215,37 +215,18 @@ def test_the_cancel_of_a_wrong_attached_stop_names_it_by_both_ids() -> None:
     assert rests.client_id == client_ids(aid)[1] and rests.amount == 21
 
 
-class CloseBreaks(SimulatedExchange):
-    """The simulator, except that the first reduce-only create fails, before
-    reaching the venue, with an error no adapter should raise (a bug in an
-    adapter, an unmapped venue error): the engine cannot know it was not
-    sent."""
-
-    def __init__(self, config: SimConfig) -> None:
-        super().__init__(config)
-        self.broke = False
-
-    async def create_order(self, *, symbol: str, side: Side, amount: float, client_id: str,
-                           reduce_only: bool) -> OrderSnapshot:
-        if reduce_only and not self.broke:
-            self.broke = True
-            raise KeyError("unmapped venue error")
-        return await super().create_order(symbol=symbol, side=side, amount=amount,
-                                          client_id=client_id, reduce_only=reduce_only)
-
-
 def test_a_close_that_fails_unexpectedly_is_ambiguous_and_sent_again_once_proven_absent() -> None:
     """Rule 10: an unexpected failure of the close is not proof that it was
     not sent. It is looked up by client id, and sent again only once a
     not-found answer came after the receive window (plus the clock skew):
     then the close goes out and the rollback is verified."""
-    ex = CloseBreaks(attrs.evolve(CALM, stop_rejected=True))
+    ex = Breaks(attrs.evolve(CALM, stop_rejected=True), close=True)
     policy = Policy()
     opener = PositionOpener(ex, policy=policy, journal=MemoryJournal(), ids=ids())
     journal = opener.journal
     assert isinstance(journal, MemoryJournal)
     a = run_virtual(opener.open(request()))
-    assert ex.broke
+    assert ex.broke == ["close"]
     assert a.state is State.CLOSE_VERIFIED
     assert ex.net_position(SYMBOL) == 0
     closes = [r for r in journal.records if r.kind == "intent" and r.data["action"] == "close"]
