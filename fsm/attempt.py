@@ -14,6 +14,15 @@ attempt), which was most of the engine's CPU per attempt. A trigger is
 fired synchronously, with no ``await`` in between, so one model can stand
 in for whichever attempt is being moved: set to that attempt's state, fired,
 read back. The machine still decides every transition.
+
+Why its own event and transition classes (``transitions``' documented
+``event_cls``/``transition_cls`` hooks): the table registers no callbacks,
+yet the stock classes walk seven empty callback lists and make eight
+logging calls per trigger, half the machine's cost. The quiet classes check
+the source state, try the trigger's transitions in order and evaluate their
+conditions exactly as the stock ones do, and skip only the callbacks;
+:func:`build_machine` refuses to build one that holds a callback, and a test
+fires every state, trigger and guard outcome through both and compares.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from transitions import Machine, MachineError
+from transitions import Transition as _MachineTransition
+from transitions.core import Event as _MachineEvent
 
 from fsm.evidence import Facts
 from fsm.guards import evaluate
@@ -222,7 +233,7 @@ def _condition(row: Row) -> Any:
     guards = row.guards
 
     def check(event: Any) -> bool:
-        results = event.kwargs["results"]
+        results = event.args[0]  # what Recorder._record passed the trigger
         for name in guards:  # noqa: SIM110 - all() over a generator costs twice this loop
             if not results.get(name, False):
                 return False
@@ -230,6 +241,61 @@ def _condition(row: Row) -> Any:
 
     check.__name__ = " & ".join(guards)  # as the diagrams name a row's guards
     return check
+
+
+class _QuietTransition(_MachineTransition):
+    """A transition of a machine without callbacks: its conditions, then the
+    state change, without walking (and logging) the empty callback lists on
+    each side. The stock ``Transition`` walks seven per trigger."""
+
+    def execute(self, event_data: Any) -> bool:
+        if not self._eval_conditions(event_data):
+            return False
+        # What Machine.set_state does for the one model, with no state's
+        # enter or exit callbacks to run around it (nor any callback to read
+        # the event's state afterwards).
+        dest = event_data.machine.states[self.dest]
+        setattr(event_data.model, event_data.machine.model_attribute, dest.value)
+        return True
+
+
+class _QuietEvent(_MachineEvent):
+    """An event of a machine without callbacks: the source state is checked
+    (``MachineError`` when the trigger is not valid from it), then each
+    transition from it is tried in order, as the stock ``Event`` does."""
+
+    def _trigger(self, event_data: Any) -> bool:
+        event_data.state = self.machine.get_model_state(event_data.model)
+        if self._is_valid_source(event_data.state):  # raises MachineError if not
+            for trans in self.transitions[event_data.state.name]:
+                event_data.transition = trans
+                if trans.execute(event_data):
+                    event_data.result = True
+                    break
+        return bool(event_data.result)
+
+
+class _Machine(Machine):
+    """The recorder's machine: the table's rows with their conditions, and no
+    callbacks (nothing the machine runs besides checking a trigger; the
+    driver does the I/O). :func:`build_machine` checks that none was added."""
+
+    transition_cls = _QuietTransition
+    event_cls = _QuietEvent
+
+
+def _callbacks(machine: Machine) -> list[str]:
+    """Every callback the machine holds, by where it is: the quiet classes
+    would skip them, so there must be none."""
+    found = [name for name in ("prepare_event", "finalize_event", "on_exception",
+                               "before_state_change", "after_state_change", "on_final")
+             if getattr(machine, name)]
+    found += [f"{s.name}.{hook}" for s in machine.states.values()
+              for hook in ("on_enter", "on_exit") if getattr(s, hook)]
+    found += [f"{e.name}.{hook}" for e in machine.events.values()
+              for ts in e.transitions.values() for t in ts
+              for hook in ("prepare", "before", "after") if getattr(t, hook)]
+    return found
 
 
 _Built = tuple[Machine, _Model, dict[Trigger, Any]]
@@ -251,10 +317,24 @@ def _machine_for(table: tuple[Row, ...]) -> _Built:
     hit = cache.get(id(table))
     if hit is not None and hit[0] is table:
         return hit[1]
+    built = build_machine(table)
+    if len(cache) >= 64:  # tables built on the fly (tests): keep the cache bounded
+        cache.clear()
+    cache[id(table)] = (table, built)
+    return built
+
+
+def build_machine(table: tuple[Row, ...], machine_cls: type[Machine] = _Machine) -> _Built:
+    """The ``transitions`` machine of ``table`` (one transition per row, its
+    guards one condition), with the model it moves and its events by
+    trigger. ``machine_cls`` is the recorder's quiet machine; the stock
+    ``transitions.Machine`` builds the same machine with every callback list
+    walked (tests compare the two). Raises ``RuntimeError`` if the quiet
+    machine would hold a callback it skips."""
     # States by name, not as enum members: the machine keys everything by
     # name, and an enum member is turned into its name a dozen times per
     # trigger. The names are the same either way.
-    machine = Machine(
+    machine = machine_cls(
         model=None,
         states=[s.name for s in State],
         initial=State.NEW.name,
@@ -272,12 +352,12 @@ def _machine_for(table: tuple[Row, ...]) -> _Built:
         ignore_invalid_triggers=False,
         model_attribute="state",
     )
+    held = _callbacks(machine)
+    if held and issubclass(machine_cls, _Machine):  # its events and transitions skip them
+        raise RuntimeError(f"the recorder's machine must hold no callbacks: {held}")
     cursor = _Model()
     machine.add_model(cursor, initial=State.NEW.name)
     events = {t: machine.events[t.value] for t in Trigger if t.value in machine.events}
-    if len(cache) >= 64:  # tables built on the fly (tests): keep the cache bounded
-        cache.clear()
-    cache[id(table)] = (table, (machine, cursor, events))
     return machine, cursor, events
 
 
@@ -288,7 +368,6 @@ class Recorder:
     def __init__(self, table: tuple[Row, ...] = TABLE) -> None:
         self.table = table
         self._machine, self._cursor, self._events = _machine_for(table)
-        self._decided: Fire | None = None
 
     def track(self, attempt: Attempt, state: State = State.NEW) -> None:
         """Start recording ``attempt`` from ``state`` (recovery resumes an
@@ -313,24 +392,39 @@ class Recorder:
         Raises :class:`InvalidTransition` when the table has no such trigger
         from the current state, :class:`GuardsFailed` when it has but no
         row's guards all hold. On success the facts become the attempt's.
-        Guards run once, here, unless :meth:`take` already decided.
+        The guards run once, here.
         """
         source = attempt._state
-        decided = self._decided
-        if decided is not None and decided.facts is facts and decided.row.trigger is trigger \
-                and source in decided.row.sources:
-            chosen: Row | None = decided.row
-            results: Mapping[str, bool] = decided.results
-        else:
-            chosen, results = self._choose(source, trigger, facts)
+        chosen, results = self._choose(source, trigger, facts)
         if chosen is None:
             raise GuardsFailed(source, trigger, results)
+        return self._record(attempt, source, chosen, results, facts, evidence, detail)
+
+    def take(self, attempt: Attempt, decision: Fire) -> Transition:
+        """Record a transition :func:`fsm.step.next_step` decided, with the
+        guard results it computed: the machine checks the trigger and the
+        row, and no guard runs again. A decision made for another state is
+        judged afresh, as :meth:`fire` would."""
+        source = attempt._state
+        row = decision.row
+        if source not in row.sources:
+            return self.fire(attempt, row.trigger, decision.facts,
+                             evidence=decision.evidence, detail=decision.detail)
+        return self._record(attempt, source, row, decision.results, decision.facts,
+                            decision.evidence, decision.detail)
+
+    def _record(self, attempt: Attempt, source: State, chosen: Row,
+                results: Mapping[str, bool], facts: Facts, evidence: Source | None,
+                detail: str) -> Transition:
+        """Have the machine move from ``source`` by ``chosen``'s trigger over
+        ``results``, and record the step on ``attempt``."""
+        trigger = chosen.trigger
         cursor = self._cursor
         # What Machine.set_state(source, model=cursor) does, without its
         # look-ups; the machine still checks the state when the trigger runs.
         cursor.state = source._name_  # (the attribute, not the slower property)
         try:
-            moved = self._events[trigger].trigger(cursor, results=results)
+            moved = self._events[trigger].trigger(cursor, results)
         except MachineError as exc:  # the table and the machine disagree: a bug
             raise InvalidTransition(source, trigger) from exc
         dest = chosen.dest
@@ -351,29 +445,18 @@ class Recorder:
             "attempt %s %s -> %s on %s via %s: %s",
             attempt.attempt_id,
             source.value,
-            chosen.dest.value,
+            dest.value,
             trigger.value,
             evidence.value if evidence else "-",
             detail,
             extra={
                 "attempt_id": attempt.attempt_id,
-                "state": chosen.dest.value,
+                "state": dest.value,
                 "trigger": trigger.value,
                 "source": evidence.value if evidence else None,
             },
         )
         return step
-
-    def take(self, attempt: Attempt, decision: Fire) -> Transition:
-        """Record a transition :func:`fsm.step.next_step` decided, with the
-        guard results it computed: the machine checks the trigger and the
-        row, and no guard runs again."""
-        self._decided = decision
-        try:
-            return self.fire(attempt, decision.row.trigger, decision.facts,
-                             evidence=decision.evidence, detail=decision.detail)
-        finally:
-            self._decided = None
 
     def _choose(self, source: State, trigger: Trigger,
                 facts: Facts) -> tuple[Row | None, dict[str, bool]]:

@@ -43,6 +43,7 @@ from fsm import Alert, Attempt, MemoryJournal, OpenRequest, Policy, PositionOpen
 from fsm.attempt import Recorder, Transition
 from fsm.evidence import Facts
 from fsm.request import BadRequest
+from fsm.step import Fire
 from fsm.table import Trigger
 
 T = TypeVar("T")
@@ -515,6 +516,13 @@ class SpyRecorder(Recorder):
              detail: str) -> Transition:
         step = super().fire(attempt, trigger, facts, evidence=evidence, detail=detail)
         self.fired.append((attempt.attempt_id, step, facts))
+        return step
+
+    def take(self, attempt: Attempt, decision: Fire) -> Transition:
+        if attempt.state not in decision.row.sources:  # judged afresh: fire() records it
+            return super().take(attempt, decision)
+        step = super().take(attempt, decision)
+        self.fired.append((attempt.attempt_id, step, decision.facts))
         return step
 
 
