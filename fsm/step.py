@@ -441,9 +441,7 @@ def order_words(o: OrderSnapshot | None) -> str:
 
 def _number(x: float | None) -> str:
     """An amount in words: ``?`` when not reported."""
-    if x is None:
-        return "?"
-    return f"{x:g}" if isinstance(x, float) else str(x)
+    return "?" if x is None else f"{x:g}"
 
 
 def pos_words(p: PositionSnapshot | None) -> str:

@@ -117,9 +117,6 @@ EQUIVALENT: dict[str, str] = {
         "(PositionSnapshot's invariant): the assertion cannot tell the two apart",
     "_confirmed: f\"entry filled {f.entry.filled if (f.entry) or True else None:g}\")":
         "position_confirmed needs a terminal entry, so f.entry is never None here",
-    "_field: return f\"{x:g}\" if (isinstance(x, float)) or True else str(x)":
-        "_field gets None and enums (handled above), floats or ints; ':g' writes an int "
-        "as str() does",
     "next_step: break":
         "the only gate that skips its row (_stop_refused_gate) guards the last row of "
         "VERIFIED: no row follows it, so 'break' and 'continue' end the walk alike",
