@@ -15,9 +15,10 @@ fired synchronously, with no ``await`` in between, so one model can stand
 in for whichever attempt is being moved: set to that attempt's state, fired,
 read back. The machine still decides every transition.
 
-Why its own event and transition classes (``transitions``' documented
-``event_cls``/``transition_cls`` hooks): the table registers no callbacks,
-yet the stock classes walk seven empty callback lists and make eight
+Why its own event and transition classes (through ``event_cls`` and
+``transition_cls``, the hooks ``transitions``' own extensions use: the
+graph, hierarchical and async machines): the table registers no callbacks,
+yet the stock classes walk seven empty callback lists and make ten
 logging calls per trigger, half the machine's cost. The quiet classes check
 the source state, try the trigger's transitions in order and evaluate their
 conditions exactly as the stock ones do, and skip only the callbacks;
