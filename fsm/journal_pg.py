@@ -304,19 +304,11 @@ class PostgresStore:
         database is not a journal, or is newer than this code; never changed."""
         latest = self._migrations[-1].version if self._migrations else 0
         with self._tx() as c:
-            tables = {r[0] for r in c.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema()").fetchall()}
+            tables = _tables(c)
             if "journal_schema" not in tables or "records" not in tables:
                 raise JournalError("this PostgreSQL database is not a journal (no "
                                    "journal_schema or records table)")
-            row = c.execute("SELECT COALESCE(MAX(version), 0) FROM journal_schema").fetchone()
-        version = int(row[0]) if row is not None else 0
-        if version > latest:
-            raise JournalError(
-                f"the PostgreSQL journal has schema version {version}, newer than this "
-                f"code knows ({latest}): upgrade the library")
-        return version
+            return _schema_version(c, latest, "upgrade the library")
 
     def _migrate(self) -> int:
         for i, step in enumerate(self._migrations, start=1):
@@ -326,21 +318,14 @@ class PostgresStore:
         latest = self._migrations[-1].version if self._migrations else 0
         with self._tx() as c:
             c.execute("SELECT pg_advisory_xact_lock(%s, %s)", _MIGRATE_LOCK)
-            tables = {r[0] for r in c.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema()").fetchall()}
+            tables = _tables(c)
             if "journal_schema" not in tables:
                 if "records" in tables or "leases" in tables:
                     raise JournalError("this PostgreSQL schema has a records or leases table "
                                        "but is not a journal (no journal_schema table)")
                 c.execute("CREATE TABLE journal_schema (version INTEGER PRIMARY KEY, "
                           "why TEXT NOT NULL, applied TIMESTAMPTZ NOT NULL DEFAULT now())")
-            row = c.execute("SELECT COALESCE(MAX(version), 0) FROM journal_schema").fetchone()
-            version = int(row[0]) if row is not None else 0
-            if version > latest:
-                raise JournalError(
-                    f"the PostgreSQL journal has schema version {version}, newer than this "
-                    f"code knows ({latest}): upgrade the library, do not write to it")
+            version = _schema_version(c, latest, "upgrade the library, do not write to it")
             for step in self._migrations:
                 if step.version > version:
                     log.info("PostgreSQL journal: migrating to schema %d (%s)", step.version,
@@ -350,6 +335,25 @@ class PostgresStore:
                               (step.version, step.why))
                     version = step.version
         return version
+
+
+def _tables(c: psycopg.Connection[tuple[Any, ...]]) -> set[str]:
+    """The tables of the connection's current schema."""
+    return {r[0] for r in c.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = current_schema()").fetchall()}
+
+
+def _schema_version(c: psycopg.Connection[tuple[Any, ...]], latest: int, advice: str) -> int:
+    """The journal's schema version; refused (with ``advice``) when it is
+    newer than ``latest``, the newest this code knows."""
+    row = c.execute("SELECT COALESCE(MAX(version), 0) FROM journal_schema").fetchone()
+    version = int(row[0]) if row is not None else 0
+    if version > latest:
+        raise JournalError(
+            f"the PostgreSQL journal has schema version {version}, newer than this "
+            f"code knows ({latest}): {advice}")
+    return version
 
 
 class PostgresJournal(Journal):

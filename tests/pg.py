@@ -66,14 +66,15 @@ class Server:
         return self.dsn(name)
 
 
-def open_journal(where: str) -> Journal:
+def open_journal(where: str, *, read_only: bool = False) -> Journal:
     """A journal at ``where``: a PostgreSQL DSN (``host=...`` or a
-    ``postgresql://`` URI) or an SQLite path."""
+    ``postgresql://`` URI) or an SQLite path; ``read_only`` as ``journal
+    show`` opens one."""
     if where.startswith(("postgresql://", "postgres://", "host=")):
         from fsm.journal_pg import PostgresJournal
 
-        return PostgresJournal(where)
-    return Journal(where)
+        return PostgresJournal(where, read_only=read_only)
+    return Journal(where, read_only=read_only)
 
 
 def _as_user() -> tuple[list[str], int | None, int | None]:

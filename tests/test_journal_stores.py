@@ -96,6 +96,20 @@ def test_refuses_a_schema_newer_than_the_code(journal_at: str) -> None:
         open_journal(journal_at)
 
 
+def test_reading_only_refuses_a_schema_newer_than_the_code_and_changes_nothing(
+        journal_at: str) -> None:
+    open_journal(journal_at).close()
+    if _is_pg(journal_at):
+        _raw(journal_at, "INSERT INTO journal_schema (version, why) VALUES (99, 'future')")
+        version = "SELECT MAX(version) FROM journal_schema"
+    else:
+        _raw(journal_at, "PRAGMA user_version=99")
+        version = "PRAGMA user_version"
+    with pytest.raises(JournalError, match=r"newer than this code.*upgrade the library"):
+        open_journal(journal_at, read_only=True)
+    assert _raw(journal_at, version) == [(99,)]
+
+
 def test_refuses_a_database_that_is_not_a_journal(journal_at: str) -> None:
     _raw(journal_at, "CREATE TABLE records (x INTEGER)")
     with pytest.raises(JournalError, match="not a journal"):
